@@ -1,0 +1,1 @@
+"""Coalition points gateway: chain client, ledger services, database, HTTP API and CLI."""

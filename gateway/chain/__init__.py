@@ -1,0 +1,1 @@
+"""Chain client: compiled artifacts, chain backends (embedded, JSON-RPC), the ledger contract."""

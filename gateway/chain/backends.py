@@ -1,0 +1,206 @@
+"""The chain port: what every chain backend offers, and its embedded and JSON-RPC adapters.
+
+Like eth-tester's `backends/base.py`, one small interface; the same behaviour suite runs
+against each implementation.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_tester import EthereumTester, PyEVMBackend
+from web3 import EthereumTesterProvider, HTTPProvider, Web3
+from web3.types import Wei
+
+from gateway.config import REPO_ROOT
+from gateway.errors import ChainError
+
+# anvil's development accounts come from this public mnemonic; never funded on a real network.
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+
+
+def anvil_dev_keys(count: int = 10) -> tuple[str, ...]:
+    Account.enable_unaudited_hdwallet_features()
+    return tuple(
+        Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key.to_0x_hex() for i in range(count)
+    )
+
+
+EMBEDDED_GAS_LIMIT = 60_000_000
+
+
+class ChainBackend(ABC):
+    """A chain the ledger runs on. Test controls raise on chains that lack them."""
+
+    name: str
+    w3: Web3
+
+    @property
+    def chain_id(self) -> int:
+        return int(self.w3.eth.chain_id)
+
+    @property
+    @abstractmethod
+    def dev_keys(self) -> list[str]:
+        """Private keys funded on this chain for development; empty on a real network."""
+
+    @abstractmethod
+    def snapshot(self) -> Any: ...
+
+    @abstractmethod
+    def revert(self, snapshot: Any) -> None: ...
+
+    @abstractmethod
+    def travel_to(self, timestamp: int) -> None:
+        """Mines a block with `timestamp`; later blocks follow it."""
+
+    @abstractmethod
+    def mine(self, blocks: int = 1) -> None: ...
+
+    @abstractmethod
+    def fund(self, address: str, wei: int) -> None:
+        """Gives `address` gas money (development chains only)."""
+
+    def latest_timestamp(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing; overriding is optional
+        """Releases what the backend holds (a node process, files)."""
+
+
+class EmbeddedChain(ChainBackend):
+    """py-evm in this process through eth-tester; one block per transaction."""
+
+    name = "embedded"
+
+    def __init__(self) -> None:
+        params = PyEVMBackend.generate_genesis_params(overrides={"gas_limit": EMBEDDED_GAS_LIMIT})
+        self.backend = PyEVMBackend(genesis_parameters=params)
+        self.tester = EthereumTester(self.backend)
+        self.w3 = Web3(EthereumTesterProvider(self.tester))
+
+    @property
+    def dev_keys(self) -> list[str]:
+        return [k.to_hex() for k in self.backend.account_keys]
+
+    def snapshot(self) -> Any:
+        return self.tester.take_snapshot()
+
+    def revert(self, snapshot: Any) -> None:
+        self.tester.revert_to_snapshot(snapshot)
+
+    def travel_to(self, timestamp: int) -> None:
+        self.tester.time_travel(timestamp)
+
+    def mine(self, blocks: int = 1) -> None:
+        self.tester.mine_blocks(blocks)
+
+    def fund(self, address: str, wei: int) -> None:
+        self.w3.eth.send_transaction({"from": self.tester.get_accounts()[-1], "to": address, "value": Wei(wei)})
+
+
+class RpcChain(ChainBackend):
+    """Any JSON-RPC endpoint. Snapshots and time travel work on development nodes (anvil)."""
+
+    name = "rpc"
+
+    def __init__(self, url: str, *, dev_keys: tuple[str, ...] = (), timeout: float = 30.0) -> None:
+        self.url = url
+        self.w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
+        self._dev_keys = list(dev_keys)
+
+    @property
+    def dev_keys(self) -> list[str]:
+        return self._dev_keys
+
+    def _call(self, method: str, *params: Any) -> Any:
+        response = self.w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+        if "error" in response:
+            raise ChainError(f"{method} failed: {response['error']}")
+        return response.get("result")
+
+    def snapshot(self) -> Any:
+        return self._call("evm_snapshot")
+
+    def revert(self, snapshot: Any) -> None:
+        if not self._call("evm_revert", snapshot):
+            raise ChainError(f"evm_revert to {snapshot} refused")
+
+    def travel_to(self, timestamp: int) -> None:
+        self._call("evm_setNextBlockTimestamp", timestamp)
+        self._call("evm_mine")
+
+    def mine(self, blocks: int = 1) -> None:
+        for _ in range(blocks):
+            self._call("evm_mine")
+
+    def fund(self, address: str, wei: int) -> None:
+        self._call("anvil_setBalance", address, hex(wei))
+
+
+def anvil_binary() -> Path:
+    local = REPO_ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+    if local.is_file():
+        return local
+    found = shutil.which("anvil")
+    if found:
+        return Path(found)
+    raise ChainError("anvil not found: run `npm ci` (package @foundry-rs/anvil)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class AnvilNode(RpcChain):
+    """An anvil process started (and stopped) by us, on a free local port."""
+
+    name = "anvil"
+
+    def __init__(self, *, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
+        self.port = port or free_port()
+        self.process = subprocess.Popen(
+            [
+                str(anvil_binary()),
+                "--port",
+                str(self.port),
+                "--host",
+                "127.0.0.1",
+                "--gas-limit",
+                str(EMBEDDED_GAS_LIMIT),
+                "--silent",
+                *extra_args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        super().__init__(f"http://127.0.0.1:{self.port}", dev_keys=anvil_dev_keys())
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if self.w3.is_connected():
+                    break
+            except Exception:  # noqa: BLE001 - any failure here just means "not up yet"
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise ChainError("anvil did not start")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

@@ -1,0 +1,599 @@
+"""Typed client of the CoalitionPoints contract: deploy, operator calls, batches, views.
+
+Everything here speaks to the chain only; what the operations mean to the business lives in
+gateway/ledger. Reverts and batch rejections are decoded from the contract's custom errors
+into `DecodedError(name, args)`, so callers never see a hex blob.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from eth_abi import decode, encode
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
+from hexbytes import HexBytes
+from web3 import EthereumTesterProvider, Web3
+from web3.contract import Contract
+from web3.exceptions import ContractCustomError, ContractLogicError
+from web3.types import TxReceipt
+
+from gateway.chain.compiler import ARTIFACTS_DIR
+from gateway.config import CoalitionSettings
+from gateway.errors import ChainError
+from partners.signing import (
+    CompactSignature,
+    Domain,
+    EarnMessage,
+    RedeemMessage,
+    ReverseMessage,
+    earn_leaf,
+)
+
+KIND_EARN, KIND_REDEEM, KIND_REVERSE = 1, 2, 3
+NEVER = 2**24 - 1
+
+
+@cache
+def artifact(name: str = "CoalitionPoints") -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((ARTIFACTS_DIR / f"{name}.json").read_text())
+    return data
+
+
+# ------------------------------------------------------------------ errors and events
+
+
+@dataclass(frozen=True)
+class DecodedError:
+    """A contract custom error, decoded: e.g. InsufficientPoints(member, balance, needed)."""
+
+    name: str
+    args: dict[str, Any]
+
+    def __str__(self) -> str:
+        inner = ", ".join(f"{k}={v}" for k, v in self.args.items())
+        return f"{self.name}({inner})"
+
+
+@cache
+def _error_table() -> dict[bytes, tuple[str, list[str], list[str]]]:
+    table = {}
+    for item in artifact()["abi"]:
+        if item["type"] == "error":
+            types = [i["type"] for i in item["inputs"]]
+            selector = keccak(text=f"{item['name']}({','.join(types)})")[:4]
+            table[selector] = (item["name"], [i["name"] for i in item["inputs"]], types)
+    return table
+
+
+def decode_error(data: bytes | str | None) -> DecodedError:
+    """Decodes revert data (or an OperationRejected reason) into the contract's error."""
+    if isinstance(data, str):
+        data = HexBytes(data)
+    if not data or len(data) < 4:
+        return DecodedError("Reverted", {})
+    entry = _error_table().get(bytes(data[:4]))
+    if entry is None:
+        return DecodedError("UnknownError", {"data": "0x" + bytes(data).hex()})
+    name, names, types = entry
+    values = decode(types, bytes(data[4:]))
+    return DecodedError(name, {n: _hexed(_plain(v)) for n, v in zip(names, values, strict=True)})
+
+
+def _hexed(value: Any) -> Any:
+    return "0x" + value.hex() if isinstance(value, bytes) else value
+
+
+def _plain(value: Any) -> Any:
+    """ABI-decoded values made friendly: checksummed addresses, nested tuples kept."""
+    if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
+        return to_checksum_address(value)
+    if isinstance(value, (tuple, list)) and not isinstance(value, bytes):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+class LedgerRevert(ChainError):
+    """A transaction or call reverted with a decoded contract error."""
+
+    code = "ledger_revert"
+    status = 409
+
+    def __init__(self, error: DecodedError) -> None:
+        super().__init__(str(error), error=error.name, args=error.args)
+        self.error = error
+
+
+@dataclass(frozen=True)
+class LedgerEvent:
+    """One decoded log of the ledger."""
+
+    name: str
+    args: dict[str, Any]
+    block_number: int
+    tx_hash: str
+    log_index: int
+
+
+# ------------------------------------------------------------------ signed operations
+
+
+@dataclass(frozen=True)
+class SignedEarn:
+    message: EarnMessage
+    signature: CompactSignature
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        m = self.message
+        return (
+            m.partner_id,
+            to_checksum_address(m.member),
+            m.spend,
+            m.receipt_ref,
+            m.nonce,
+            m.deadline,
+            self.signature.r,
+            self.signature.vs,
+        )
+
+
+@dataclass(frozen=True)
+class SignedRedeem:
+    message: RedeemMessage
+    signature: CompactSignature
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        m = self.message
+        return (
+            to_checksum_address(m.member),
+            m.partner_id,
+            m.points,
+            m.receipt_ref,
+            m.nonce,
+            m.deadline,
+            self.signature.r,
+            self.signature.vs,
+        )
+
+
+@dataclass(frozen=True)
+class EarnRecord:
+    """An earn as committed on-chain: what a reversal proves against its batch root."""
+
+    batch_id: int
+    partner_id: int
+    member: str
+    receipt_ref: bytes
+    spend: int
+    points: int
+    earn_month: int
+    proof: list[bytes] = field(default_factory=list)
+
+    def leaf(self) -> bytes:
+        return earn_leaf(
+            partner_id=self.partner_id,
+            member=self.member,
+            receipt_ref=self.receipt_ref,
+            spend=self.spend,
+            points=self.points,
+            earn_month=self.earn_month,
+        )
+
+
+@dataclass(frozen=True)
+class SignedReverse:
+    message: ReverseMessage
+    signature: CompactSignature
+    earn: EarnRecord
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        m, e = self.message, self.earn
+        return (
+            m.partner_id,
+            m.points,
+            m.receipt_ref,
+            m.nonce,
+            m.deadline,
+            self.signature.r,
+            self.signature.vs,
+            (e.batch_id, to_checksum_address(e.member), e.receipt_ref, e.spend, e.points, e.earn_month, list(e.proof)),
+        )
+
+
+# ------------------------------------------------------------------ sending transactions
+
+
+class Sender:
+    """Signs and sends transactions from one local key, keeping its own nonce count."""
+
+    PRIORITY_FEE = 10**9  # 1 gwei tip
+
+    def __init__(self, w3: Web3, private_key: str) -> None:
+        self.w3 = w3
+        self.account: LocalAccount = Account.from_key(private_key)
+        self.address = self.account.address
+        self._nonce: int | None = None
+        self._chain_id: int | None = None
+
+    def _rpc(self, method: str, params: list[Any]) -> Any:
+        return rpc(self.w3, method, params)
+
+    def sign(
+        self, to: str | None, data: bytes, *, gas: int | None = None, nonce: int | None = None
+    ) -> tuple[bytes, int]:
+        """Builds and signs a transaction; returns (raw bytes, nonce). Estimates gas if not given."""
+        if self._chain_id is None:
+            self._chain_id = _int(self._rpc("eth_chainId", []))
+        if nonce is None:
+            if self._nonce is None:
+                self._nonce = _int(self._rpc("eth_getTransactionCount", [self.address, "pending"]))
+            nonce = self._nonce
+        base_fee = _int(self._rpc("eth_getBlockByNumber", ["latest", False])["baseFeePerGas"])
+        tx: dict[str, Any] = {
+            "from": self.address,
+            "data": "0x" + data.hex(),
+            "nonce": nonce,
+            "chainId": self._chain_id,
+            "maxPriorityFeePerGas": self.PRIORITY_FEE,
+            "maxFeePerGas": 2 * base_fee + self.PRIORITY_FEE,
+            "value": 0,
+        }
+        if to is not None:
+            tx["to"] = to
+        if gas is None:
+            probe = {k: (hex(v) if isinstance(v, int) else v) for k, v in tx.items() if k != "chainId"}
+            gas = int(_int(self._rpc("eth_estimateGas", [probe])) * 1.2)
+        tx["gas"] = gas
+        signed = self.account.sign_transaction(tx)
+        return bytes(signed.raw_transaction), nonce
+
+    def send(self, to: str | None, data: bytes, *, gas: int | None = None) -> TxReceipt:
+        """Sends a transaction, waits for its receipt, raises on revert (decoded)."""
+        raw, nonce = self.sign(to, data, gas=gas)
+        tx_hash = self._rpc("eth_sendRawTransaction", ["0x" + raw.hex()])
+        self._nonce = nonce + 1
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120, poll_latency=0.01)
+        if receipt["status"] != 1:
+            raise ChainError(f"transaction {tx_hash} reverted", tx_hash=tx_hash)
+        return receipt
+
+
+def rpc(w3: Web3, method: str, params: list[Any]) -> Any:
+    """One JSON-RPC request without web3's formatting layers; decodes contract reverts."""
+    try:
+        if isinstance(w3.provider, EthereumTesterProvider):
+            # eth-tester's raw answers are not JSON-RPC shaped; let web3 format them. It is
+            # in-process, so web3's overhead is small beside py-evm's own time.
+            return w3.manager.request_blocking(method, params)  # type: ignore[arg-type]
+        response = w3.provider.make_request(method, params)  # type: ignore[arg-type]
+    except (ContractCustomError, ContractLogicError) as exc:
+        raise LedgerRevert(decode_error(exc.data if isinstance(exc.data, str) else None)) from exc
+    except Exception as exc:
+        data = getattr(exc, "data", None) or (exc.args[1] if len(exc.args) > 1 else None)
+        if data is None:
+            data = _tester_revert_data(str(exc))
+        if _is_revert_data(data):
+            raise LedgerRevert(decode_error(data)) from exc
+        if "revert" in str(exc).lower():
+            raise LedgerRevert(decode_error(None)) from exc
+        raise ChainError(f"{method} failed: {exc}") from exc
+    if "error" in response:
+        error = response["error"]
+        data = error.get("data") if isinstance(error, dict) else None
+        if isinstance(data, dict):
+            data = data.get("data")
+        if _is_revert_data(data):
+            raise LedgerRevert(decode_error(data))
+        message = error.get("message", error) if isinstance(error, dict) else error
+        if "revert" in str(message).lower():
+            raise LedgerRevert(decode_error(None))
+        raise ChainError(f"{method} failed: {message}")
+    return response["result"]
+
+
+# ------------------------------------------------------------------ the ledger
+
+
+@dataclass
+class BatchResult:
+    receipt: TxReceipt
+    events: list[LedgerEvent]
+    earn_month: int = 0  # month of the block, for the leaves of an earn batch
+
+    @property
+    def gas_used(self) -> int:
+        return int(self.receipt["gasUsed"])
+
+    def named(self, name: str) -> list[LedgerEvent]:
+        return [e for e in self.events if e.name == name]
+
+    def rejections(self) -> list[tuple[int, DecodedError]]:
+        """(index in the batch, decoded reason) of every skipped operation."""
+        return [(e.args["index"], decode_error(e.args["reason"])) for e in self.named("OperationRejected")]
+
+    def earn_records(self) -> list[EarnRecord]:
+        """The accepted earns of an earn batch, each with its proof against the batch root."""
+        from gateway.chain.merkle import merkle_proof
+
+        earned = self.named("Earned")
+        if not earned:
+            return []
+        committed = self.named("EarnBatchCommitted")[0]
+        drafts = [
+            EarnRecord(
+                committed.args["batchId"],
+                e.args["partnerId"],
+                e.args["member"],
+                e.args["receiptRef"],
+                e.args["spend"],
+                e.args["points"],
+                self.earn_month,
+            )
+            for e in earned
+        ]
+        leaves = [d.leaf() for d in drafts]
+        return [
+            EarnRecord(
+                d.batch_id,
+                d.partner_id,
+                d.member,
+                d.receipt_ref,
+                d.spend,
+                d.points,
+                d.earn_month,
+                merkle_proof(leaves, i),
+            )
+            for i, d in enumerate(drafts)
+        ]
+
+
+class Ledger:
+    """A deployed CoalitionPoints contract."""
+
+    def __init__(self, w3: Web3, address: str) -> None:
+        self.w3 = w3
+        self.address = to_checksum_address(address)
+        self.contract: Contract = w3.eth.contract(address=self.address, abi=artifact()["abi"])
+        self._fns, self._events = _abi_tables()
+        self._chain_id: int | None = None
+
+    # -------------------------------------------------------------- deployment
+
+    @classmethod
+    def deploy(cls, sender: Sender, coalition: CoalitionSettings, *, admin: str | None = None) -> Ledger:
+        """Deploys the contract and applies the coalition policy from the settings."""
+        args = encode(
+            ["string", "string", "address", "uint48"],
+            [coalition.name, coalition.symbol, admin or sender.address, coalition.admin_delay_seconds],
+        )
+        receipt = sender.send(None, HexBytes(artifact()["bytecode"]) + args)
+        if receipt["contractAddress"] is None:
+            raise ChainError("deployment transaction created no contract")
+        ledger = cls(sender.w3, receipt["contractAddress"])
+        ledger.deployment_block = int(receipt["blockNumber"])
+        ledger.deployment_tx = receipt["transactionHash"].hex()
+        if admin is None or admin == sender.address:
+            ledger.apply_policy(sender, coalition)
+        return ledger
+
+    deployment_block: int = 0
+    deployment_tx: str = ""
+
+    def apply_policy(self, sender: Sender, coalition: CoalitionSettings) -> None:
+        self.call(sender, "setTiers", [(t.threshold, t.multiplier_bps) for t in coalition.tiers])
+        if coalition.expiry_months != 12:
+            self.call(sender, "setExpiryMonths", coalition.expiry_months)
+        if coalition.transfers_enabled:
+            self.call(sender, "setTransfersEnabled", True)
+        self.call(sender, "setPointValue", coalition.point_value_minor_units, coalition.point_value_currency.encode())
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = int(self.w3.eth.chain_id)
+        return self._chain_id
+
+    @property
+    def domain(self) -> Domain:
+        return Domain(chain_id=self.chain_id, contract=self.address)
+
+    # -------------------------------------------------------------- operator calls
+
+    def add_partner(
+        self, sender: Sender, *, signer: str, rate_points: int, rate_per_minor_units: int, currency: str, allowance: int
+    ) -> int:
+        receipt = self.call(
+            sender,
+            "addPartner",
+            to_checksum_address(signer),
+            rate_points,
+            rate_per_minor_units,
+            currency.encode(),
+            allowance,
+        )
+        added = [e for e in self.decode_logs(receipt) if e.name == "PartnerAdded"]
+        return int(added[0].args["partnerId"])
+
+    def call(self, sender: Sender, function: str, *args: Any) -> TxReceipt:
+        """Sends any operator function by name (setPartnerActive, pause, setTiers...)."""
+        return sender.send(self.address, self.encode_call(function, *args))
+
+    def encode_call(self, function: str, *args: Any) -> bytes:
+        """Calldata of `function(args)`, straight through eth-abi (web3's contract layer is slow)."""
+        selector, inputs, _ = self._fns[function]
+        return selector + encode(inputs, args)
+
+    # -------------------------------------------------------------- batches
+
+    def earn_batch(self, sender: Sender, ops: list[SignedEarn], *, gas: int | None = None) -> BatchResult:
+        receipt = sender.send(self.address, self.encode_call("earnBatch", [op.as_tuple() for op in ops]), gas=gas)
+        block = self.w3.eth.get_block(receipt["blockNumber"])
+        return BatchResult(receipt, self.decode_logs(receipt), self.month_of(int(block["timestamp"])))
+
+    def redeem_batch(self, sender: Sender, ops: list[SignedRedeem], *, gas: int | None = None) -> BatchResult:
+        receipt = sender.send(self.address, self.encode_call("redeemBatch", [op.as_tuple() for op in ops]), gas=gas)
+        return BatchResult(receipt, self.decode_logs(receipt))
+
+    def reverse_batch(self, sender: Sender, ops: list[SignedReverse], *, gas: int | None = None) -> BatchResult:
+        receipt = sender.send(self.address, self.encode_call("reverseBatch", [op.as_tuple() for op in ops]), gas=gas)
+        return BatchResult(receipt, self.decode_logs(receipt))
+
+    def expire(self, sender: Sender, members: list[str]) -> BatchResult:
+        receipt = self.call(sender, "expire", [to_checksum_address(m) for m in members])
+        return BatchResult(receipt, self.decode_logs(receipt))
+
+    # -------------------------------------------------------------- logs
+
+    def decode_logs(self, receipt: TxReceipt) -> list[LedgerEvent]:
+        return [ev for log in receipt["logs"] if (ev := self.decode_log(log)) is not None]
+
+    def decode_log(self, log: Any) -> LedgerEvent | None:
+        if to_checksum_address(log["address"]) != self.address or not log["topics"]:
+            return None
+        spec = self._events.get(bytes(HexBytes(log["topics"][0])))
+        if spec is None:
+            return None
+        name, indexed, plain = spec
+        args: dict[str, Any] = {}
+        for (arg, typ), topic in zip(indexed, log["topics"][1:], strict=True):
+            args[arg] = decode([typ], bytes(HexBytes(topic)))[0]
+        values = decode([t for _, t in plain], bytes(HexBytes(log["data"])))
+        args.update((arg, value) for (arg, _), value in zip(plain, values, strict=True))
+        for arg, value in args.items():
+            if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
+                args[arg] = to_checksum_address(value)
+        return LedgerEvent(
+            name, args, _int(log["blockNumber"]), HexBytes(log["transactionHash"]).to_0x_hex(), _int(log["logIndex"])
+        )
+
+    # -------------------------------------------------------------- views
+
+    def _view(self, function: str, *args: Any, block: int | str = "latest") -> Any:
+        _, _, outputs = self._fns[function]
+        call = {"to": self.address, "data": "0x" + self.encode_call(function, *args).hex()}
+        result = rpc(self.w3, "eth_call", [call, hex(block) if isinstance(block, int) else block])
+        values = _plain(decode(outputs, bytes(HexBytes(result))))
+        return values[0] if len(values) == 1 else values
+
+    def balance_of(self, member: str, block: int | str = "latest") -> int:
+        return int(self._view("balanceOf", to_checksum_address(member), block=block))
+
+    def total_supply(self, block: int | str = "latest") -> int:
+        return int(self._view("totalSupply", block=block))
+
+    def qualifying_points(self, member: str, block: int | str = "latest") -> int:
+        return int(self._view("qualifyingPoints", to_checksum_address(member), block=block))
+
+    def tier_of(self, member: str, block: int | str = "latest") -> int:
+        return int(self._view("tierOf", to_checksum_address(member), block=block))
+
+    def expiring_of(self, member: str, block: int | str = "latest") -> list[tuple[int, int]]:
+        months, points = self._view("expiringOf", to_checksum_address(member), block=block)
+        return list(zip(months, points, strict=True))
+
+    def partner(self, partner_id: int, block: int | str = "latest") -> dict[str, Any]:
+        info = self._view("partner", partner_id, block=block)
+        keys = (
+            "signer",
+            "active",
+            "rate_points",
+            "rate_per_minor_units",
+            "currency",
+            "allowance",
+            "issued",
+            "reversed",
+            "redeemed",
+        )
+        out = dict(zip(keys, info, strict=True))
+        out["currency"] = bytes(out["currency"]).decode()
+        return out
+
+    def current_month(self, block: int | str = "latest") -> int:
+        return int(self._view("currentMonth", block=block))
+
+    def month_of(self, timestamp: int) -> int:
+        return int(self._view("monthOf", timestamp))
+
+    def partner_nonce_used(self, partner_id: int, nonce: int) -> bool:
+        return bool(self._view("partnerNonceUsed", partner_id, nonce))
+
+    def member_nonce_used(self, member: str, nonce: int) -> bool:
+        return bool(self._view("memberNonceUsed", to_checksum_address(member), nonce))
+
+    def view(self, function: str, *args: Any, block: int | str = "latest") -> Any:
+        """Any other view by name (tiers, expiryMonths, pointValue, earnRoot...)."""
+        return self._view(function, *args, block=block)
+
+    def deployment_record(self, *, network: str) -> dict[str, Any]:
+        return {
+            "network": network,
+            "chain_id": self.chain_id,
+            "address": self.address,
+            "deployment_block": self.deployment_block,
+            "deployment_tx": self.deployment_tx,
+            "compiler": artifact()["compiler"]["version"],
+            "sources_hash": artifact()["sourcesHash"],
+            "abi": artifact()["abi"],
+        }
+
+
+def _is_revert_data(data: Any) -> bool:
+    """At least a 4-byte error selector, as bytes or 0x-hex."""
+    if isinstance(data, bytes):
+        return len(data) >= 4
+    return isinstance(data, str) and data.startswith("0x") and len(data) >= 10
+
+
+def _tester_revert_data(message: str) -> bytes | None:
+    """eth-tester's TransactionFailed carries the revert data as a Python bytes literal."""
+    prefix = "execution reverted: "
+    if message.startswith(prefix + "b'") or message.startswith(prefix + 'b"'):
+        try:
+            value = ast.literal_eval(message[len(prefix) :])
+        except (ValueError, SyntaxError):
+            return None
+        return value if isinstance(value, bytes) else None
+    return None
+
+
+def _int(value: Any) -> int:
+    return int(value, 16) if isinstance(value, str) else int(value)
+
+
+@cache
+def _abi_tables() -> tuple[
+    dict[str, tuple[bytes, list[str], list[str]]],
+    dict[bytes, tuple[str, list[tuple[str, str]], list[tuple[str, str]]]],
+]:
+    """Function selectors with input/output types, and event topics with their fields."""
+    functions = {}
+    events = {}
+    for item in artifact()["abi"]:
+        if item["type"] == "function":
+            inputs = [_abi_type(i) for i in item["inputs"]]
+            selector = keccak(text=f"{item['name']}({','.join(inputs)})")[:4]
+            functions[item["name"]] = (selector, inputs, [_abi_type(o) for o in item["outputs"]])
+        elif item["type"] == "event":
+            topic = keccak(text=f"{item['name']}({','.join(_abi_type(i) for i in item['inputs'])})")
+            indexed = [(i["name"], _abi_type(i)) for i in item["inputs"] if i["indexed"]]
+            plain = [(i["name"], _abi_type(i)) for i in item["inputs"] if not i["indexed"]]
+            events[topic] = (item["name"], indexed, plain)
+    return functions, events
+
+
+def _abi_type(param: dict[str, Any]) -> str:
+    if param["type"].startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in param["components"])
+        return f"({inner}){param['type'][5:]}"
+    return str(param["type"])
+
+
+def load_deployment(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data

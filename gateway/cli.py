@@ -1,0 +1,139 @@
+"""The `loyalty` command line: compile, deploy, balance, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from gateway.chain.backends import ChainBackend, EmbeddedChain, RpcChain, anvil_dev_keys
+from gateway.chain.ledger import Ledger, Sender, load_deployment
+from gateway.config import Settings, get_settings
+from gateway.errors import LoyaltyError
+
+console = Console()
+ANVIL_CHAIN_ID = 31337
+
+
+def open_chain(settings: Settings, network: str) -> tuple[ChainBackend, str]:
+    """A backend for a network name from the settings or an http(s):// URL."""
+    if network.startswith(("http://", "https://")):
+        return RpcChain(network), network
+    net = settings.networks.get(network)
+    if net is None:
+        raise click.BadParameter(f"unknown network {network!r}; known: {', '.join(settings.networks)} or a URL")
+    if net.kind == "embedded":
+        return EmbeddedChain(), network
+    if not net.rpc_url:
+        raise click.BadParameter(f"network {network!r} has no rpc_url")
+    return RpcChain(net.rpc_url), network
+
+
+def deployer_key(settings: Settings, chain: ChainBackend) -> str:
+    if settings.deployer_key is not None:
+        return settings.deployer_key.get_secret_value()
+    if settings.env == "development":
+        if chain.dev_keys:
+            return chain.dev_keys[0]
+        if chain.chain_id == ANVIL_CHAIN_ID:
+            return anvil_dev_keys()[0]  # a local anvil/hardhat node: its public development account
+    raise click.UsageError("set LOYALTY_DEPLOYER_KEY: this network has no development account")
+
+
+@click.group()
+def main() -> None:
+    """Coalition points network: ledger, gateway and audit tools."""
+
+
+@main.command()
+def compile() -> None:
+    """Compile contracts/ and write contracts/artifacts/ (committed)."""
+    from gateway.chain.compiler import compile_contracts, find_compiler, write_artifacts
+
+    settings = get_settings()
+    compiler = find_compiler(settings.compiler)
+    console.print(f"compiling with solc {compiler.version} ({compiler.origin}: {compiler.path})")
+    for path in write_artifacts(compile_contracts(settings.compiler, compiler)):
+        console.print(f"wrote {path}")
+
+
+@main.command()
+@click.option("--network", default="embedded", show_default=True, help="network name or http(s):// URL")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="where to write deployment.json")
+@click.option("--json", "as_json", is_flag=True, help="print the deployment record as JSON")
+def deploy(network: str, data_dir: Path | None, as_json: bool) -> None:
+    """Deploy the ledger and apply the coalition policy from the settings."""
+    settings = get_settings()
+    chain, name = open_chain(settings, network)
+    try:
+        sender = Sender(chain.w3, deployer_key(settings, chain))
+        ledger = Ledger.deploy(sender, settings.coalition)
+        record = ledger.deployment_record(network=name)
+        directory = data_dir or settings.gateway.data_dir
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "deployment.json").write_text(json.dumps(record, indent=2) + "\n")
+    finally:
+        chain.close()
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+    else:
+        console.print(
+            f"deployed CoalitionPoints at {record['address']} on chain {record['chain_id']} "
+            f"(block {record['deployment_block']}); record in {directory / 'deployment.json'}"
+        )
+        if chain.name == "embedded":
+            console.print("[yellow]note: this embedded chain lived in this process only[/yellow]")
+
+
+@main.command()
+@click.argument("member")
+@click.option("--network", default=None, help="network name or URL (default: the deployment record's)")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def balance(member: str, network: str | None, data_dir: Path | None) -> None:
+    """Read a member's balance, tier and expiring points from the chain itself."""
+    settings = get_settings()
+    directory = data_dir or settings.gateway.data_dir
+    record = load_deployment(directory / "deployment.json")
+    chain, _ = open_chain(settings, network or record["network"])
+    try:
+        ledger = Ledger(chain.w3, record["address"])
+        block = chain.w3.eth.block_number
+        console.print(
+            f"{member}: {ledger.balance_of(member, block)} points at block {block}, "
+            f"tier {ledger.tier_of(member, block)}, "
+            f"qualifying {ledger.qualifying_points(member, block)}"
+        )
+        for month, points in ledger.expiring_of(member, block):
+            console.print(f"  {points} expiring at the end of {_month_name(month)}")
+    finally:
+        chain.close()
+
+
+@main.command()
+@click.option("--fast", is_flag=True, help="fewer members and purchases")
+def demo(fast: bool) -> None:
+    """The whole story on the embedded chain, in one command."""
+    from gateway.demo import run_demo
+
+    run_demo(console, fast=fast)
+
+
+def _month_name(month: int) -> str:
+    if month == 2**24 - 1:
+        return "never"
+    return f"{month // 12:04d}-{month % 12 + 1:02d}"
+
+
+def run() -> None:
+    try:
+        main(standalone_mode=True)
+    except LoyaltyError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,1 @@
+"""Ledger domain: the points rules and (later) the services behind the API."""

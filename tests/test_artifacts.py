@@ -1,0 +1,39 @@
+"""The committed artifacts are what the committed sources compile to."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.chain.compiler import ARTIFACT_CONTRACTS, collect_sources, compile_contracts, sources_hash
+from gateway.chain.ledger import artifact
+from gateway.config import get_settings
+
+EIP170_LIMIT = 24_576
+
+
+def test_artifacts_record_their_origin() -> None:
+    settings = get_settings().compiler
+    for name in ARTIFACT_CONTRACTS:
+        art = artifact(name)
+        assert art["_generated"].startswith("by `loyalty compile`")
+        assert art["compiler"]["version"].startswith(settings.version)
+        assert art["compiler"]["optimizerRuns"] == settings.optimizer_runs
+
+
+def test_sources_unchanged_since_compile() -> None:
+    """Cheap check first: a source edited without `loyalty compile` fails here, in seconds."""
+    assert artifact()["sourcesHash"] == sources_hash(collect_sources()), "run `loyalty compile` and commit"
+
+
+@pytest.mark.slow
+def test_recompiling_gives_the_committed_bytecode() -> None:
+    fresh = compile_contracts(get_settings().compiler)
+    for name in ARTIFACT_CONTRACTS:
+        committed = artifact(name)
+        assert fresh[name]["abi"] == committed["abi"], f"{name}: ABI is stale; run `loyalty compile`"
+        assert fresh[name]["bytecode"] == committed["bytecode"], f"{name}: bytecode is stale; run `loyalty compile`"
+
+
+def test_ledger_fits_the_code_size_limit() -> None:
+    size = len(bytes.fromhex(artifact()["deployedBytecode"][2:]))
+    assert size <= EIP170_LIMIT, f"deployed code is {size} bytes, over EIP-170's {EIP170_LIMIT}"
