@@ -587,10 +587,6 @@ contract CoalitionPoints is ICoalitionPoints, ERC20, AccessControlDefaultAdminRu
                 for (uint256 i = 0; i < slices.length; ++i) {
                     _credit(to, slices[i].expiry, slices[i].points, cur);
                 }
-            } else {
-                for (uint256 i = 0; i < slices.length; ++i) {
-                    _supplyByExpiry[slices[i].expiry] -= slices[i].points;
-                }
             }
         }
         emit Transfer(from, to, value);
@@ -648,7 +644,8 @@ contract CoalitionPoints is ICoalitionPoints, ERC20, AccessControlDefaultAdminRu
     }
 
     /// @dev Removes `value` points from `member`, earliest expiry first, expiring what is
-    /// past on the way. Reverts with the ERC-20 error when the balance is short.
+    /// past on the way, and from the supply of their expiry months (`_credit` adds them back
+    /// for a transfer). Reverts with the ERC-20 error when the balance is short.
     function _take(address member, uint256 value, uint24 cur) private returns (Slice[] memory slices) {
         Account memory a = _accounts[member];
         if (a.tailPoints != 0) _sweep(a, member, cur);
@@ -664,6 +661,7 @@ contract CoalitionPoints is ICoalitionPoints, ERC20, AccessControlDefaultAdminRu
             (uint24 e, uint256 p) = _unpack(ring[a.head]);
             uint256 part = p < left ? p : left;
             (slices[n].expiry, slices[n++].points) = (e, part);
+            _supplyByExpiry[e] -= part;
             left -= part;
             if (part == p) {
                 delete ring[a.head];
@@ -677,6 +675,7 @@ contract CoalitionPoints is ICoalitionPoints, ERC20, AccessControlDefaultAdminRu
         }
         if (left != 0) {
             (slices[n].expiry, slices[n++].points) = (a.tailExpiry, left);
+            _supplyByExpiry[a.tailExpiry] -= left;
             a.tailPoints -= uint56(left);
         }
         _accounts[member] = a;

@@ -321,6 +321,9 @@ def test_transfers_are_off_by_default_and_keep_expiry_when_on(world: World) -> N
     world.ledger.call(alice_sender, "transfer", bob, 30)
     assert world.ledger.expiring_of(bob) == [(start + 12, 30)]  # the points' own expiry, not a new one
     assert world.ledger.balance_of(alice) == 70
+    assert world.ledger.total_supply() == 100  # a transfer creates and destroys nothing
+    world.ledger.call(alice_sender, "transfer", alice, 5)
+    assert (world.ledger.balance_of(alice), world.ledger.total_supply()) == (70, 100)
     assert world.ledger.qualifying_points(bob) == 0  # received points are not earned points
 
 

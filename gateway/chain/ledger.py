@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import time
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -220,6 +221,7 @@ class Sender:
         self.address = self.account.address
         self._nonce: int | None = None
         self._chain_id: int | None = None
+        self._base_fee: tuple[float, int] | None = None  # (when read, value)
 
     def _rpc(self, method: str, params: list[Any]) -> Any:
         return rpc(self.w3, method, params)
@@ -234,7 +236,7 @@ class Sender:
             if self._nonce is None:
                 self._nonce = _int(self._rpc("eth_getTransactionCount", [self.address, "pending"]))
             nonce = self._nonce
-        base_fee = _int(self._rpc("eth_getBlockByNumber", ["latest", False])["baseFeePerGas"])
+        base_fee = self.base_fee()
         tx: dict[str, Any] = {
             "from": self.address,
             "data": "0x" + data.hex(),
@@ -253,15 +255,48 @@ class Sender:
         signed = self.account.sign_transaction(tx)
         return bytes(signed.raw_transaction), nonce
 
+    def base_fee(self, max_age: float = 2.0) -> int:
+        """The latest base fee, re-read at most every `max_age` seconds (the cap is 2x it)."""
+        now = time.monotonic()
+        if self._base_fee is None or now - self._base_fee[0] > max_age:
+            block = self._rpc("eth_getBlockByNumber", ["latest", False])
+            self._base_fee = (now, _int(block["baseFeePerGas"]))
+        return self._base_fee[1]
+
     def send(self, to: str | None, data: bytes, *, gas: int | None = None) -> TxReceipt:
         """Sends a transaction, waits for its receipt, raises on revert (decoded)."""
         raw, nonce = self.sign(to, data, gas=gas)
         tx_hash = self._rpc("eth_sendRawTransaction", ["0x" + raw.hex()])
         self._nonce = nonce + 1
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120, poll_latency=0.01)
+        receipt = wait_for_receipt(self.w3, tx_hash)
         if receipt["status"] != 1:
+            self._explain_revert(to, data, int(receipt["blockNumber"]))
             raise ChainError(f"transaction {tx_hash} reverted", tx_hash=tx_hash)
         return receipt
+
+    def _explain_revert(self, to: str | None, data: bytes, block: int) -> None:
+        """Replays a reverted transaction as a call on its parent block to get the reason."""
+        call = {"from": self.address, "data": "0x" + data.hex(), **({"to": to} if to else {})}
+        self._rpc("eth_call", [call, hex(block - 1)])  # raises LedgerRevert with the decoded error
+
+
+def wait_for_receipt(w3: Web3, tx_hash: str | bytes, timeout: float = 120.0) -> TxReceipt:
+    """Polls for a receipt; block number, status and gas come back as ints."""
+    tx_hex = tx_hash if isinstance(tx_hash, str) else HexBytes(tx_hash).to_0x_hex()
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        receipt = rpc(w3, "eth_getTransactionReceipt", [tx_hex])
+        if receipt:
+            out = dict(receipt)
+            for key in ("blockNumber", "status", "gasUsed", "transactionIndex"):
+                out[key] = _int(out[key])
+            out["transactionHash"] = HexBytes(out["transactionHash"])
+            return out  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise ChainError(f"no receipt for {tx_hex} after {timeout:.0f} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def rpc(w3: Web3, method: str, params: list[Any]) -> Any:
@@ -377,7 +412,7 @@ class Ledger:
             raise ChainError("deployment transaction created no contract")
         ledger = cls(sender.w3, receipt["contractAddress"])
         ledger.deployment_block = int(receipt["blockNumber"])
-        ledger.deployment_tx = receipt["transactionHash"].hex()
+        ledger.deployment_tx = HexBytes(receipt["transactionHash"]).to_0x_hex()
         if admin is None or admin == sender.address:
             ledger.apply_policy(sender, coalition)
         return ledger
@@ -420,9 +455,9 @@ class Ledger:
         added = [e for e in self.decode_logs(receipt) if e.name == "PartnerAdded"]
         return int(added[0].args["partnerId"])
 
-    def call(self, sender: Sender, function: str, *args: Any) -> TxReceipt:
+    def call(self, sender: Sender, function: str, *args: Any, gas: int | None = None) -> TxReceipt:
         """Sends any operator function by name (setPartnerActive, pause, setTiers...)."""
-        return sender.send(self.address, self.encode_call(function, *args))
+        return sender.send(self.address, self.encode_call(function, *args), gas=gas)
 
     def encode_call(self, function: str, *args: Any) -> bytes:
         """Calldata of `function(args)`, straight through eth-abi (web3's contract layer is slow)."""
@@ -480,6 +515,26 @@ class Ledger:
         result = rpc(self.w3, "eth_call", [call, hex(block) if isinstance(block, int) else block])
         values = _plain(decode(outputs, bytes(HexBytes(result))))
         return values[0] if len(values) == 1 else values
+
+    def views(self, calls: list[tuple[str, tuple[Any, ...]]], block: int | str = "latest") -> list[Any]:
+        """Several views at one block in one JSON-RPC batch (one by one on eth-tester)."""
+        tag = hex(block) if isinstance(block, int) else block
+        requests = [
+            ("eth_call", [{"to": self.address, "data": "0x" + self.encode_call(name, *args).hex()}, tag])
+            for name, args in calls
+        ]
+        if isinstance(self.w3.provider, EthereumTesterProvider):
+            return [self._view(name, *args, block=block) for name, args in calls]
+        responses = self.w3.provider.make_batch_request(requests)  # type: ignore[attr-defined]
+        if not isinstance(responses, list):
+            raise ChainError(f"batch call failed: {responses}")
+        out = []
+        for (name, _), response in zip(calls, sorted(responses, key=lambda r: r["id"]), strict=True):
+            if "error" in response:
+                raise ChainError(f"{name} failed: {response['error']}")
+            values = _plain(decode(self._fns[name][2], bytes(HexBytes(response["result"]))))
+            out.append(values[0] if len(values) == 1 else values)
+        return out
 
     def balance_of(self, member: str, block: int | str = "latest") -> int:
         return int(self._view("balanceOf", to_checksum_address(member), block=block))
