@@ -8,6 +8,7 @@ foreign-chain signatures must be rejected with the reason the model predicts.
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ _SHARED: dict[str, Shared] = {}
 def shared(kind: str) -> Shared:
     if kind not in _SHARED:
         chain: ChainBackend = make_chain(kind)
+        atexit.register(chain.close)  # shared by every example; stopped with the test process
         world = World.create(chain)
         world.ledger.call(world.admin, "setAllowance", 3, SMALL_ALLOWANCE)
         for _, address in MEMBERS:
