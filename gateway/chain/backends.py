@@ -6,9 +6,11 @@ against each implementation.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -19,6 +21,7 @@ from eth_tester import EthereumTester, PyEVMBackend
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
 from web3.types import Wei
 
+from gateway.chain.embedded_store import PATH_VARIABLE
 from gateway.config import REPO_ROOT
 from gateway.errors import ChainError
 
@@ -75,16 +78,48 @@ class ChainBackend(ABC):
         """Releases what the backend holds (a node process, files)."""
 
 
+class _LockedTesterProvider(EthereumTesterProvider):
+    """eth-tester is not thread-safe; the gateway's threads take turns."""
+
+    def __init__(self, tester: EthereumTester) -> None:
+        super().__init__(tester)
+        self._lock = threading.RLock()
+
+    def make_request(self, method: Any, params: Any) -> Any:
+        with self._lock:
+            return super().make_request(method, params)
+
+
 class EmbeddedChain(ChainBackend):
-    """py-evm in this process through eth-tester; one block per transaction."""
+    """py-evm in this process through eth-tester; one block per transaction.
+
+    With `path`, the chain lives in that SQLite file and continues where it stopped.
+    """
 
     name = "embedded"
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path | None = None) -> None:
         params = PyEVMBackend.generate_genesis_params(overrides={"gas_limit": EMBEDDED_GAS_LIMIT})
-        self.backend = PyEVMBackend(genesis_parameters=params)
+        self.path = path
+        if path is None:
+            self.backend = PyEVMBackend(genesis_parameters=params)
+        else:
+            # py-evm reads its store class from the environment; set it only while building.
+            saved = {k: os.environ.get(k) for k in ("CHAIN_DB_BACKEND_CLASS", PATH_VARIABLE)}
+            os.environ["CHAIN_DB_BACKEND_CLASS"] = "gateway.chain.embedded_store.SqliteAtomicDB"
+            os.environ[PATH_VARIABLE] = str(path)
+            try:
+                # A re-opened chain writes its genesis again; the stored head stays canonical
+                # because py-evm 0.12 scores post-merge chains by block number (tested).
+                self.backend = PyEVMBackend(genesis_parameters=params)
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
         self.tester = EthereumTester(self.backend)
-        self.w3 = Web3(EthereumTesterProvider(self.tester))
+        self.w3 = Web3(_LockedTesterProvider(self.tester))
 
     @property
     def dev_keys(self) -> list[str]:
@@ -101,6 +136,11 @@ class EmbeddedChain(ChainBackend):
 
     def mine(self, blocks: int = 1) -> None:
         self.tester.mine_blocks(blocks)
+
+    def close(self) -> None:
+        db = self.backend.chain.chaindb.db
+        if hasattr(db, "close"):
+            db.close()
 
     def fund(self, address: str, wei: int) -> None:
         self.w3.eth.send_transaction({"from": self.tester.get_accounts()[-1], "to": address, "value": Wei(wei)})
