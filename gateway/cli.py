@@ -9,38 +9,21 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from gateway.chain.backends import ChainBackend, EmbeddedChain, RpcChain, anvil_dev_keys
+from gateway.chain.backends import ChainBackend
 from gateway.chain.ledger import Ledger, Sender, load_deployment
 from gateway.config import Settings, get_settings
-from gateway.errors import LoyaltyError
+from gateway.errors import ConfigError, LoyaltyError
+from gateway.ledger.runtime import open_chain as runtime_chain
+from gateway.ledger.runtime import open_runtime, operator_key
 
 console = Console()
-ANVIL_CHAIN_ID = 31337
 
 
 def open_chain(settings: Settings, network: str) -> tuple[ChainBackend, str]:
-    """A backend for a network name from the settings or an http(s):// URL."""
-    if network.startswith(("http://", "https://")):
-        return RpcChain(network), network
-    net = settings.networks.get(network)
-    if net is None:
-        raise click.BadParameter(f"unknown network {network!r}; known: {', '.join(settings.networks)} or a URL")
-    if net.kind == "embedded":
-        return EmbeddedChain(), network
-    if not net.rpc_url:
-        raise click.BadParameter(f"network {network!r} has no rpc_url")
-    return RpcChain(net.rpc_url), network
-
-
-def deployer_key(settings: Settings, chain: ChainBackend) -> str:
-    if settings.deployer_key is not None:
-        return settings.deployer_key.get_secret_value()
-    if settings.env == "development":
-        if chain.dev_keys:
-            return chain.dev_keys[0]
-        if chain.chain_id == ANVIL_CHAIN_ID:
-            return anvil_dev_keys()[0]  # a local anvil/hardhat node: its public development account
-    raise click.UsageError("set LOYALTY_DEPLOYER_KEY: this network has no development account")
+    try:
+        return runtime_chain(settings, network, None), network
+    except ConfigError as exc:
+        raise click.BadParameter(exc.message) from exc
 
 
 @click.group()
@@ -69,7 +52,10 @@ def deploy(network: str, data_dir: Path | None, as_json: bool) -> None:
     settings = get_settings()
     chain, name = open_chain(settings, network)
     try:
-        sender = Sender(chain.w3, deployer_key(settings, chain))
+        try:
+            sender = Sender(chain.w3, operator_key(settings, chain))
+        except ConfigError as exc:
+            raise click.UsageError(exc.message) from exc
         ledger = Ledger.deploy(sender, settings.coalition)
         record = ledger.deployment_record(network=name)
         directory = data_dir or settings.gateway.data_dir
@@ -110,6 +96,43 @@ def balance(member: str, network: str | None, data_dir: Path | None) -> None:
             console.print(f"  {points} expiring at the end of {_month_name(month)}")
     finally:
         chain.close()
+
+
+@main.command()
+@click.option("--network", default=None, help="network name or URL (default: embedded, or the data dir's)")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def init(network: str | None, data_dir: Path | None) -> None:
+    """Deploy the ledger, create the database, write the first admin key to DATA_DIR/admin.key."""
+    settings = get_settings()
+    runtime = open_runtime(settings, data_dir=data_dir or settings.gateway.data_dir, network=network)
+    console.print(
+        f"ready: ledger {runtime.ledger.address} on chain {runtime.ledger.chain_id}, data in {runtime.data_dir}"
+    )
+    runtime.close()
+
+
+@main.command()
+@click.option("--host", default=None, help="default from the settings (127.0.0.1)")
+@click.option("--port", type=int, default=None, help="default from the settings (8000)")
+@click.option("--network", default=None, help="network name or URL (default: embedded, or the data dir's)")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def serve(host: str | None, port: int | None, network: str | None, data_dir: Path | None) -> None:
+    """Run the gateway (HTTP API and batch submitter); initializes an empty data directory."""
+    import logging
+
+    import uvicorn
+
+    from gateway.api.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    runtime = open_runtime(settings, data_dir=data_dir or settings.gateway.data_dir, network=network)
+    host, port = host or settings.gateway.host, port or settings.gateway.port
+    console.print(f"gateway on http://{host}:{port} (docs at /docs), ledger {runtime.ledger.address}")
+    try:
+        uvicorn.run(create_app(runtime), host=host, port=port, log_level="warning")
+    finally:
+        runtime.close()
 
 
 @main.command()

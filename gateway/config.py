@@ -81,7 +81,8 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     key_encryption_key: SecretStr = SecretStr(DEV_KEY_ENCRYPTION_KEY)
     database_url: str | None = None
-    deployer_key: SecretStr | None = None  # pays for deployment on networks without dev accounts
+    deployer_key: SecretStr | None = None  # the operator's key on networks without dev accounts
+    relayer_key: SecretStr | None = None  # pays gas for batches (default: the operator's key)
     compiler: CompilerSettings = CompilerSettings()
     networks: dict[str, NetworkSettings] = Field(default_factory=lambda: {"embedded": NetworkSettings(kind="embedded")})
     coalition: CoalitionSettings = CoalitionSettings()

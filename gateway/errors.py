@@ -41,3 +41,35 @@ class CompileError(LoyaltyError):
 class NotDeployed(LoyaltyError):
     code = "not_deployed"
     status = 503
+
+
+class NotFound(LoyaltyError):
+    code = "not_found"
+    status = 404
+
+
+class Forbidden(LoyaltyError):
+    code = "forbidden"
+    status = 403
+
+
+class Unauthorized(LoyaltyError):
+    code = "unauthorized"
+    status = 401
+
+
+class Conflict(LoyaltyError):
+    code = "conflict"
+    status = 409
+
+
+class Invalid(LoyaltyError):
+    """Well-formed input that the rules refuse (wrong currency, bad signature...)."""
+
+    code = "invalid_request"
+    status = 422
+
+
+class RateLimited(LoyaltyError):
+    code = "rate_limited"
+    status = 429

@@ -334,20 +334,3 @@ LedgerMachine.TestCase.settings = settings(
 @pytest.mark.anvil
 class TestLedgerStateMachineOnAnvil(LedgerMachine.TestCase):  # type: ignore[name-defined]
     pass
-
-
-class EmbeddedLedgerMachine(LedgerMachine):
-    chain_kind = "embedded"
-
-
-EmbeddedLedgerMachine.TestCase.settings = settings(
-    max_examples=int(os.environ.get("LEDGER_SM_EMBEDDED_EXAMPLES", "8")),
-    stateful_step_count=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
-
-
-@pytest.mark.slow
-class TestLedgerStateMachineOnEmbedded(EmbeddedLedgerMachine.TestCase):  # type: ignore[name-defined]
-    pass

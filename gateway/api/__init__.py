@@ -1,0 +1,1 @@
+"""HTTP API: FastAPI app, request schemas. Nothing imports this package."""

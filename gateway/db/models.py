@@ -1,0 +1,151 @@
+"""The gateway's tables: API keys, partners, members, operations (the outbox), batches."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ApiKey(Base):
+    """An API key: only its SHA-256 is kept (keys are 256-bit random, so no slow KDF is needed)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Partner(Base):
+    """A partner; `id` is its on-chain partner id."""
+
+    __tablename__ = "partners"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(3))
+    rate_points: Mapped[int] = mapped_column(BigInteger)
+    rate_per_minor_units: Mapped[int] = mapped_column(BigInteger)
+    signer_address: Mapped[str] = mapped_column(String(42))
+    managed: Mapped[bool] = mapped_column(Boolean)
+    encrypted_key: Mapped[str | None] = mapped_column(Text)  # keystore JSON under the KEK
+    next_nonce: Mapped[int] = mapped_column(BigInteger, default=1)  # for signatures the gateway makes
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Member(Base):
+    __tablename__ = "members"
+
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str] = mapped_column(String(42), unique=True)
+    custodial: Mapped[bool] = mapped_column(Boolean)
+    encrypted_key: Mapped[str | None] = mapped_column(Text)
+    pin_hash: Mapped[str | None] = mapped_column(String(200))
+    failed_pin_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    next_nonce: Mapped[int] = mapped_column(BigInteger, default=1)
+    enrolled_by: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Operation(Base):
+    """One accepted write: the outbox row the submitter turns into a batch entry."""
+
+    __tablename__ = "operations"
+    __table_args__ = (
+        UniqueConstraint("partner_id", "kind", "receipt_id", name="uq_operation_receipt"),
+        Index("ix_operations_status_created", "status", "created_at"),
+        Index("ix_operations_member_created", "member_id", "created_at"),
+    )
+
+    # Acceptance order (batches are filled oldest first); `id` is the public operation id.
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # earn | redemption | reversal
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))
+    receipt_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))  # accepted | submitted | confirmed | rejected
+    receipt_doc: Mapped[str] = mapped_column(Text)  # canonical JSON; its keccak is receipt_ref
+    receipt_ref: Mapped[str] = mapped_column(String(66))
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    points: Mapped[int | None] = mapped_column(BigInteger)
+    nonce: Mapped[Decimal] = mapped_column(Numeric(78, 0))
+    deadline: Mapped[int] = mapped_column(BigInteger)
+    signature: Mapped[str] = mapped_column(String(130))
+    original_id: Mapped[str | None] = mapped_column(ForeignKey("operations.id"))  # a reversal's earn
+    reason: Mapped[str | None] = mapped_column(Text)  # a reversal's stated reason
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True)
+    batch_index: Mapped[int | None] = mapped_column(Integer)
+    tx_hash: Mapped[str | None] = mapped_column(String(66))
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    block_hash: Mapped[str | None] = mapped_column(String(66))
+    log_index: Mapped[int | None] = mapped_column(Integer)
+    earn_batch_id: Mapped[int | None] = mapped_column(BigInteger)  # on-chain batch id of a confirmed earn
+    earn_month: Mapped[int | None] = mapped_column(Integer)
+    earn_proof: Mapped[str | None] = mapped_column(Text)  # JSON list of hex siblings
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class IdempotencyRecord(Base):
+    """The first response to an Idempotency-Key, stored in the same transaction as its effect."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("scope", "key", name="uq_idempotency_scope_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Batch(Base):
+    """A signed transaction carrying operations. Written before it is broadcast."""
+
+    __tablename__ = "batches"
+    __table_args__ = (UniqueConstraint("sender", "nonce", name="uq_batch_sender_nonce"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    sender: Mapped[str] = mapped_column(String(42))
+    nonce: Mapped[int] = mapped_column(BigInteger)
+    raw_tx: Mapped[str] = mapped_column(Text)
+    tx_hash: Mapped[str] = mapped_column(String(66), unique=True)
+    status: Mapped[str] = mapped_column(String(16))  # signed | mined | confirmed | reverted
+    size: Mapped[int] = mapped_column(Integer)
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    block_hash: Mapped[str | None] = mapped_column(String(66))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    mined_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

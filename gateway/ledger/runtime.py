@@ -1,0 +1,139 @@
+"""The gateway's running parts in one place: settings, chain, ledger contract, keys, database.
+
+`open_runtime` is what `loyalty init` and `loyalty serve` call: on an empty data directory it
+deploys the ledger, creates the database and writes the first admin key; afterwards it opens
+what is there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.chain.backends import ChainBackend, EmbeddedChain, RpcChain, anvil_dev_keys
+from gateway.chain.ledger import Ledger, Sender
+from gateway.config import Settings
+from gateway.db.models import ApiKey
+from gateway.db.session import database_url, make_engine, make_sessionmaker, migrate
+from gateway.errors import ConfigError
+from gateway.security import decrypt_private_key, new_api_key
+
+ANVIL_CHAIN_ID = 31337
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    data_dir: Path
+    network: str
+    chain: ChainBackend
+    ledger: Ledger
+    operator: Sender  # the contract's admin: onboards partners
+    relayer: Sender  # pays gas and submits batches
+    engine: Engine
+    sessions: sessionmaker[Session]
+    deployment: dict[str, object]
+    operator_lock: threading.Lock = field(default_factory=threading.Lock)
+    _keys: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kek(self) -> str:
+        return self.settings.key_encryption_key.get_secret_value()
+
+    def private_key(self, encrypted: str) -> str:
+        """Decrypts a stored key once and keeps it in memory for this process."""
+        if encrypted not in self._keys:
+            self._keys[encrypted] = decrypt_private_key(encrypted, self.kek)
+        return self._keys[encrypted]
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.chain.close()
+
+
+def open_chain(settings: Settings, network: str, data_dir: Path | None) -> ChainBackend:
+    """A network name from the settings, or an http(s):// JSON-RPC URL."""
+    if network.startswith(("http://", "https://")):
+        return RpcChain(network)
+    net = settings.networks.get(network)
+    if net is None:
+        raise ConfigError(f"unknown network {network!r}; known: {', '.join(settings.networks)} or a URL")
+    if net.kind == "embedded":
+        return EmbeddedChain(data_dir / "chain.sqlite" if data_dir else None)
+    if not net.rpc_url:
+        raise ConfigError(f"network {network!r} has no rpc_url")
+    return RpcChain(net.rpc_url)
+
+
+def operator_key(settings: Settings, chain: ChainBackend) -> str:
+    """The operator's key: from settings, or a development chain's own funded account."""
+    if settings.deployer_key is not None:
+        return settings.deployer_key.get_secret_value()
+    if settings.env == "development":
+        if chain.dev_keys:
+            return chain.dev_keys[0]
+        if chain.chain_id == ANVIL_CHAIN_ID:
+            return anvil_dev_keys()[0]  # a local anvil node: its public development account
+    raise ConfigError("set LOYALTY_DEPLOYER_KEY: this network has no development account")
+
+
+def relayer_key(settings: Settings, chain: ChainBackend) -> str:
+    if settings.relayer_key is not None:
+        return settings.relayer_key.get_secret_value()
+    if settings.env == "development":
+        if chain.dev_keys:
+            return chain.dev_keys[1]
+        if chain.chain_id == ANVIL_CHAIN_ID:
+            return anvil_dev_keys()[1]
+    return operator_key(settings, chain)
+
+
+def open_runtime(settings: Settings, *, data_dir: Path, network: str | None = None, log: bool = True) -> Runtime:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    record_path = data_dir / "deployment.json"
+    record: dict[str, object] | None = json.loads(record_path.read_text()) if record_path.exists() else None
+    network = network or (str(record["network"]) if record else "embedded")
+    chain = open_chain(settings, network, data_dir)
+    operator = Sender(chain.w3, operator_key(settings, chain))
+    relayer = Sender(chain.w3, relayer_key(settings, chain))
+    if record is None:
+        ledger = Ledger.deploy(operator, settings.coalition)
+        record = ledger.deployment_record(network=network)
+        record_path.write_text(json.dumps(record, indent=2) + "\n")
+        if log:
+            print(f"deployed the ledger at {ledger.address} on chain {ledger.chain_id}")
+    else:
+        if int(str(record["chain_id"])) != chain.chain_id:
+            raise ConfigError(f"{record_path} is for chain {record['chain_id']}, the network is {chain.chain_id}")
+        ledger = Ledger(chain.w3, str(record["address"]))
+        ledger.deployment_block = int(str(record["deployment_block"]))
+    url = database_url(data_dir, settings.database_url)
+    migrate(url)
+    engine = make_engine(url)
+    runtime = Runtime(
+        settings, data_dir, network, chain, ledger, operator, relayer, engine, make_sessionmaker(engine), record
+    )
+    _first_admin_key(runtime, log=log)
+    return runtime
+
+
+def _first_admin_key(runtime: Runtime, *, log: bool) -> None:
+    path = runtime.data_dir / "admin.key"
+    with runtime.sessions.begin() as session:
+        if session.scalar(select(ApiKey).where(ApiKey.role == "admin").limit(1)) is not None:
+            return
+        key_id, key, key_hash = new_api_key()
+        session.add(ApiKey(id=key_id, key_hash=key_hash, role="admin"))
+        # Written before the commit: if the write fails, no unknowable admin key exists.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
+        os.chmod(path, 0o600)
+    if log:
+        print(f"the first admin API key is in {path} (mode 0600)")

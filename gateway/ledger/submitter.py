@@ -1,0 +1,392 @@
+"""Turns accepted operations into batch transactions, exactly once.
+
+The order of writes is what makes it safe across crashes:
+1. operations are accepted (the outbox) before anyone is answered;
+2. a batch's transaction is signed and stored with its nonce, and its operations are marked
+   `submitted`, in one database transaction, before it is broadcast;
+3. after a restart every stored, unmined transaction is broadcast again, byte for byte, so
+   no nonce is skipped and no nonce ever carries two different transactions;
+4. results are read from the receipt's events; an operation is `confirmed` once its block
+   has the configured depth and its block hash is still canonical.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from eth_utils import keccak
+from hexbytes import HexBytes
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from gateway.chain.ledger import (
+    EarnRecord,
+    LedgerEvent,
+    LedgerRevert,
+    SignedEarn,
+    SignedRedeem,
+    SignedReverse,
+    decode_error,
+    rpc,
+)
+from gateway.chain.merkle import merkle_proof
+from gateway.db.models import Batch, Member, Operation
+from gateway.errors import ChainError
+from gateway.ledger.rules import month_of
+from gateway.ledger.runtime import Runtime
+from partners.signing import CompactSignature, EarnMessage, RedeemMessage, ReverseMessage
+
+log = logging.getLogger("gateway.submitter")
+
+KINDS = ("earn", "redemption", "reversal")
+FUNCTIONS = {"earn": "earnBatch", "redemption": "redeemBatch", "reversal": "reverseBatch"}
+RESULT_EVENTS = {"earn": "Earned", "redemption": "Redeemed", "reversal": "Reversed"}
+REORG_WINDOW = 64  # confirmed batches this close to the head are re-checked for reorgs
+ADVISORY_LOCK_KEY = 0x10_7A17  # one submitter per PostgreSQL database
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+@dataclass
+class Metrics:
+    """Counters for /metrics (Prometheus text format)."""
+
+    counters: Counter[str] = field(default_factory=Counter)
+    batch_sizes: list[int] = field(default_factory=list)
+    confirm_latency: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, name: str, value: int = 1) -> None:
+        with self.lock:
+            self.counters[name] += value
+
+
+class Submitter:
+    def __init__(self, runtime: Runtime, metrics: Metrics | None = None) -> None:
+        self.rt = runtime
+        gw = runtime.settings.gateway
+        self.confirmations = gw.confirmations
+        self.batch_max = gw.batch_max_operations
+        self.window = gw.batch_window_ms / 1000
+        self.metrics = metrics or Metrics()
+        self._paused_until: dict[str, float] = {}
+        self._lock_conn: Any = None
+        self.is_leader = False
+
+    # ------------------------------------------------------------ leadership
+
+    def acquire_leadership(self) -> bool:
+        """SQLite: one process per file, always the leader. PostgreSQL: a session advisory
+        lock, released by the database when the holder's connection dies."""
+        if self.rt.engine.dialect.name != "postgresql":
+            self.is_leader = True
+            return True
+        if self._lock_conn is None:
+            self._lock_conn = self.rt.engine.connect()
+        try:
+            got = bool(
+                self._lock_conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY}).scalar()
+            )
+            self._lock_conn.commit()
+        except Exception:  # noqa: BLE001 - a broken connection simply means "not the leader now"
+            self._lock_conn = None
+            got = False
+        self.is_leader = got
+        return got
+
+    def release(self) -> None:
+        if self._lock_conn is not None:
+            self._lock_conn.close()
+            self._lock_conn = None
+        self.is_leader = False
+
+    # ------------------------------------------------------------ main loop
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                if not self.acquire_leadership():
+                    stop.wait(1.0)
+                    continue
+                busy = self.step()
+            except Exception:  # noqa: BLE001 - keep serving; the next round retries from the database
+                log.exception("submitter round failed; retrying")
+                busy = False
+                stop.wait(1.0)
+            if not busy:
+                stop.wait(0.01)
+        self.release()
+
+    def step(self) -> bool:
+        """One round: follow what is in flight, confirm, then submit new batches."""
+        busy = self.track()
+        busy = self.confirm() or busy
+        for kind in KINDS:
+            busy = self.submit(kind) or busy
+        return busy
+
+    # ------------------------------------------------------------ submitting
+
+    def submit(self, kind: str) -> bool:
+        if time.monotonic() < self._paused_until.get(kind, 0):
+            return False
+        with self.rt.sessions.begin() as session:
+            ops = list(
+                session.scalars(
+                    select(Operation)
+                    .where(Operation.kind == kind, Operation.status == "accepted")
+                    .order_by(Operation.seq)
+                    .limit(self.batch_max)
+                )
+            )
+            if not ops:
+                return False
+            oldest = ops[0].created_at
+            age = (datetime.now(UTC) - (oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC))).total_seconds()
+            if len(ops) < self.batch_max and age < self.window:
+                return False  # let the batch fill up for a moment
+            data = self._calldata(session, kind, ops)
+            sender = self.rt.relayer
+            nonce = self._next_nonce(session)
+            try:
+                raw, _ = sender.sign(self.rt.ledger.address, data, nonce=nonce)
+            except LedgerRevert as exc:
+                # The whole batch would revert (e.g. the ledger is paused): keep the operations
+                # accepted and try again later.
+                log.warning("batch of %d %s would revert: %s; retrying in 5 s", len(ops), kind, exc.error)
+                self._paused_until[kind] = time.monotonic() + 5
+                return False
+            tx_hash = "0x" + keccak(raw).hex()
+            batch = Batch(
+                kind=kind,
+                sender=sender.address,
+                nonce=nonce,
+                raw_tx="0x" + raw.hex(),
+                tx_hash=tx_hash,
+                status="signed",
+                size=len(ops),
+            )
+            session.add(batch)
+            session.flush()
+            for index, op in enumerate(ops):
+                op.status, op.batch_id, op.batch_index, op.tx_hash = "submitted", batch.id, index, tx_hash
+        # Stored and committed: only now does the transaction leave this process.
+        self.metrics.batch_sizes.append(len(ops))
+        self._broadcast(raw)
+        return True
+
+    def _next_nonce(self, session: Session) -> int:
+        sender = self.rt.relayer.address
+        stored = session.scalar(select(func.max(Batch.nonce)).where(Batch.sender == sender))
+        chain = _int(rpc(self.rt.chain.w3, "eth_getTransactionCount", [sender, "pending"]))
+        # Another key user (the operator sharing the key) may have moved the chain's count on.
+        return max(chain, (stored + 1) if stored is not None else 0)
+
+    def _broadcast(self, raw: bytes) -> None:
+        try:
+            rpc(self.rt.chain.w3, "eth_sendRawTransaction", ["0x" + raw.hex()])
+        except ChainError as exc:
+            message = str(exc).lower()
+            if "already known" in message or "nonce too low" in message or "known transaction" in message:
+                return  # it is in the pool or mined: tracking will see it
+            log.warning("broadcast failed (%s); it will be sent again", exc)
+
+    def _calldata(self, session: Session, kind: str, ops: list[Operation]) -> bytes:
+        addresses = dict(
+            session.execute(
+                select(Member.member_id, Member.address).where(Member.member_id.in_({op.member_id for op in ops}))
+            )
+            .tuples()
+            .all()
+        )
+        items: list[Any] = []
+        for op in ops:
+            sig = CompactSignature.from_bytes(bytes.fromhex(op.signature[2:]))
+            ref = bytes.fromhex(op.receipt_ref[2:])
+            nonce = int(op.nonce)
+            if kind == "earn":
+                items.append(
+                    SignedEarn(
+                        EarnMessage(
+                            op.partner_id, addresses[op.member_id], int(op.amount_minor or 0), ref, nonce, op.deadline
+                        ),
+                        sig,
+                    ).as_tuple()
+                )
+            elif kind == "redemption":
+                items.append(
+                    SignedRedeem(
+                        RedeemMessage(
+                            addresses[op.member_id], op.partner_id, int(op.points or 0), ref, nonce, op.deadline
+                        ),
+                        sig,
+                    ).as_tuple()
+                )
+            else:
+                earn = session.scalar(select(Operation).where(Operation.id == op.original_id))
+                assert earn is not None and earn.earn_batch_id is not None
+                record = EarnRecord(
+                    int(earn.earn_batch_id),
+                    earn.partner_id,
+                    addresses[op.member_id],
+                    bytes.fromhex(earn.receipt_ref[2:]),
+                    int(earn.amount_minor or 0),
+                    int(earn.points or 0),
+                    int(earn.earn_month or 0),
+                    [bytes.fromhex(h[2:]) for h in json.loads(earn.earn_proof or "[]")],
+                )
+                message = ReverseMessage(op.partner_id, record.leaf(), int(op.points or 0), ref, nonce, op.deadline)
+                items.append(SignedReverse(message, sig, record).as_tuple())
+        return self.rt.ledger.encode_call(FUNCTIONS[kind], items)
+
+    # ------------------------------------------------------------ following transactions
+
+    def track(self) -> bool:
+        """Reads receipts of broadcast batches; broadcasts again what the node has lost."""
+        with self.rt.sessions() as session:
+            pending = list(session.scalars(select(Batch).where(Batch.status == "signed").order_by(Batch.nonce)))
+        busy = False
+        for batch in pending:
+            receipt = rpc(self.rt.chain.w3, "eth_getTransactionReceipt", [batch.tx_hash])
+            if not receipt:
+                if rpc(self.rt.chain.w3, "eth_getTransactionByHash", [batch.tx_hash]) is None:
+                    self._broadcast(bytes.fromhex(batch.raw_tx[2:]))
+                continue
+            self._apply(batch.id, receipt)
+            busy = True
+        return busy
+
+    def _apply(self, batch_id: int, receipt: Any) -> None:
+        status = _int(receipt["status"])
+        block_number = _int(receipt["blockNumber"])
+        block_hash = HexBytes(receipt["blockHash"]).to_0x_hex()
+        with self.rt.sessions.begin() as session:
+            batch = session.get(Batch, batch_id)
+            assert batch is not None
+            ops = list(
+                session.scalars(select(Operation).where(Operation.batch_id == batch_id).order_by(Operation.batch_index))
+            )
+            batch.block_number, batch.block_hash, batch.mined_at = block_number, block_hash, datetime.now(UTC)
+            if status != 1:
+                # The whole transaction reverted: nothing happened on-chain. The operations go
+                # back to the queue and will ride in a new transaction with a new nonce.
+                batch.status = "reverted"
+                for op in ops:
+                    op.status, op.batch_id, op.batch_index, op.tx_hash = "accepted", None, None, None
+                self._paused_until[batch.kind] = time.monotonic() + 5
+                log.warning("batch %s reverted; %d operations queued again", batch.tx_hash, len(ops))
+                return
+            batch.status = "mined"
+            events = [e for log_ in receipt["logs"] if (e := self.rt.ledger.decode_log(log_)) is not None]
+            self._record_results(batch.kind, ops, events, block_number, block_hash)
+            if self.confirmations == 0:
+                batch.status = "confirmed"
+                for op in ops:
+                    if op.status == "submitted":
+                        op.status = "confirmed"
+                        self.metrics.add("operations_confirmed_total")
+                        self._latency(op)
+
+    def _record_results(
+        self, kind: str, ops: list[Operation], events: list[LedgerEvent], block_number: int, block_hash: str
+    ) -> None:
+        rejected = {e.args["index"]: decode_error(e.args["reason"]) for e in events if e.name == "OperationRejected"}
+        results = iter(e for e in events if e.name == RESULT_EVENTS[kind])
+        accepted_earns: list[tuple[Operation, LedgerEvent]] = []
+        for index, op in enumerate(ops):
+            op.block_number, op.block_hash = block_number, block_hash
+            if index in rejected:
+                error = rejected[index]
+                op.status, op.error_code = "rejected", _snake(error.name)
+                op.error_message = str(error)
+                self.metrics.add("operations_rejected_total")
+                continue
+            event = next(results)
+            op.log_index = event.log_index
+            op.points = int(event.args["points"])
+            if kind == "earn":
+                accepted_earns.append((op, event))
+        if accepted_earns:
+            committed = next(e for e in events if e.name == "EarnBatchCommitted")
+            block = rpc(self.rt.chain.w3, "eth_getBlockByNumber", [hex(block_number), False])
+            month = month_of(_int(block["timestamp"]))
+            records = [
+                EarnRecord(
+                    int(committed.args["batchId"]),
+                    e.args["partnerId"],
+                    e.args["member"],
+                    bytes(e.args["receiptRef"]),
+                    int(e.args["spend"]),
+                    int(e.args["points"]),
+                    month,
+                )
+                for _, e in accepted_earns
+            ]
+            leaves = [r.leaf() for r in records]
+            for i, (op, _) in enumerate(accepted_earns):
+                op.earn_batch_id, op.earn_month = int(committed.args["batchId"]), month
+                op.earn_proof = json.dumps(["0x" + p.hex() for p in merkle_proof(leaves, i)])
+
+    def _latency(self, op: Operation) -> None:
+        created = op.created_at if op.created_at.tzinfo else op.created_at.replace(tzinfo=UTC)
+        self.metrics.confirm_latency.append((datetime.now(UTC) - created).total_seconds())
+
+    # ------------------------------------------------------------ confirmations and reorgs
+
+    def confirm(self) -> bool:
+        head = _int(rpc(self.rt.chain.w3, "eth_blockNumber", []))
+        busy = False
+        with self.rt.sessions.begin() as session:
+            candidates = list(
+                session.scalars(
+                    select(Batch).where(
+                        (Batch.status == "mined")
+                        | ((Batch.status == "confirmed") & (Batch.block_number > head - REORG_WINDOW))
+                    )
+                )
+            )
+            for batch in candidates:
+                assert batch.block_number is not None
+                block = rpc(self.rt.chain.w3, "eth_getBlockByNumber", [hex(batch.block_number), False])
+                canonical = block is not None and HexBytes(block["hash"]).to_0x_hex() == batch.block_hash
+                ops = list(session.scalars(select(Operation).where(Operation.batch_id == batch.id)))
+                if not canonical:
+                    # Reorged out: back to `signed`; tracking finds it again in the new chain
+                    # (or broadcasts it again). Nothing reorged out is reported confirmed.
+                    log.warning("batch %s left the canonical chain at block %s", batch.tx_hash, batch.block_number)
+                    batch.status, batch.block_number, batch.block_hash = "signed", None, None
+                    for op in ops:
+                        op.status, op.block_number, op.block_hash, op.log_index = "submitted", None, None, None
+                        op.error_code = op.error_message = None
+                    busy = True
+                elif batch.status == "mined" and head - batch.block_number + 1 >= self.confirmations:
+                    batch.status = "confirmed"
+                    for op in ops:
+                        if op.status == "submitted":
+                            op.status = "confirmed"
+                            self.metrics.add("operations_confirmed_total")
+                            self._latency(op)
+                    busy = True
+        return busy
+
+
+def _int(value: Any) -> int:
+    return int(value, 16) if isinstance(value, str) else int(value)
+
+
+def queue_depth(session: Session) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).select_from(Operation).where(Operation.status.in_(("accepted", "submitted")))
+        )
+        or 0
+    )
