@@ -69,6 +69,7 @@ class GatewaySettings(BaseModel):
     confirmations: int = Field(default=0, ge=0)
     batch_max_operations: int = Field(default=100, ge=1, le=200)
     batch_window_ms: int = Field(default=50, ge=0)
+    rpc_timeout_seconds: float = Field(default=10.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -59,8 +59,9 @@ class Runtime:
 
 def open_chain(settings: Settings, network: str, data_dir: Path | None) -> ChainBackend:
     """A network name from the settings, or an http(s):// JSON-RPC URL."""
+    timeout = settings.gateway.rpc_timeout_seconds
     if network.startswith(("http://", "https://")):
-        return RpcChain(network)
+        return RpcChain(network, timeout=timeout)
     net = settings.networks.get(network)
     if net is None:
         raise ConfigError(f"unknown network {network!r}; known: {', '.join(settings.networks)} or a URL")
@@ -68,7 +69,7 @@ def open_chain(settings: Settings, network: str, data_dir: Path | None) -> Chain
         return EmbeddedChain(data_dir / "chain.sqlite" if data_dir else None)
     if not net.rpc_url:
         raise ConfigError(f"network {network!r} has no rpc_url")
-    return RpcChain(net.rpc_url)
+    return RpcChain(net.rpc_url, timeout=timeout)
 
 
 def operator_key(settings: Settings, chain: ChainBackend) -> str:

@@ -139,7 +139,9 @@ class Submitter:
     def submit(self, kind: str) -> bool:
         if time.monotonic() < self._paused_until.get(kind, 0):
             return False
-        with self.rt.sessions.begin() as session:
+        # Read, then talk to the chain with no database lock held, then write in one short
+        # transaction: API requests never wait behind an RPC call.
+        with self.rt.sessions() as session:
             ops = list(
                 session.scalars(
                     select(Operation)
@@ -155,17 +157,19 @@ class Submitter:
             if len(ops) < self.batch_max and age < self.window:
                 return False  # let the batch fill up for a moment
             data = self._calldata(session, kind, ops)
-            sender = self.rt.relayer
             nonce = self._next_nonce(session)
-            try:
-                raw, _ = sender.sign(self.rt.ledger.address, data, nonce=nonce)
-            except LedgerRevert as exc:
-                # The whole batch would revert (e.g. the ledger is paused): keep the operations
-                # accepted and try again later.
-                log.warning("batch of %d %s would revert: %s; retrying in 5 s", len(ops), kind, exc.error)
-                self._paused_until[kind] = time.monotonic() + 5
-                return False
-            tx_hash = "0x" + keccak(raw).hex()
+        sender = self.rt.relayer
+        try:
+            raw, _ = sender.sign(self.rt.ledger.address, data, nonce=nonce)
+        except LedgerRevert as exc:
+            # The whole batch would revert (e.g. the ledger is paused): keep the operations
+            # accepted and try again later.
+            log.warning("batch of %d %s would revert: %s; retrying in 5 s", len(ops), kind, exc.error)
+            self._paused_until[kind] = time.monotonic() + 5
+            return False
+        tx_hash = "0x" + keccak(raw).hex()
+        seqs = [op.seq for op in ops]
+        with self.rt.sessions.begin() as session:
             batch = Batch(
                 kind=kind,
                 sender=sender.address,
@@ -177,7 +181,9 @@ class Submitter:
             )
             session.add(batch)
             session.flush()
-            for index, op in enumerate(ops):
+            rows = {op.seq: op for op in session.scalars(select(Operation).where(Operation.seq.in_(seqs)))}
+            for index, seq in enumerate(seqs):
+                op = rows[seq]
                 op.status, op.batch_id, op.batch_index, op.tx_hash = "submitted", batch.id, index, tx_hash
         # Stored and committed: only now does the transaction leave this process.
         self.metrics.batch_sizes.append(len(ops))
@@ -269,6 +275,8 @@ class Submitter:
         status = _int(receipt["status"])
         block_number = _int(receipt["blockNumber"])
         block_hash = HexBytes(receipt["blockHash"]).to_0x_hex()
+        block = rpc(self.rt.chain.w3, "eth_getBlockByNumber", [hex(block_number), False])
+        month = month_of(_int(block["timestamp"]))
         with self.rt.sessions.begin() as session:
             batch = session.get(Batch, batch_id)
             assert batch is not None
@@ -287,7 +295,7 @@ class Submitter:
                 return
             batch.status = "mined"
             events = [e for log_ in receipt["logs"] if (e := self.rt.ledger.decode_log(log_)) is not None]
-            self._record_results(batch.kind, ops, events, block_number, block_hash)
+            self._record_results(batch.kind, ops, events, block_number, block_hash, month)
             if self.confirmations == 0:
                 batch.status = "confirmed"
                 for op in ops:
@@ -297,7 +305,13 @@ class Submitter:
                         self._latency(op)
 
     def _record_results(
-        self, kind: str, ops: list[Operation], events: list[LedgerEvent], block_number: int, block_hash: str
+        self,
+        kind: str,
+        ops: list[Operation],
+        events: list[LedgerEvent],
+        block_number: int,
+        block_hash: str,
+        month: int,
     ) -> None:
         rejected = {e.args["index"]: decode_error(e.args["reason"]) for e in events if e.name == "OperationRejected"}
         results = iter(e for e in events if e.name == RESULT_EVENTS[kind])
@@ -317,8 +331,6 @@ class Submitter:
                 accepted_earns.append((op, event))
         if accepted_earns:
             committed = next(e for e in events if e.name == "EarnBatchCommitted")
-            block = rpc(self.rt.chain.w3, "eth_getBlockByNumber", [hex(block_number), False])
-            month = month_of(_int(block["timestamp"]))
             records = [
                 EarnRecord(
                     int(committed.args["batchId"]),
@@ -344,22 +356,34 @@ class Submitter:
 
     def confirm(self) -> bool:
         head = _int(rpc(self.rt.chain.w3, "eth_blockNumber", []))
-        busy = False
-        with self.rt.sessions.begin() as session:
-            candidates = list(
-                session.scalars(
+        with self.rt.sessions() as session:
+            candidates = [
+                (b.id, b.block_number, b.block_hash, b.status)
+                for b in session.scalars(
                     select(Batch).where(
                         (Batch.status == "mined")
                         | ((Batch.status == "confirmed") & (Batch.block_number > head - REORG_WINDOW))
                     )
                 )
-            )
-            for batch in candidates:
-                assert batch.block_number is not None
-                block = rpc(self.rt.chain.w3, "eth_getBlockByNumber", [hex(batch.block_number), False])
-                canonical = block is not None and HexBytes(block["hash"]).to_0x_hex() == batch.block_hash
-                ops = list(session.scalars(select(Operation).where(Operation.batch_id == batch.id)))
-                if not canonical:
+            ]
+        # Ask the chain first, with no database lock held.
+        verdicts = []
+        for batch_id, number, stored_hash, status in candidates:
+            assert number is not None
+            block = rpc(self.rt.chain.w3, "eth_getBlockByNumber", [hex(number), False])
+            canonical = block is not None and HexBytes(block["hash"]).to_0x_hex() == stored_hash
+            if not canonical:
+                verdicts.append((batch_id, "reorged"))
+            elif status == "mined" and head - number + 1 >= self.confirmations:
+                verdicts.append((batch_id, "deep"))
+        if not verdicts:
+            return False
+        with self.rt.sessions.begin() as session:
+            for batch_id, verdict in verdicts:
+                batch = session.get(Batch, batch_id)
+                assert batch is not None
+                ops = list(session.scalars(select(Operation).where(Operation.batch_id == batch_id)))
+                if verdict == "reorged":
                     # Reorged out: back to `signed`; tracking finds it again in the new chain
                     # (or broadcasts it again). Nothing reorged out is reported confirmed.
                     log.warning("batch %s left the canonical chain at block %s", batch.tx_hash, batch.block_number)
@@ -367,16 +391,14 @@ class Submitter:
                     for op in ops:
                         op.status, op.block_number, op.block_hash, op.log_index = "submitted", None, None, None
                         op.error_code = op.error_message = None
-                    busy = True
-                elif batch.status == "mined" and head - batch.block_number + 1 >= self.confirmations:
+                else:
                     batch.status = "confirmed"
                     for op in ops:
                         if op.status == "submitted":
                             op.status = "confirmed"
                             self.metrics.add("operations_confirmed_total")
                             self._latency(op)
-                    busy = True
-        return busy
+        return True
 
 
 def _int(value: Any) -> int:

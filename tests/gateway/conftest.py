@@ -96,7 +96,9 @@ class Gateway:
 
 
 def make_settings(database_url: str | None, **gateway: Any) -> Settings:
-    return Settings(database_url=database_url, gateway=GatewaySettings(batch_window_ms=0, confirmations=0, **gateway))
+    return Settings(
+        database_url=database_url, gateway=GatewaySettings(**{"batch_window_ms": 0, "confirmations": 0, **gateway})
+    )
 
 
 @pytest.fixture

@@ -1,0 +1,197 @@
+"""Earn throughput of the whole gateway over HTTP, beside the chain's raw batched-mint rate.
+
+Starts a chain (anvil, or the embedded one inside the gateway), a `loyalty serve` process,
+and drives POST /v1/earn from this separate process with concurrent clients for a fixed
+time. Prints accepted/s, confirmed/s (first acceptance to last confirmation) and the
+acceptance latency p50/p99; then the rate of a plain OpenZeppelin batched mint on a fresh
+chain of the same kind, with no gateway, for comparison.
+
+    .venv/bin/python scripts/bench_gateway.py --chain anvil --seconds 20 [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from eth_abi import encode
+from eth_utils import keccak
+from hexbytes import HexBytes
+from rich.console import Console
+from rich.progress import Progress
+
+from gateway.chain.backends import AnvilNode, ChainBackend, EmbeddedChain, free_port
+from gateway.chain.ledger import Sender, artifact
+from gateway.config import REPO_ROOT
+
+MEMBERS = 500
+
+
+def raw_mint_rate(kind: str, seconds: float) -> float:
+    """Plain OpenZeppelin mints per second in batches of 100, straight to the chain."""
+    chain: ChainBackend = AnvilNode() if kind == "anvil" else EmbeddedChain()
+    try:
+        sender = Sender(chain.w3, chain.dev_keys[0])
+        token = sender.send(None, HexBytes(artifact("PlainMintToken")["bytecode"]))["contractAddress"]
+        selector = keccak(text="mintBatch(address[],uint256[])")[:4]
+        minted, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            to = ["0x" + secrets.token_bytes(20).hex() for _ in range(100)]
+            data = selector + encode(["address[]", "uint256[]"], [to, [10] * 100])
+            sender.send(token, data, gas=6_000_000)
+            minted += 100
+        return minted / (time.perf_counter() - start)
+    finally:
+        chain.close()
+
+
+async def drive(url: str, key: str, seconds: float, concurrency: int) -> tuple[list[float], float, float]:
+    latencies: list[float] = []
+    counter = iter(range(10**9))
+    headers = {"Authorization": f"Bearer {key}"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    start = time.perf_counter()
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            while time.perf_counter() - start < seconds:
+                n = next(counter)
+                body = {
+                    "member_id": f"m{n % MEMBERS}",
+                    "receipt_id": f"B-{n}",
+                    "amount_minor": 1000 + n % 5000,
+                    "currency": "EUR",
+                }
+                t = time.perf_counter()
+                r = await client.post("/v1/earn", json=body)
+                if r.status_code != 202:
+                    raise SystemExit(f"earn refused: {r.status_code} {r.text}")
+                latencies.append(time.perf_counter() - t)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, start, time.perf_counter()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chain", choices=["anvil", "embedded"], default="anvil")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args()
+    console = Console()
+
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-")) / "data"
+    node = AnvilNode() if args.chain == "anvil" else None
+    port = free_port()
+    command = [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(data_dir), "--port", str(port)]
+    if node:
+        command += ["--network", node.url]
+    log = open(data_dir.parent / "gateway.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=log,
+        env={**os.environ, "LOYALTY_GATEWAY__BATCH_MAX_OPERATIONS": "200"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        admin = {"Authorization": f"Bearer {(data_dir / 'admin.key').read_text().strip()}"}
+        partner = httpx.post(
+            f"{url}/v1/partners",
+            headers=admin,
+            timeout=30,
+            json={
+                "name": "Bench",
+                "currency": "EUR",
+                "earn_rate": {"points": 1, "per_minor_units": 100},
+                "allowance": 10**15,
+            },
+        ).json()
+        key = partner["api_key"]
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("enrolling members", total=MEMBERS)
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+                for i in range(MEMBERS):
+                    client.post(
+                        "/v1/members", json={"member_id": f"m{i}", "address": "0x" + secrets.token_bytes(20).hex()}
+                    )
+                    progress.advance(task)
+        console.print(f"driving earns for {args.seconds:.0f} s with {args.concurrency} concurrent clients...")
+        latencies, start, end = asyncio.run(drive(url, key, args.seconds, args.concurrency))
+        accepted = len(latencies)
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("waiting for confirmations", total=accepted)
+            while True:
+                metrics = httpx.get(f"{url}/metrics", timeout=30).text
+                depth = int(
+                    next(line.split()[1] for line in metrics.splitlines() if line.startswith("loyalty_queue_depth "))
+                )
+                progress.update(task, completed=accepted - depth)
+                if depth == 0:
+                    break
+                time.sleep(0.05)
+        confirmed_at = time.perf_counter()
+        confirmed = int(
+            next(
+                line.split()[1]
+                for line in metrics.splitlines()
+                if line.startswith('loyalty_operations{status="confirmed"}')
+            )
+        )
+        sizes = next(line for line in metrics.splitlines() if line.startswith("loyalty_batch_size_sum"))
+        batches = next(line for line in metrics.splitlines() if line.startswith("loyalty_batch_size_count"))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+        if node:
+            node.close()
+
+    console.print("measuring the raw batched-mint rate of the same kind of chain (no gateway)...")
+    raw = raw_mint_rate(args.chain, 10)
+    quantiles = statistics.quantiles(latencies, n=100)
+    figures = {
+        "chain": args.chain,
+        "seconds": args.seconds,
+        "concurrency": args.concurrency,
+        "accepted": accepted,
+        "confirmed": confirmed,
+        "accepted_per_s": round(accepted / (end - start), 1),
+        "confirmed_per_s": round(confirmed / (confirmed_at - start), 1),
+        "accept_p50_ms": round(quantiles[49] * 1000, 1),
+        "accept_p99_ms": round(quantiles[98] * 1000, 1),
+        "raw_mint_per_s": round(raw, 1),
+        "batches": int(batches.split()[1]),
+        "mean_batch_size": round(int(sizes.split()[1]) / max(1, int(batches.split()[1])), 1),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, CPython {platform.python_version()}",
+        "date": datetime.now(UTC).date().isoformat(),
+    }
+    for k, v in figures.items():
+        console.print(f"{k:>18}: {v}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        console.print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
