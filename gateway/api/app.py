@@ -194,13 +194,13 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
 
     @app.delete("/v1/api-keys/{key_id}", status_code=204, tags=["admin"])
     def revoke_api_key(key_id: str, who: Admin) -> Response:
-        with runtime.sessions.begin() as session:
+        with runtime.writes.begin() as session:
             service.revoke_api_key(session, key_id=key_id)
         return Response(status_code=204)
 
     @app.post("/v1/members/{member_id}/unlock", tags=["admin"])
     def unlock(member_id: str, who: Admin) -> dict[str, Any]:
-        with runtime.sessions.begin() as session:
+        with runtime.writes.begin() as session:
             service.unlock_member(session, member_id=member_id)
         return {"member_id": member_id, "locked": False}
 
@@ -244,6 +244,7 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     @app.post("/v1/earn", status_code=202, tags=["operations"])
     def earn(body: EarnCreate, who: PartnerCaller, idempotency_key: IdemKey = None) -> JSONResponse:
         """Accepts a purchase durably; the points reach the chain in the next batch."""
+        prepared = service.prepare_earn(runtime, member_id=body.member_id)
         response = service.idempotent(
             runtime,
             scope=scope(who),
@@ -259,6 +260,7 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
                 currency=body.currency,
                 issued_at=body.issued_at,
                 partner_signature=signed(body.partner_signature),
+                prepared=prepared,
             ),
         )
         metrics.add("operations_accepted_total")
@@ -267,7 +269,9 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     @app.post("/v1/redemptions", status_code=202, tags=["operations"])
     def redeem(body: RedemptionCreate, who: PartnerCaller, idempotency_key: IdemKey = None) -> JSONResponse:
         auth = body.authorization
+        pin = auth.pin if isinstance(auth, PinAuthorization) else None
         try:
+            prepared = service.prepare_redemption(runtime, member_id=body.member_id, pin=pin)
             response = service.idempotent(
                 runtime,
                 scope=scope(who),
@@ -280,9 +284,10 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
                     member_id=body.member_id,
                     receipt_id=body.receipt_id,
                     points=body.points,
-                    pin=auth.pin if isinstance(auth, PinAuthorization) else None,
+                    pin=pin,
                     member_signature=signed(auth) if isinstance(auth, Signed) else None,
                     issued_at=body.issued_at,
+                    prepared=prepared,
                 ),
             )
         except service.WrongPin as exc:

@@ -247,7 +247,7 @@ class Sender:
             "value": 0,
         }
         if to is not None:
-            tx["to"] = to
+            tx["to"] = to_checksum_address(to)
         if gas is None:
             probe = {k: (hex(v) if isinstance(v, int) else v) for k, v in tx.items() if k != "chainId"}
             gas = int(_int(self._rpc("eth_estimateGas", [probe])) * 1.2)
@@ -292,6 +292,8 @@ def wait_for_receipt(w3: Web3, tx_hash: str | bytes, timeout: float = 120.0) -> 
             for key in ("blockNumber", "status", "gasUsed", "transactionIndex"):
                 out[key] = _int(out[key])
             out["transactionHash"] = HexBytes(out["transactionHash"])
+            if out.get("contractAddress"):
+                out["contractAddress"] = to_checksum_address(out["contractAddress"])
             return out  # type: ignore[return-value]
         if time.monotonic() > deadline:
             raise ChainError(f"no receipt for {tx_hex} after {timeout:.0f} s")

@@ -17,12 +17,22 @@ def database_url(data_dir: Path, configured: str | None) -> str:
     return configured or f"sqlite:///{(data_dir / 'gateway.sqlite').resolve()}"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, writer: bool = False) -> Engine:
+    """An engine; on SQLite, `writer=True` opens transactions with BEGIN IMMEDIATE.
+
+    Writers take SQLite's write lock at BEGIN, so two writers never deadlock on a lock
+    upgrade; readers use plain deferred transactions and, in WAL mode, never wait for it.
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # One connection for all writers: they queue in the pool (first come, first served)
+        # instead of in SQLite's busy handler, whose growing sleeps give seconds-long tails.
+        pool = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60} if writer else {}
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # pysqlite's own transaction handling must step aside for the BEGIN below.
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             # FULL: an answered 202 survives a power cut, not only a killed process.
@@ -32,14 +42,8 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(conn: Any) -> None:
-            # Take the write lock at BEGIN: two writers never deadlock on a lock upgrade.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        # pysqlite's own transaction handling must step aside for the BEGIN above.
-        @event.listens_for(engine, "connect")
-        def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)

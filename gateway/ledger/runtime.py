@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,10 +38,29 @@ class Runtime:
     operator: Sender  # the contract's admin: onboards partners
     relayer: Sender  # pays gas and submits batches
     engine: Engine
-    sessions: sessionmaker[Session]
+    sessions: sessionmaker[Session]  # reads
+    writes: sessionmaker[Session]  # write transactions (BEGIN IMMEDIATE on SQLite)
     deployment: dict[str, object]
+    write_engine: Engine | None = None
     operator_lock: threading.Lock = field(default_factory=threading.Lock)
     _keys: dict[str, str] = field(default_factory=dict)
+    # member address -> (tier index, monotonic time read). Earns quote points at the tier
+    # without a chain read per request; the submitter drops a member's entry when one of
+    # its operations is confirmed, and entries expire anyway (months roll over).
+    _tiers: dict[str, tuple[int, float]] = field(default_factory=dict)
+    TIER_TTL_SECONDS = 60.0
+
+    def tier_of(self, address: str) -> int:
+        cached = self._tiers.get(address)
+        if cached is not None and time.monotonic() - cached[1] < self.TIER_TTL_SECONDS:
+            return cached[0]
+        tier = self.ledger.tier_of(address)
+        self._tiers[address] = (tier, time.monotonic())
+        return tier
+
+    def forget_tiers(self, addresses: list[str]) -> None:
+        for address in addresses:
+            self._tiers.pop(address, None)
 
     @property
     def kek(self) -> str:
@@ -54,6 +74,8 @@ class Runtime:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.write_engine is not None:
+            self.write_engine.dispose()
         self.chain.close()
 
 
@@ -117,8 +139,20 @@ def open_runtime(settings: Settings, *, data_dir: Path, network: str | None = No
     url = database_url(data_dir, settings.database_url)
     migrate(url)
     engine = make_engine(url)
+    write_engine = make_engine(url, writer=True) if url.startswith("sqlite") else engine
     runtime = Runtime(
-        settings, data_dir, network, chain, ledger, operator, relayer, engine, make_sessionmaker(engine), record
+        settings,
+        data_dir,
+        network,
+        chain,
+        ledger,
+        operator,
+        relayer,
+        engine,
+        make_sessionmaker(engine),
+        make_sessionmaker(write_engine),
+        record,
+        write_engine if write_engine is not engine else None,
     )
     _first_admin_key(runtime, log=log)
     return runtime
@@ -126,7 +160,7 @@ def open_runtime(settings: Settings, *, data_dir: Path, network: str | None = No
 
 def _first_admin_key(runtime: Runtime, *, log: bool) -> None:
     path = runtime.data_dir / "admin.key"
-    with runtime.sessions.begin() as session:
+    with runtime.writes.begin() as session:
         if session.scalar(select(ApiKey).where(ApiKey.role == "admin").limit(1)) is not None:
             return
         key_id, key, key_hash = new_api_key()

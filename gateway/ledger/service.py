@@ -122,7 +122,7 @@ def idempotent(
         if stored is not None:
             return stored
     try:
-        with runtime.sessions.begin() as session:
+        with runtime.writes.begin() as session:
             response = effect(session)
             if key is not None:
                 session.add(
@@ -334,11 +334,37 @@ def _duplicate_check(session: Session, partner_id: int, kind: str, receipt_id: s
         )
 
 
-def expected_points(runtime: Runtime, partner: Partner, member: Member, spend: int) -> int:
-    tier = runtime.ledger.tier_of(member.address)
-    multiplier = (
-        runtime.settings.coalition.tiers[tier].multiplier_bps if tier < len(runtime.settings.coalition.tiers) else BPS
-    )
+@dataclass(frozen=True)
+class Prepared:
+    """What a write needs from the chain (and the PIN check), gathered before its database
+    transaction so that no lock is held while the chain or scrypt is busy."""
+
+    address: str
+    tier: int = 0
+    balance: int = 0
+    pin_ok: bool = False
+
+
+def prepare_earn(runtime: Runtime, *, member_id: str) -> Prepared:
+    with runtime.sessions() as session:
+        member = _member(session, member_id)
+    return Prepared(member.address, tier=runtime.tier_of(member.address))
+
+
+def prepare_redemption(runtime: Runtime, *, member_id: str, pin: str | None) -> Prepared:
+    with runtime.sessions() as session:
+        member = _member(session, member_id)
+    pin_ok = False
+    if member.custodial and pin is not None and not member.locked:
+        if not verify_pin(pin, str(member.pin_hash)):
+            raise WrongPin(member_id)
+        pin_ok = True
+    return Prepared(member.address, balance=runtime.ledger.balance_of(member.address), pin_ok=pin_ok)
+
+
+def expected_points(runtime: Runtime, partner: Partner, tier: int, spend: int) -> int:
+    tiers = runtime.settings.coalition.tiers
+    multiplier = tiers[tier].multiplier_bps if tier < len(tiers) else BPS
     return spend * partner.rate_points * multiplier // (partner.rate_per_minor_units * BPS)
 
 
@@ -353,6 +379,7 @@ def accept_earn(
     currency: str,
     issued_at: str | None,
     partner_signature: SignedFields | None,
+    prepared: Prepared,
 ) -> Response:
     assert caller.partner_id is not None
     partner = _partner(session, caller.partner_id, for_update=partner_signature is None)
@@ -360,7 +387,7 @@ def accept_earn(
     if currency != partner.currency:
         raise Invalid(f"{partner.name} issues points for {partner.currency}, not {currency}", code="wrong_currency")
     _duplicate_check(session, partner.id, "earn", receipt_id)
-    points = expected_points(runtime, partner, member, amount_minor)
+    points = expected_points(runtime, partner, prepared.tier, amount_minor)
     if points == 0:
         raise Invalid("this purchase earns no points at the member's rate", code="zero_points")
     if points > MAX_OP_POINTS:
@@ -420,6 +447,7 @@ def accept_redemption(
     pin: str | None,
     member_signature: SignedFields | None,
     issued_at: str | None,
+    prepared: Prepared,
 ) -> Response:
     assert caller.partner_id is not None
     partner = _partner(session, caller.partner_id)
@@ -455,7 +483,7 @@ def accept_redemption(
         nonce, deadline = member_signature.nonce, member_signature.deadline
         message = RedeemMessage(member.address, partner.id, points, receipt.ref(), nonce, deadline)
         signature = _verify(domain, message, member_signature.signature, member.address).hex()
-    balance = runtime.ledger.balance_of(member.address)
+    balance = prepared.balance
     pending = session.scalar(
         select(func.coalesce(func.sum(Operation.points), 0)).where(
             Operation.member_id == member_id,
@@ -496,7 +524,7 @@ class WrongPin(Forbidden):
 
 def record_wrong_pin(runtime: Runtime, member_id: str) -> None:
     """Counts a wrong PIN in its own transaction (the redemption itself changed nothing)."""
-    with runtime.sessions.begin() as session:
+    with runtime.writes.begin() as session:
         member = _member(session, member_id, for_update=True)
         member.failed_pin_attempts += 1
         if member.failed_pin_attempts >= MAX_PIN_ATTEMPTS:
