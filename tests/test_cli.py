@@ -56,3 +56,10 @@ def test_unknown_network_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["deploy", "--network", "nowhere", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2
     assert "unknown network 'nowhere'" in result.output
+
+
+def test_demo_tells_the_story_and_balances() -> None:
+    result = CliRunner().invoke(main, ["demo", "--fast"])
+    assert result.exit_code == 0, result.output
+    assert "rejected by the contract" in result.output and "InvalidSignature" in result.output
+    assert "balances" in result.output and "DOES NOT BALANCE" not in result.output
