@@ -1,0 +1,144 @@
+"""Two gateway processes on one PostgreSQL database: kill the submitting one, the other takes over."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from gateway.chain.backends import AnvilNode
+from gateway.chain.ledger import Ledger
+from tests.gateway.test_crash import GatewayProcess
+
+
+@pytest.fixture
+def anvil() -> AnvilNode:
+    node = AnvilNode()
+    yield node  # type: ignore[misc]
+    node.close()
+
+
+def _leader(gateways: list[GatewayProcess]) -> GatewayProcess | None:
+    for g in gateways:
+        try:
+            if httpx.get(f"{g.url}/healthz", timeout=2).json().get("submitter_leader"):
+                return g
+        except httpx.HTTPError:
+            continue
+    return None
+
+
+def test_the_other_gateway_takes_over_submission(anvil: AnvilNode, tmp_path: Path, database_url: str | None) -> None:
+    if database_url is None:
+        pytest.skip("fail-over is a PostgreSQL feature: SQLite has one gateway process")
+    os.environ["LOYALTY_DATABASE_URL"] = database_url
+    try:
+        first = GatewayProcess(tmp_path / "data", anvil.url)
+        first.start()  # deploys, migrates, writes the admin key
+        second = GatewayProcess(tmp_path / "data", anvil.url)
+        second.start()
+    finally:
+        del os.environ["LOYALTY_DATABASE_URL"]
+    gateways = [first, second]
+    try:
+        admin = {"Authorization": f"Bearer {(tmp_path / 'data' / 'admin.key').read_text().strip()}"}
+        partner = httpx.post(
+            f"{first.url}/v1/partners",
+            headers=admin,
+            timeout=30,
+            json={
+                "name": "Till",
+                "currency": "EUR",
+                "earn_rate": {"points": 1, "per_minor_units": 100},
+                "allowance": 10**9,
+            },
+        ).json()
+        key = {"Authorization": f"Bearer {partner['api_key']}"}
+        assert (
+            httpx.post(
+                f"{second.url}/v1/members", headers=key, timeout=30, json={"member_id": "m1", "pin": "1234"}
+            ).status_code
+            == 201
+        )
+
+        deadline = time.monotonic() + 20
+        while (leader := _leader(gateways)) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert leader is not None, "no gateway became the submitter"
+        follower = second if leader is first else first
+        assert not httpx.get(f"{follower.url}/healthz").json()["submitter_leader"]  # exactly one submits
+
+        accepted: dict[str, str] = {}
+        stop = threading.Event()
+
+        def till() -> None:
+            n = 0
+            with httpx.Client(timeout=5) as client:
+                while not stop.is_set():
+                    body = {"member_id": "m1", "receipt_id": f"F-{n}", "amount_minor": 1000, "currency": "EUR"}
+                    for g in (gateways[n % 2], gateways[(n + 1) % 2]):  # the other one if this one is down
+                        try:
+                            r = client.post(
+                                f"{g.url}/v1/earn", json=body, headers={**key, "Idempotency-Key": body["receipt_id"]}
+                            )
+                        except httpx.HTTPError:
+                            continue
+                        assert r.status_code == 202, r.text
+                        accepted[body["receipt_id"]] = r.json()["operation_id"]
+                        break
+                    n += 1
+
+        worker = threading.Thread(target=till, daemon=True)
+        worker.start()
+        time.sleep(2)
+        leader.kill()
+        gateways.remove(leader)
+        killed_at = time.monotonic()
+        while not httpx.get(f"{follower.url}/healthz").json()["submitter_leader"]:
+            assert time.monotonic() - killed_at < 15, "the surviving gateway did not take over"
+            time.sleep(0.1)
+        takeover = time.monotonic() - killed_at
+        time.sleep(2)
+        stop.set()
+        worker.join(timeout=30)
+
+        engine = sa.create_engine(database_url)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                waiting = conn.execute(
+                    sa.text("SELECT count(*) FROM operations WHERE status IN ('accepted', 'submitted')")
+                ).scalar_one()
+            if waiting == 0:
+                break
+            time.sleep(0.2)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT id, receipt_id, receipt_ref, status FROM operations")).all()
+            nonces = [n for (n,) in conn.execute(sa.text("SELECT nonce FROM batches ORDER BY nonce"))]
+        engine.dispose()
+    finally:
+        for g in gateways:
+            g.stop()
+
+    print(f"\ntake-over after {takeover:.1f} s; {len(accepted)} earns accepted, {len(nonces)} batches")
+    assert len(accepted) > 20
+    assert {r.receipt_id for r in rows} == set(accepted)
+    assert {r.status for r in rows} == {"confirmed"}
+    record = json.loads((tmp_path / "data" / "deployment.json").read_text())
+    ledger = Ledger(anvil.w3, record["address"])
+    logs = anvil.w3.eth.get_logs(
+        {"address": ledger.address, "fromBlock": record["deployment_block"], "toBlock": "latest"}
+    )
+    refs = [
+        "0x" + bytes(e.args["receiptRef"]).hex()
+        for log in logs
+        if (e := ledger.decode_log(log)) is not None and e.name == "Earned"
+    ]
+    assert sorted(refs) == sorted(r.receipt_ref for r in rows)  # once each
+    assert nonces == list(range(len(nonces)))
