@@ -118,13 +118,12 @@ def init(network: str | None, data_dir: Path | None) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None)
 def serve(host: str | None, port: int | None, network: str | None, data_dir: Path | None) -> None:
     """Run the gateway (HTTP API and batch submitter); initializes an empty data directory."""
-    import logging
-
     import uvicorn
 
+    from gateway import logs
     from gateway.api.app import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure()
     settings = get_settings()
     runtime = open_runtime(settings, data_dir=data_dir or settings.gateway.data_dir, network=network)
     host, port = host or settings.gateway.host, port or settings.gateway.port

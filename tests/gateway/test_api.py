@@ -388,3 +388,35 @@ def test_health_and_metrics(gw: Gateway) -> None:
     after = gw.client.get("/metrics").text
     assert "loyalty_operations_confirmed_total 3" in after and "loyalty_queue_depth 0" in after
     assert "loyalty_batch_size_count 1" in after and "loyalty_batch_size_sum 3" in after
+
+
+def test_rate_limit_answers_429(tmp_path: Path) -> None:
+    runtime = open_runtime(make_settings(None), data_dir=tmp_path / "data", log=False)
+    from fastapi.testclient import TestClient
+
+    from gateway.api.app import create_app
+
+    admin = {"Authorization": f"Bearer {(tmp_path / 'data' / 'admin.key').read_text().strip()}"}
+    with TestClient(create_app(runtime, run_submitter=False, rate_per_second=5)) as client:
+        codes = [client.get("/v1/operations/nope", headers=admin).status_code for _ in range(30)]
+        limited = client.get("/v1/operations/nope", headers=admin)
+    runtime.close()
+    assert codes[:10] == [404] * 10  # a burst of twice the rate passes
+    assert 429 in codes
+    assert limited.status_code == 429 and limited.json()["error"]["code"] == "rate_limited"
+
+
+def test_production_refuses_the_development_key_encryption_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from gateway.config import Settings
+
+    monkeypatch.setenv("LOYALTY_ENV", "production")
+    monkeypatch.delenv("LOYALTY_KEY_ENCRYPTION_KEY", raising=False)
+    with pytest.raises(ValidationError, match="LOYALTY_KEY_ENCRYPTION_KEY"):
+        Settings()
+    monkeypatch.setenv("LOYALTY_KEY_ENCRYPTION_KEY", "short")
+    with pytest.raises(ValidationError, match="LOYALTY_KEY_ENCRYPTION_KEY"):
+        Settings()
+    monkeypatch.setenv("LOYALTY_KEY_ENCRYPTION_KEY", "x" * 40)
+    assert Settings().env == "production"
