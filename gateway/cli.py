@@ -143,6 +143,54 @@ def demo(fast: bool) -> None:
     run_demo(console, fast=fast)
 
 
+@main.group()
+def audit() -> None:
+    """Check the ledger from the chain alone."""
+
+
+@audit.command("verify")
+@click.option("--network", default=None, help="network name or URL (default: the deployment record's)")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="holds deployment.json")
+@click.option("--address", default=None, help="the ledger's address (instead of deployment.json)")
+@click.option("--from-block", type=int, default=None, help="the deployment block (default: the record's)")
+def audit_verify(network: str | None, data_dir: Path | None, address: str | None, from_block: int | None) -> None:
+    """Replay every ledger event with the rules and compare with the contract's views."""
+    from rich.progress import Progress
+
+    from gateway.audit.verify import verify_chain
+    from gateway.chain.ledger import Ledger
+
+    settings = get_settings()
+    directory = data_dir or settings.gateway.data_dir
+    record = load_deployment(directory / "deployment.json") if address is None else {}
+    chain = runtime_chain(settings, network or str(record.get("network", "embedded")), directory)
+    try:
+        ledger = Ledger(chain.w3, address or str(record["address"]))
+        start = from_block if from_block is not None else int(record.get("deployment_block", 0))
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("reading ledger events", total=1)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            report = verify_chain(chain.w3, ledger, from_block=start, progress=advance)
+    finally:
+        chain.close()
+    console.print(
+        f"blocks {report.from_block}..{report.to_block}: {report.events} events, "
+        f"{report.operations} operations, {report.members} members, supply {report.supply}"
+    )
+    for d in report.discrepancies:
+        console.print(f"[red]discrepancy[/red] {d}")
+    if report.ok:
+        console.print(
+            "[green]no discrepancy[/green]: every balance, tier, the supply and every partner's totals "
+            "agree with the rules"
+        )
+    else:
+        raise SystemExit(1)
+
+
 def _month_name(month: int) -> str:
     if month == 2**24 - 1:
         return "never"

@@ -51,6 +51,10 @@ def test_deploy_writes_a_record_and_balance_reads_the_chain(anvil: AnvilNode, tm
     assert result.exit_code == 0, result.output
     assert f"{alice}: 42 points at block" in result.output
 
+    result = runner.invoke(main, ["audit", "verify", "--data-dir", str(tmp_path), "--network", anvil.url])
+    assert result.exit_code == 0, result.output
+    assert "1 operations, 1 members, supply 42" in result.output and "no discrepancy" in result.output
+
 
 def test_unknown_network_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["deploy", "--network", "nowhere", "--data-dir", str(tmp_path)])

@@ -1,0 +1,1 @@
+"""Audit: replay the chain with the rules, verify receipts, settle between partners."""
