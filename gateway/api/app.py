@@ -74,12 +74,14 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
         thread = threading.Thread(target=submitter.run, args=(stop,), name="submitter", daemon=True)
+        runtime.writer.start()
         if run_submitter:
             thread.start()
         yield
         stop.set()
         if run_submitter:
             thread.join(timeout=10)
+        runtime.writer.stop()
 
     app = FastAPI(
         title="Coalition points gateway",

@@ -23,6 +23,7 @@ from gateway.config import Settings
 from gateway.db.models import ApiKey
 from gateway.db.session import database_url, make_engine, make_sessionmaker, migrate
 from gateway.errors import ConfigError
+from gateway.ledger.writer import WriteQueue
 from gateway.security import decrypt_private_key, new_api_key
 
 ANVIL_CHAIN_ID = 31337
@@ -42,6 +43,7 @@ class Runtime:
     writes: sessionmaker[Session]  # write transactions (BEGIN IMMEDIATE on SQLite)
     deployment: dict[str, object]
     write_engine: Engine | None = None
+    writer: WriteQueue = field(init=False)
     operator_lock: threading.Lock = field(default_factory=threading.Lock)
     _keys: dict[str, str] = field(default_factory=dict)
     # member address -> (tier index, monotonic time read). Earns quote points at the tier
@@ -62,6 +64,10 @@ class Runtime:
         for address in addresses:
             self._tiers.pop(address, None)
 
+    def __post_init__(self) -> None:
+        # Not started here: `create_app` starts it; unstarted, each write is its own transaction.
+        self.writer = WriteQueue(self.writes)
+
     @property
     def kek(self) -> str:
         return self.settings.key_encryption_key.get_secret_value()
@@ -73,6 +79,7 @@ class Runtime:
         return self._keys[encrypted]
 
     def close(self) -> None:
+        self.writer.stop()
         self.engine.dispose()
         if self.write_engine is not None:
             self.write_engine.dispose()

@@ -121,20 +121,25 @@ def idempotent(
             stored = _stored(session, scope, key, digest)
         if stored is not None:
             return stored
-    try:
-        with runtime.writes.begin() as session:
-            response = effect(session)
-            if key is not None:
-                session.add(
-                    IdempotencyRecord(
-                        scope=scope,
-                        key=key,
-                        request_hash=digest,
-                        status_code=response.status,
-                        response_body=json.dumps(response.body),
-                    )
+
+    def work(session: Session) -> Response:
+        response = effect(session)
+        if key is not None:
+            session.add(
+                IdempotencyRecord(
+                    scope=scope,
+                    key=key,
+                    request_hash=digest,
+                    status_code=response.status,
+                    response_body=json.dumps(response.body),
                 )
+            )
+            session.flush()  # a lost race on the key fails here, inside this write's savepoint
         return response
+
+    try:
+        result: Response = runtime.writer.run(work)
+        return result
     except (IntegrityError, Conflict):
         # A concurrent request with the same key may have committed between our first look
         # and our write: its response is the answer (the losing write rolled back).

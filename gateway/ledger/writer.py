@@ -1,0 +1,95 @@
+"""Group commit: one writer thread commits many accepted writes per database transaction.
+
+Each write (an accept job) runs in its own SAVEPOINT, so one refused write (a duplicate
+receipt, a lost idempotency race) rolls back alone. Callers wait until the transaction that
+holds their write has committed: a 202 still means "on disk". What goes away is a
+transaction, a lock hand-over and an fsync per request.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+
+@dataclass
+class _Job:
+    work: Callable[[Session], Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+class WriteQueue:
+    def __init__(self, sessions: sessionmaker[Session], *, max_batch: int = 200, linger: float = 0.002) -> None:
+        self._sessions = sessions
+        self._max_batch = max_batch
+        self._linger = linger
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self.batches = 0
+        self.jobs = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def run(self, work: Callable[[Session], Any]) -> Any:
+        """Runs `work(session)` in the next group transaction; returns once it has committed."""
+        if self._thread is None:  # not started (tools, tests): a transaction of its own
+            with self._sessions.begin() as session:
+                return work(session)
+        job = _Job(work)
+        self._queue.put(job)
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            jobs = [first]
+            deadline = time.monotonic() + self._linger
+            while len(jobs) < self._max_batch:
+                try:
+                    nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)  # stop after this group
+                    break
+                jobs.append(nxt)
+            self._commit(jobs)
+
+    def _commit(self, jobs: list[_Job]) -> None:
+        try:
+            with self._sessions.begin() as session:
+                for job in jobs:
+                    try:
+                        with session.begin_nested():
+                            job.result = job.work(session)
+                    except Exception as exc:  # noqa: BLE001 - the job's own error goes back to its caller
+                        job.error = exc
+        except Exception as exc:  # noqa: BLE001 - the commit failed: none of these writes happened
+            for job in jobs:
+                if job.error is None:
+                    job.error, job.result = exc, None
+        self.batches += 1
+        self.jobs += len(jobs)
+        for job in jobs:
+            job.done.set()
