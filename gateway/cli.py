@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from gateway.audit.verify import IndexedOperation
 from gateway.chain.backends import ChainBackend
 from gateway.chain.ledger import Ledger, Sender, load_deployment
 from gateway.config import Settings, get_settings
@@ -153,8 +154,12 @@ def audit() -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="holds deployment.json")
 @click.option("--address", default=None, help="the ledger's address (instead of deployment.json)")
 @click.option("--from-block", type=int, default=None, help="the deployment block (default: the record's)")
-def audit_verify(network: str | None, data_dir: Path | None, address: str | None, from_block: int | None) -> None:
-    """Replay every ledger event with the rules and compare with the contract's views."""
+@click.option("--chain-only", is_flag=True, help="no database: compare the chain with the rules only")
+def audit_verify(
+    network: str | None, data_dir: Path | None, address: str | None, from_block: int | None, chain_only: bool
+) -> None:
+    """Replay every ledger event with the rules and compare with the contract's views and,
+    unless --chain-only, with the gateway's index and stored receipts."""
     from rich.progress import Progress
 
     from gateway.audit.verify import verify_chain
@@ -173,9 +178,12 @@ def audit_verify(network: str | None, data_dir: Path | None, address: str | None
             def advance(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            report = verify_chain(chain.w3, ledger, from_block=start, progress=advance)
+            index = None if chain_only or address is not None else _index(settings, directory)
+            report = verify_chain(chain.w3, ledger, from_block=start, progress=advance, index=index)
     finally:
         chain.close()
+    if index is not None:
+        console.print(f"compared with the gateway's index: {len(index)} operations and their receipts")
     console.print(
         f"blocks {report.from_block}..{report.to_block}: {report.events} events, "
         f"{report.operations} operations, {report.members} members, supply {report.supply}"
@@ -189,6 +197,22 @@ def audit_verify(network: str | None, data_dir: Path | None, address: str | None
         )
     else:
         raise SystemExit(1)
+
+
+def _index(settings: Settings, directory: Path) -> list[IndexedOperation] | None:
+    """The gateway's operations, if this data directory has a database."""
+    from gateway.audit.verify import indexed_operations
+    from gateway.db.session import database_url, make_engine, make_sessionmaker
+
+    url = database_url(directory, settings.database_url)
+    if url.startswith("sqlite") and not (directory / "gateway.sqlite").exists():
+        return None
+    engine = make_engine(url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            return indexed_operations(session)
+    finally:
+        engine.dispose()
 
 
 def _month_name(month: int) -> str:

@@ -150,6 +150,7 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     AnyCaller = Annotated[Caller, Depends(caller)]
     Admin = Annotated[Caller, Depends(role("admin"))]
     PartnerCaller = Annotated[Caller, Depends(role("partner"))]
+    Auditor = Annotated[Caller, Depends(role("auditor", "admin"))]
     IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 
     def scope(who: Caller) -> str:
@@ -338,6 +339,12 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
             "abi": artifact()["abi"],
             "compiler": artifact()["compiler"]["version"],
         }
+
+    @app.get("/v1/audit/receipts/{partner_id}/{receipt_id:path}", tags=["audit"])
+    def receipt_proof(partner_id: int, receipt_id: str, who: Auditor, kind: str | None = None) -> dict[str, Any]:
+        """The stored receipt, its keccak-256 recomputed, and the on-chain event carrying it."""
+        with runtime.sessions() as session:
+            return service.receipt_proof(runtime, session, partner_id=partner_id, receipt_id=receipt_id, kind=kind)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:

@@ -14,9 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from web3 import EthereumTesterProvider, Web3
 
 from gateway.chain.ledger import Ledger, LedgerEvent, rpc
+from gateway.db.models import Operation
 from gateway.ledger.rules import BPS, NEVER, MemberModel, PartnerModel, PointsModel, month_label, month_of
 
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -200,8 +203,10 @@ def verify_chain(
     from_block: int,
     to_block: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    index: list[IndexedOperation] | None = None,
 ) -> AuditReport:
-    """Replays [from_block, to_block] and compares with the contract's views at to_block."""
+    """Replays [from_block, to_block] and compares with the contract's views at to_block;
+    with `index`, also matches the gateway's operations and receipts with the events."""
     if to_block is None:
         latest = rpc(w3, "eth_blockNumber", [])
         to_block = int(latest, 16) if isinstance(latest, str) else int(latest)
@@ -242,4 +247,87 @@ def verify_chain(
                 Discrepancy(f"partner {pid} allowance/issued/reversed/redeemed", where, expected_totals, found_totals)
             )
     report.members, report.supply = len(members), supply
+    if index is not None:
+        report.discrepancies += verify_index(events, index)
     return report
+
+
+# ------------------------------------------------------------------ the gateway's index
+
+RESULT_EVENT = {"earn": "Earned", "redemption": "Redeemed", "reversal": "Reversed"}
+
+
+@dataclass(frozen=True)
+class IndexedOperation:
+    """An operation as the gateway's database holds it (only what the audit compares)."""
+
+    id: str
+    kind: str
+    partner_id: int
+    status: str
+    receipt_doc: str
+    receipt_ref: str
+    points: int | None
+    tx_hash: str | None
+    log_index: int | None
+
+
+def verify_index(events: list[LedgerEvent], operations: list[IndexedOperation]) -> list[Discrepancy]:
+    """Matches the index one to one with the chain's domain events, and every stored receipt
+    with the hash its event carries (recomputed from the stored document, not copied)."""
+    from eth_utils import keccak
+
+    found: list[Discrepancy] = []
+    by_position = {(e.tx_hash.lower(), e.log_index): e for e in events if e.name in RESULT_EVENT.values()}
+    matched: set[tuple[str, int]] = set()
+    for op in operations:
+        where = f"operation {op.id} ({op.kind} of partner {op.partner_id})"
+        recomputed = "0x" + keccak(op.receipt_doc.encode()).hex()
+        if recomputed != op.receipt_ref:
+            found.append(
+                Discrepancy("stored receipt does not hash to its reference", where, op.receipt_ref, recomputed)
+            )
+        if op.status != "confirmed":
+            continue
+        position = ((op.tx_hash or "").lower(), op.log_index if op.log_index is not None else -1)
+        event = by_position.get(position)
+        if event is None:
+            found.append(Discrepancy("index row with no event", where, f"an event at {position}", "none"))
+            continue
+        matched.add(position)
+        event_ref = "0x" + bytes(event.args["receiptRef"]).hex()
+        if event.name != RESULT_EVENT[op.kind] or event.args["partnerId"] != op.partner_id:
+            found.append(Discrepancy("index row names another event", where, RESULT_EVENT[op.kind], event.name))
+        if event_ref != recomputed:
+            found.append(Discrepancy("receipt hash differs from the on-chain event", where, event_ref, recomputed))
+        if op.points is not None and op.points != event.args["points"]:
+            found.append(Discrepancy("points differ from the on-chain event", where, event.args["points"], op.points))
+    for position, event in by_position.items():
+        if position not in matched:
+            found.append(
+                Discrepancy(
+                    "event with no index row",
+                    f"block {event.block_number} log {event.log_index} (tx {event.tx_hash})",
+                    "an operation in the index",
+                    "none",
+                )
+            )
+    return found
+
+
+def indexed_operations(session: Session) -> list[IndexedOperation]:
+    """The gateway's operations, as the audit compares them."""
+    return [
+        IndexedOperation(
+            op.id,
+            op.kind,
+            op.partner_id,
+            op.status,
+            op.receipt_doc,
+            op.receipt_ref,
+            op.points,
+            op.tx_hash,
+            op.log_index,
+        )
+        for op in session.scalars(select(Operation).order_by(Operation.seq))
+    ]

@@ -695,3 +695,50 @@ def member_activity(
     more = len(rows) > limit
     rows = rows[:limit]
     return {"items": [operation_view(r) for r in rows], "next_cursor": rows[-1].seq if more and rows else None}
+
+
+# ------------------------------------------------------------------ audit reads
+
+
+def receipt_proof(
+    runtime: Runtime, session: Session, *, partner_id: int, receipt_id: str, kind: str | None
+) -> dict[str, Any]:
+    """A stored receipt, its recomputed hash, and the on-chain event carrying it (read from
+    the chain, not from the index), with `matches` recomputed."""
+    from eth_utils import keccak
+
+    query = select(Operation).where(Operation.partner_id == partner_id, Operation.receipt_id == receipt_id)
+    if kind is not None:
+        query = query.where(Operation.kind == kind)
+    ops = list(session.scalars(query.order_by(Operation.seq)))
+    if not ops:
+        raise NotFound(f"no receipt {receipt_id} of partner {partner_id}", code="unknown_receipt")
+    op = next((o for o in ops if o.kind == "earn"), ops[0])
+    recomputed = "0x" + keccak(op.receipt_doc.encode()).hex()
+    event: dict[str, Any] | None = None
+    if op.tx_hash is not None and op.status == "confirmed":
+        receipt = runtime.chain.w3.eth.get_transaction_receipt(op.tx_hash)  # type: ignore[arg-type]
+        for log in receipt["logs"]:
+            decoded = runtime.ledger.decode_log(log)
+            if decoded is not None and decoded.log_index == op.log_index:
+                event = {
+                    "name": decoded.name,
+                    "tx_hash": decoded.tx_hash,
+                    "block_number": decoded.block_number,
+                    "block_hash": "0x" + bytes(receipt["blockHash"]).hex(),
+                    "log_index": decoded.log_index,
+                    "receipt_ref": "0x" + bytes(decoded.args["receiptRef"]).hex(),
+                    "points": decoded.args.get("points"),
+                }
+    return {
+        "partner_id": partner_id,
+        "receipt_id": receipt_id,
+        "kind": op.kind,
+        "operation_id": op.id,
+        "status": op.status,
+        "receipt": json.loads(op.receipt_doc),
+        "receipt_canonical": op.receipt_doc,
+        "receipt_hash": recomputed,
+        "event": event,
+        "matches": event is not None and event["receipt_ref"] == recomputed,
+    }
