@@ -199,6 +199,84 @@ def audit_verify(
         raise SystemExit(1)
 
 
+@audit.command("settlement")
+@click.option("--from", "period_from", required=True, help="first day, YYYY-MM-DD (UTC)")
+@click.option("--to", "period_to", required=True, help="day after the last, YYYY-MM-DD (UTC)")
+@click.option("--network", default=None, help="network name or URL (default: the deployment record's)")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None, help="also write CSV here")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="also write JSON here")
+def audit_settlement(
+    period_from: str,
+    period_to: str,
+    network: str | None,
+    data_dir: Path | None,
+    csv_path: Path | None,
+    json_path: Path | None,
+) -> None:
+    """The settlement statement between partners for a period, from chain events alone."""
+    from rich.table import Table
+
+    from gateway.audit.settlement import settlement
+    from gateway.chain.ledger import Ledger
+
+    settings = get_settings()
+    directory = data_dir or settings.gateway.data_dir
+    record = load_deployment(directory / "deployment.json")
+    start, end = _day(period_from), _day(period_to)
+    chain = runtime_chain(settings, network or str(record["network"]), directory)
+    try:
+        st = settlement(
+            chain.w3,
+            Ledger(chain.w3, str(record["address"])),
+            period_from=start,
+            period_to=end,
+            from_block=int(record["deployment_block"]),
+        )
+    finally:
+        chain.close()
+    table = Table(
+        "partner",
+        "issued",
+        "reversed",
+        "redeemed at it",
+        "net points",
+        f"net amount ({st.currency}, minor units)",
+        title=f"settlement {period_from} .. {period_to}",
+    )
+    for p in st.partners:
+        table.add_row(
+            str(p.partner_id), str(p.issued), str(p.reversed), str(p.redeemed), str(p.net_points), str(p.net_amount)
+        )
+    console.print(table)
+    v = st.point_value
+    console.print(
+        f"breakage {st.breakage_points} points ({st.breakage_points * v}); liability "
+        f"{st.liability_start_points} -> {st.liability_end_points} points "
+        f"({st.liability_start_points * v} -> {st.liability_end_points * v})"
+    )
+    verdict = "[green]balances[/green]" if st.balanced else "[red]DOES NOT BALANCE[/red]"
+    console.print(
+        f"sum of net amounts {st.net_points * v} = change in liability "
+        f"{(st.liability_end_points - st.liability_start_points) * v} + breakage {st.breakage_points * v}: " + verdict
+    )
+    if csv_path:
+        csv_path.write_text(st.as_csv())
+    if json_path:
+        json_path.write_text(json.dumps(st.as_json(), indent=2) + "\n")
+    if not st.balanced:
+        raise SystemExit(1)
+
+
+def _day(text: str) -> int:
+    from datetime import UTC, datetime
+
+    try:
+        return int(datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC).timestamp())
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not a date like 2026-11-01") from exc
+
+
 def _index(settings: Settings, directory: Path) -> list[IndexedOperation] | None:
     """The gateway's operations, if this data directory has a database."""
     from gateway.audit.verify import indexed_operations

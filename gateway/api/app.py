@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -29,7 +30,7 @@ from gateway.api.schemas import (
 )
 from gateway.chain.ledger import artifact
 from gateway.db.models import ApiKey, Operation
-from gateway.errors import Forbidden, LoyaltyError, RateLimited
+from gateway.errors import Forbidden, Invalid, LoyaltyError, RateLimited
 from gateway.ledger import service
 from gateway.ledger.runtime import Runtime
 from gateway.ledger.service import Caller, SignedFields
@@ -345,6 +346,28 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
         """The stored receipt, its keccak-256 recomputed, and the on-chain event carrying it."""
         with runtime.sessions() as session:
             return service.receipt_proof(runtime, session, partner_id=partner_id, receipt_id=receipt_id, kind=kind)
+
+    @app.get("/v1/audit/settlement", tags=["audit"])
+    def settlement_statement(
+        who: Auditor,
+        period_from: Annotated[date, Query(alias="from")],
+        period_to: Annotated[date, Query(alias="to")],
+    ) -> dict[str, Any]:
+        """SPEC section 5's statement for [from, to), computed from chain events alone."""
+        from gateway.audit.settlement import settlement
+
+        start = int(datetime(period_from.year, period_from.month, period_from.day, tzinfo=UTC).timestamp())
+        end = int(datetime(period_to.year, period_to.month, period_to.day, tzinfo=UTC).timestamp())
+        if end <= start:
+            raise Invalid("the period must end after it starts", code="validation_error")
+        statement = settlement(
+            runtime.chain.w3,
+            runtime.ledger,
+            period_from=start,
+            period_to=end,
+            from_block=runtime.ledger.deployment_block,
+        )
+        return statement.as_json()
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:

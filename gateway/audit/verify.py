@@ -91,6 +91,8 @@ class Replay:
         self.reversed: dict[tuple[int, bytes], int] = {}
         self.operations = 0
         self.seen_members: set[str] = set()
+        self.swept: dict[int, int] = {}  # expiry month -> points removed by Expired events
+        self.point_value: tuple[int, str] = (0, "")
 
     def note(self, kind: str, event: LedgerEvent, expected: Any, found: Any) -> None:
         where = f"block {event.block_number} log {event.log_index} (tx {event.tx_hash})"
@@ -135,6 +137,9 @@ class Replay:
             if held != a["points"]:
                 self.note("expired points", e, held, a["points"])
             state.buckets[expiry] = 0  # swept from the member; balances ignored it already
+            self.swept[expiry] = self.swept.get(expiry, 0) + a["points"]
+        elif e.name == "PointValueSet":
+            self.point_value = (int(a["minorUnitsPerPoint"]), bytes(a["currency"]).decode())
 
     def _earned(self, e: LedgerEvent, month: int) -> None:
         a, m = e.args, self.model

@@ -91,3 +91,17 @@ def test_tampering_is_caught_and_named(gw: Gateway, case: str) -> None:
     if case == "receipt_edited":
         auditor = gw.post("/v1/api-keys", gw.admin_key, {"role": "auditor"}).json()["api_key"]
         assert gw.get("/v1/audit/receipts/1/R-1", auditor).json()["matches"] is False
+
+
+def test_settlement_endpoint_balances(gw: Gateway) -> None:
+    _history(gw)
+    auditor = gw.post("/v1/api-keys", gw.admin_key, {"role": "auditor"}).json()["api_key"]
+    statement = gw.get("/v1/audit/settlement?from=2000-01-01&to=2100-01-01", auditor).json()
+    assert statement["balanced"] is True
+    line = statement["partners"][0]
+    # earns of 12 + 300 + 40 points; 10 reversed; 50 redeemed at the same partner
+    assert (line["issued"], line["reversed"], line["redeemed"], line["net_points"]) == (352, 10, 50, 292)
+    # by 2100 every point has expired: all of it is breakage, nothing is outstanding
+    assert statement["liability"]["end_points"] == 0 and statement["breakage"]["points"] == 292
+    backwards = gw.get("/v1/audit/settlement?from=2026-12-01&to=2026-11-01", auditor)
+    assert backwards.status_code == 422
