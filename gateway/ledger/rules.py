@@ -73,14 +73,18 @@ class PointsModel:
     # ------------------------------------------------------------ reads
 
     def member(self, address: str) -> MemberModel:
-        return self.members.setdefault(address.lower(), MemberModel())
+        key = address.lower()
+        state = self.members.get(key)
+        if state is None:  # not setdefault: it would build a MemberModel on every call
+            state = self.members[key] = MemberModel()
+        return state
 
     def balance(self, address: str, month: int) -> int:
         return sum(p for e, p in self.member(address).buckets.items() if e >= month)
 
     def qualifying(self, address: str, month: int) -> int:
-        earned = self.member(address).earned
-        return sum(earned.get(m, 0) for m in range(month - 11, month + 1))
+        get = self.member(address).earned.get
+        return sum([get(m, 0) for m in range(month - 11, month + 1)])
 
     def tier_index(self, address: str, month: int) -> int:
         qualifying = self.qualifying(address, month)
