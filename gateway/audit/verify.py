@@ -185,20 +185,10 @@ class Replay:
         partner.reversed += a["points"]
 
     def _take(self, e: LedgerEvent, member: str, points: int, month: int) -> list[tuple[int, int]]:
-        state = self.model.member(member)
         live = self.model.balance(member, month)
         if live < points:
             self.note("points spent beyond the balance", e, live, points)
-        taken = []
-        for expiry in sorted(x for x in state.buckets if x >= month):
-            part = min(points, state.buckets[expiry])
-            if part:
-                state.buckets[expiry] -= part
-                taken.append((expiry, part))
-                points -= part
-            if points == 0:
-                break
-        return taken
+        return self.model.take_earliest(member, points, month)
 
 
 def verify_chain(

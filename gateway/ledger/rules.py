@@ -142,10 +142,13 @@ class PointsModel:
         return points
 
     def _take(self, member: str, points: int, month: int) -> list[tuple[int, int]]:
-        """Removes points earliest-expiring first; returns the (expiry, points) slices taken."""
-        state = self.member(member)
         if self.balance(member, month) < points:
             raise Rejected("InsufficientPoints")
+        return self.take_earliest(member, points, month)
+
+    def take_earliest(self, member: str, points: int, month: int) -> list[tuple[int, int]]:
+        """Removes up to `points` live points, earliest expiry first; returns the slices taken."""
+        state = self.member(member)
         taken = []
         for expiry in sorted(e for e in state.buckets if e >= month):
             part = min(points, state.buckets[expiry])

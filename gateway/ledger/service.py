@@ -321,6 +321,37 @@ def _verify(domain: Domain, message: Message, signature: str, expected: str) -> 
     return compact
 
 
+def _partner_signature(
+    runtime: Runtime,
+    partner: Partner,
+    given: SignedFields | None,
+    issued_at: str | None,
+    message: Callable[[int, int], Message],
+) -> tuple[int, int, str]:
+    """(nonce, deadline, signature) of a partner's earn or reversal: made here with the
+    partner's managed key, or checked here when the partner signed it itself."""
+    if given is None:
+        if not partner.managed or partner.encrypted_key is None:
+            raise Invalid("this partner keeps its own key: send partner_signature", code="signature_required")
+        nonce, deadline = partner.next_nonce, int(_now().timestamp()) + MANAGED_DEADLINE_SECONDS
+        partner.next_nonce += 1
+        return (
+            nonce,
+            deadline,
+            sign(runtime.ledger.domain, message(nonce, deadline), runtime.private_key(partner.encrypted_key)).hex(),
+        )
+    if issued_at is None:
+        raise Invalid(
+            "a signed operation names its issued_at: the signature covers the receipt", code="validation_error"
+        )
+    signed = message(given.nonce, given.deadline)
+    return (
+        given.nonce,
+        given.deadline,
+        _verify(runtime.ledger.domain, signed, given.signature, partner.signer_address).hex(),
+    )
+
+
 def _new_operation(**fields: Any) -> Operation:
     return Operation(id=secrets.token_hex(16), status="accepted", **fields)
 
@@ -406,22 +437,13 @@ def accept_earn(
         currency=currency,
         issued_at=issued_at or _now().isoformat(),
     )
-    domain = runtime.ledger.domain
-    if partner_signature is None:
-        if not partner.managed or partner.encrypted_key is None:
-            raise Invalid("this partner keeps its own key: send partner_signature", code="signature_required")
-        nonce, deadline = partner.next_nonce, int(_now().timestamp()) + MANAGED_DEADLINE_SECONDS
-        partner.next_nonce += 1
-        message = EarnMessage(partner.id, member.address, amount_minor, receipt.ref(), nonce, deadline)
-        signature = sign(domain, message, runtime.private_key(partner.encrypted_key)).hex()
-    else:
-        if issued_at is None:
-            raise Invalid(
-                "a signed earn names its issued_at: the signature covers the receipt", code="validation_error"
-            )
-        nonce, deadline = partner_signature.nonce, partner_signature.deadline
-        message = EarnMessage(partner.id, member.address, amount_minor, receipt.ref(), nonce, deadline)
-        signature = _verify(domain, message, partner_signature.signature, partner.signer_address).hex()
+    nonce, deadline, signature = _partner_signature(
+        runtime,
+        partner,
+        partner_signature,
+        issued_at,
+        lambda n, d: EarnMessage(partner.id, member.address, amount_minor, receipt.ref(), n, d),
+    )
     op = _new_operation(
         kind="earn",
         partner_id=partner.id,
@@ -609,20 +631,13 @@ def accept_reversal(
         points=earn.points,
         earn_month=int(earn.earn_month or 0),
     )
-    domain = runtime.ledger.domain
-    if partner_signature is None:
-        if not partner.managed or partner.encrypted_key is None:
-            raise Invalid("this partner keeps its own key: send partner_signature", code="signature_required")
-        nonce, deadline = partner.next_nonce, int(_now().timestamp()) + MANAGED_DEADLINE_SECONDS
-        partner.next_nonce += 1
-        message = ReverseMessage(partner.id, leaf, points, receipt.ref(), nonce, deadline)
-        signature = sign(domain, message, runtime.private_key(partner.encrypted_key)).hex()
-    else:
-        if issued_at is None:
-            raise Invalid("a signed reversal names its issued_at", code="validation_error")
-        nonce, deadline = partner_signature.nonce, partner_signature.deadline
-        message = ReverseMessage(partner.id, leaf, points, receipt.ref(), nonce, deadline)
-        signature = _verify(domain, message, partner_signature.signature, partner.signer_address).hex()
+    nonce, deadline, signature = _partner_signature(
+        runtime,
+        partner,
+        partner_signature,
+        issued_at,
+        lambda n, d: ReverseMessage(partner.id, leaf, points, receipt.ref(), n, d),
+    )
     op = _new_operation(
         kind="reversal",
         partner_id=partner.id,

@@ -73,6 +73,40 @@ class GatewayProcess:
         self.log.close()
 
 
+def drain(database_url: str, seconds: float = 60) -> tuple[list[Any], list[int], str]:
+    """Waits until no operation is in flight; returns (operations, batch nonces, relayer)."""
+    engine = sa.create_engine(database_url)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            waiting = conn.execute(
+                sa.text("SELECT count(*) FROM operations WHERE status IN ('accepted', 'submitted')")
+            ).scalar_one()
+        if waiting == 0:
+            break
+        time.sleep(0.2)
+    with engine.connect() as conn:
+        rows = list(conn.execute(sa.text("SELECT id, receipt_id, receipt_ref, status FROM operations")).all())
+        nonces = [n for (n,) in conn.execute(sa.text("SELECT nonce FROM batches ORDER BY nonce"))]
+        relayer = conn.execute(sa.text("SELECT DISTINCT sender FROM batches")).scalar_one()
+    engine.dispose()
+    return rows, nonces, relayer
+
+
+def earned_refs(anvil: AnvilNode, data_dir: Path) -> list[str]:
+    """receiptRef of every Earned event of the deployment in `data_dir`, from the chain."""
+    record = json.loads((data_dir / "deployment.json").read_text())
+    ledger = Ledger(anvil.w3, record["address"])
+    logs: list[Any] = anvil.w3.eth.get_logs(
+        {"address": ledger.address, "fromBlock": record["deployment_block"], "toBlock": "latest"}
+    )
+    return [
+        "0x" + bytes(e.args["receiptRef"]).hex()
+        for log in logs
+        if (e := ledger.decode_log(log)) is not None and e.name == "Earned"
+    ]
+
+
 @pytest.fixture
 def anvil() -> Iterator[AnvilNode]:
     node = AnvilNode()
@@ -144,21 +178,7 @@ def test_kill_9_under_load_loses_nothing_and_doubles_nothing(anvil: AnvilNode, t
             worker.join(timeout=30)
 
         # Let the last batches land.
-        engine = sa.create_engine(f"sqlite:///{tmp_path / 'data' / 'gateway.sqlite'}")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with engine.connect() as conn:
-                open_ops = conn.execute(
-                    sa.text("SELECT count(*) FROM operations WHERE status IN ('accepted', 'submitted')")
-                ).scalar_one()
-            if open_ops == 0:
-                break
-            time.sleep(0.2)
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text("SELECT id, receipt_id, receipt_ref, status FROM operations")).all()
-            nonces = [n for (n,) in conn.execute(sa.text("SELECT nonce FROM batches ORDER BY nonce"))]
-            relayer = conn.execute(sa.text("SELECT DISTINCT sender FROM batches")).scalar_one()
-        engine.dispose()
+        rows, nonces, relayer = drain(f"sqlite:///{tmp_path / 'data' / 'gateway.sqlite'}")
     finally:
         gateway.stop()
 
@@ -171,16 +191,7 @@ def test_kill_9_under_load_loses_nothing_and_doubles_nothing(anvil: AnvilNode, t
     assert {r.status for r in rows} == {"confirmed"}
 
     # On-chain: exactly one Earned event per operation, matched by receipt reference.
-    record = json.loads((tmp_path / "data" / "deployment.json").read_text())
-    ledger = Ledger(anvil.w3, record["address"])
-    logs: list[Any] = anvil.w3.eth.get_logs(
-        {"address": ledger.address, "fromBlock": record["deployment_block"], "toBlock": "latest"}
-    )
-    refs = [
-        "0x" + bytes(e.args["receiptRef"]).hex()
-        for log in logs
-        if (e := ledger.decode_log(log)) is not None and e.name == "Earned"
-    ]
+    refs = earned_refs(anvil, tmp_path / "data")
     assert sorted(refs) == sorted(r.receipt_ref for r in rows)
     assert len(refs) == len(set(refs))
     print(f"{len(refs)} Earned events on-chain, relayer nonces 0..{len(nonces) - 1} without a gap")

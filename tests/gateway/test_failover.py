@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -10,11 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from gateway.chain.backends import AnvilNode
-from gateway.chain.ledger import Ledger
-from tests.gateway.test_crash import GatewayProcess
+from tests.gateway.test_crash import GatewayProcess, drain, earned_refs
 
 
 @pytest.fixture
@@ -108,20 +105,7 @@ def test_the_other_gateway_takes_over_submission(anvil: AnvilNode, tmp_path: Pat
         stop.set()
         worker.join(timeout=30)
 
-        engine = sa.create_engine(database_url)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with engine.connect() as conn:
-                waiting = conn.execute(
-                    sa.text("SELECT count(*) FROM operations WHERE status IN ('accepted', 'submitted')")
-                ).scalar_one()
-            if waiting == 0:
-                break
-            time.sleep(0.2)
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text("SELECT id, receipt_id, receipt_ref, status FROM operations")).all()
-            nonces = [n for (n,) in conn.execute(sa.text("SELECT nonce FROM batches ORDER BY nonce"))]
-        engine.dispose()
+        rows, nonces, _ = drain(database_url)
     finally:
         for g in gateways:
             g.stop()
@@ -130,15 +114,6 @@ def test_the_other_gateway_takes_over_submission(anvil: AnvilNode, tmp_path: Pat
     assert len(accepted) > 20
     assert {r.receipt_id for r in rows} == set(accepted)
     assert {r.status for r in rows} == {"confirmed"}
-    record = json.loads((tmp_path / "data" / "deployment.json").read_text())
-    ledger = Ledger(anvil.w3, record["address"])
-    logs = anvil.w3.eth.get_logs(
-        {"address": ledger.address, "fromBlock": record["deployment_block"], "toBlock": "latest"}
-    )
-    refs = [
-        "0x" + bytes(e.args["receiptRef"]).hex()
-        for log in logs
-        if (e := ledger.decode_log(log)) is not None and e.name == "Earned"
-    ]
+    refs = earned_refs(anvil, tmp_path / "data")
     assert sorted(refs) == sorted(r.receipt_ref for r in rows)  # once each
     assert nonces == list(range(len(nonces)))
