@@ -52,6 +52,8 @@ def test_rpc_outage_refuses_or_accepts_durably_and_resumes(anvil: AnvilNode, tmp
     admin_key = (tmp_path / "data" / "admin.key").read_text().strip()
     answers: dict[int, int] = {}
     accepted: list[str] = []
+    during_outage: list[int] = []  # answers given while the node was frozen
+    frozen = threading.Event()
     stop = threading.Event()
     with TestClient(create_app(runtime)) as client:  # with its submitter thread
         key = _setup(client, admin_key)
@@ -65,6 +67,8 @@ def test_rpc_outage_refuses_or_accepts_durably_and_resumes(anvil: AnvilNode, tmp
                     json={"member_id": "m", "receipt_id": f"R{n}", "amount_minor": 1000, "currency": "EUR"},
                 )
                 answers[r.status_code] = answers.get(r.status_code, 0) + 1
+                if frozen.is_set():
+                    during_outage.append(r.status_code)
                 if r.status_code == 202:
                     accepted.append(r.json()["operation_id"])
                 else:
@@ -76,7 +80,9 @@ def test_rpc_outage_refuses_or_accepts_durably_and_resumes(anvil: AnvilNode, tmp
         worker.start()
         time.sleep(1.0)
         anvil.process.send_signal(signal.SIGSTOP)  # the node stops answering, its state intact
+        frozen.set()
         time.sleep(10)
+        frozen.clear()
         anvil.process.send_signal(signal.SIGCONT)
         time.sleep(1.5)
         stop.set()
@@ -84,7 +90,10 @@ def test_rpc_outage_refuses_or_accepts_durably_and_resumes(anvil: AnvilNode, tmp
         ops = _wait_confirmed(client, key, accepted)
         balance = client.get("/v1/members/m", headers=key).json()["balance"]
     runtime.close()
-    assert answers.get(503, 0) >= 1, answers  # the outage was felt, and refused cleanly
+    # While the node was down the gateway answered, durably accepted (the member's tier is
+    # cached) or refused with 503 `chain_unavailable`, never a 500. (Answers during a freeze
+    # are slow: seen here, one in 10 s. Open in the issue notes.)
+    assert len(during_outage) >= 1 and set(during_outage) <= {202, 503}, during_outage
     assert answers.get(202, 0) >= 5, answers
     assert {o["status"] for o in ops} == {"confirmed"}  # nothing accepted was lost
     assert balance == 10 * len(accepted)  # and nothing was applied twice

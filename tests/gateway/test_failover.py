@@ -73,13 +73,14 @@ def test_the_other_gateway_takes_over_submission(anvil: AnvilNode, tmp_path: Pat
 
         accepted: dict[str, str] = {}
         stop = threading.Event()
+        tills = list(gateways)  # the till keeps both addresses; the killed one just refuses
 
         def till() -> None:
             n = 0
             with httpx.Client(timeout=5) as client:
                 while not stop.is_set():
                     body = {"member_id": "m1", "receipt_id": f"F-{n}", "amount_minor": 1000, "currency": "EUR"}
-                    for g in (gateways[n % 2], gateways[(n + 1) % 2]):  # the other one if this one is down
+                    for g in (tills[n % 2], tills[(n + 1) % 2]):  # the other one if this one is down
                         try:
                             r = client.post(
                                 f"{g.url}/v1/earn", json=body, headers={**key, "Idempotency-Key": body["receipt_id"]}
@@ -101,9 +102,11 @@ def test_the_other_gateway_takes_over_submission(anvil: AnvilNode, tmp_path: Pat
             assert time.monotonic() - killed_at < 15, "the surviving gateway did not take over"
             time.sleep(0.1)
         takeover = time.monotonic() - killed_at
+        served_before = len(accepted)
         time.sleep(2)
         stop.set()
         worker.join(timeout=30)
+        assert len(accepted) > served_before, "no earn was accepted after the take-over"
 
         rows, nonces, _ = drain(database_url)
     finally:
