@@ -352,8 +352,24 @@ def _partner_signature(
     )
 
 
-def _new_operation(**fields: Any) -> Operation:
-    return Operation(id=secrets.token_hex(16), status="accepted", **fields)
+def _new_operation(*, receipt: Receipt, **fields: Any) -> Operation:
+    """An accepted operation with its canonical receipt document and that document's hash."""
+    return Operation(
+        id=secrets.token_hex(16),
+        status="accepted",
+        receipt_doc=receipt.canonical().decode(),
+        receipt_ref="0x" + receipt.ref().hex(),
+        **fields,
+    )
+
+
+def _accepted(session: Session, op: Operation, **extra: Any) -> Response:
+    """Stores the operation (in the caller's transaction) and the 202 the caller is owed."""
+    session.add(op)
+    session.flush()
+    return Response(
+        202, {"operation_id": op.id, "status": op.status, "points": op.points, "receipt_ref": op.receipt_ref, **extra}
+    )
 
 
 def _duplicate_check(session: Session, partner_id: int, kind: str, receipt_id: str) -> None:
@@ -449,8 +465,7 @@ def accept_earn(
         partner_id=partner.id,
         member_id=member_id,
         receipt_id=receipt_id,
-        receipt_doc=receipt.canonical().decode(),
-        receipt_ref="0x" + receipt.ref().hex(),
+        receipt=receipt,
         amount_minor=amount_minor,
         currency=currency,
         points=points,
@@ -458,9 +473,7 @@ def accept_earn(
         deadline=deadline,
         signature=signature,
     )
-    session.add(op)
-    session.flush()
-    return Response(202, {"operation_id": op.id, "status": op.status, "points": points, "receipt_ref": op.receipt_ref})
+    return _accepted(session, op)
 
 
 def accept_redemption(
@@ -529,16 +542,13 @@ def accept_redemption(
         partner_id=partner.id,
         member_id=member_id,
         receipt_id=receipt_id,
-        receipt_doc=receipt.canonical().decode(),
-        receipt_ref="0x" + receipt.ref().hex(),
+        receipt=receipt,
         points=points,
         nonce=Decimal(nonce),
         deadline=deadline,
         signature=signature,
     )
-    session.add(op)
-    session.flush()
-    return Response(202, {"operation_id": op.id, "status": op.status, "points": points, "receipt_ref": op.receipt_ref})
+    return _accepted(session, op)
 
 
 class WrongPin(Forbidden):
@@ -643,8 +653,7 @@ def accept_reversal(
         partner_id=partner.id,
         member_id=earn.member_id,
         receipt_id=refund,
-        receipt_doc=receipt.canonical().decode(),
-        receipt_ref="0x" + receipt.ref().hex(),
+        receipt=receipt,
         amount_minor=amount_minor,
         currency=receipt.currency,
         points=points,
@@ -654,18 +663,7 @@ def accept_reversal(
         original_id=earn.id,
         reason=reason,
     )
-    session.add(op)
-    session.flush()
-    return Response(
-        202,
-        {
-            "operation_id": op.id,
-            "status": op.status,
-            "points": points,
-            "receipt_ref": op.receipt_ref,
-            "earn_leaf": "0x" + leaf.hex(),
-        },
-    )
+    return _accepted(session, op, earn_leaf="0x" + leaf.hex())
 
 
 def operation_view(op: Operation) -> dict[str, Any]:
