@@ -33,8 +33,9 @@ from rich.console import Console
 from rich.progress import Progress
 
 from gateway.chain.backends import AnvilNode, ChainBackend, EmbeddedChain, free_port
-from gateway.chain.ledger import Sender, artifact
-from gateway.config import REPO_ROOT
+from gateway.chain.ledger import Ledger, Sender, SignedEarn, artifact
+from gateway.config import REPO_ROOT, get_settings
+from partners.signing import EarnMessage, address_of, sign
 
 MEMBERS = 500
 
@@ -55,6 +56,51 @@ def raw_mint_rate(kind: str, seconds: float) -> float:
         return minted / (time.perf_counter() - start)
     finally:
         chain.close()
+
+
+def raw_earn_rate(kind: str, seconds: float, batch: int = 200) -> float:
+    """Our own ledger's signed earns per second in batches, straight to the chain (no gateway):
+    the ceiling the gateway's confirmed rate can approach. Batches are signed before the clock runs."""
+    chain: ChainBackend = AnvilNode() if kind == "anvil" else EmbeddedChain()
+    try:
+        sender = Sender(chain.w3, chain.dev_keys[0])
+        ledger = Ledger.deploy(sender, get_settings().coalition)
+        partner_key = "0x" + keccak(text="bench-gateway:partner").hex()
+        pid = ledger.add_partner(
+            sender,
+            signer=address_of(partner_key),
+            rate_points=1,
+            rate_per_minor_units=100,
+            currency="EUR",
+            allowance=10**15,
+        )
+        members = ["0x" + secrets.token_bytes(20).hex() for _ in range(MEMBERS)]
+        nonce = iter(range(1, 10**9))
+
+        def signed_batch() -> list[SignedEarn]:
+            ops = []
+            for _ in range(batch):
+                n = next(nonce)
+                m = EarnMessage(pid, members[n % MEMBERS], 1000 + n % 5000, keccak(text=f"raw-{n}"), n, 2**40)
+                ops.append(SignedEarn(m, sign(ledger.domain, m, partner_key)))
+            return ops
+
+        batches = [signed_batch() for _ in range(max(2, int(seconds * 1500 / batch)))]
+        ledger.earn_batch(sender, batches.pop(), gas=25_000_000)  # warm-up: first-touch storage
+        earned, start = 0, time.perf_counter()
+        while batches and time.perf_counter() - start < seconds:
+            result = ledger.earn_batch(sender, batches.pop(), gas=25_000_000)
+            assert not result.rejections(), result.rejections()
+            earned += batch
+        return earned / (time.perf_counter() - start)
+    finally:
+        chain.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def drive(url: str, key: str, seconds: float, concurrency: int) -> tuple[list[float], float, float]:
@@ -137,8 +183,11 @@ def main() -> None:
                     )
                     progress.advance(task)
         console.print(f"driving earns for {args.seconds:.0f} s with {args.concurrency} concurrent clients...")
+        cpu_before = cpu_seconds(server.pid), (cpu_seconds(node.process.pid) if node else 0.0)
         latencies, start, end = asyncio.run(drive(url, key, args.seconds, args.concurrency))
         accepted = len(latencies)
+        gateway_cpu = cpu_seconds(server.pid) - cpu_before[0]
+        node_cpu = (cpu_seconds(node.process.pid) if node else 0.0) - cpu_before[1]
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("waiting for confirmations", total=accepted)
             while True:
@@ -169,6 +218,8 @@ def main() -> None:
 
     console.print("measuring the raw batched-mint rate of the same kind of chain (no gateway)...")
     raw = raw_mint_rate(args.chain, 10)
+    console.print("measuring our ledger's raw batched-earn rate on the same kind of chain (no gateway)...")
+    raw_earn = raw_earn_rate(args.chain, 10)
     quantiles = statistics.quantiles(latencies, n=100)
     figures = {
         "chain": args.chain,
@@ -181,6 +232,10 @@ def main() -> None:
         "accept_p50_ms": round(quantiles[49] * 1000, 1),
         "accept_p99_ms": round(quantiles[98] * 1000, 1),
         "raw_mint_per_s": round(raw, 1),
+        "raw_earn_per_s": round(raw_earn, 1),
+        "gateway_cpu_ms_per_earn": round(1000 * gateway_cpu / max(1, accepted), 2),
+        "gateway_cpu_cores": round(gateway_cpu / (end - start), 2),
+        "node_cpu_cores": round(node_cpu / (end - start), 2),
         "batches": int(batches.split()[1]),
         "mean_batch_size": round(int(sizes.split()[1]) / max(1, int(batches.split()[1])), 1),
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, CPython {platform.python_version()}",

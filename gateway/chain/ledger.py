@@ -334,6 +334,26 @@ def rpc(w3: Web3, method: str, params: list[Any]) -> Any:
     return response["result"]
 
 
+def rpc_many(w3: Web3, requests: list[tuple[str, list[Any]]]) -> list[Any]:
+    """Several JSON-RPC requests in one round trip (one by one on eth-tester, in-process)."""
+    if not requests:
+        return []
+    if isinstance(w3.provider, EthereumTesterProvider):
+        return [rpc(w3, method, params) for method, params in requests]
+    try:
+        responses = w3.provider.make_batch_request(requests)  # type: ignore[attr-defined]
+    except Exception as exc:
+        raise ChainError(f"batch of {len(requests)} requests failed: {exc}") from exc
+    if not isinstance(responses, list):
+        raise ChainError(f"batch of {len(requests)} requests failed: {responses}")
+    out = []
+    for (method, _), response in zip(requests, sorted(responses, key=lambda r: r["id"]), strict=True):
+        if "error" in response:
+            raise ChainError(f"{method} failed: {response['error']}")
+        out.append(response["result"])
+    return out
+
+
 # ------------------------------------------------------------------ the ledger
 
 

@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.chain.backends import ChainBackend, EmbeddedChain, RpcChain, anvil_dev_keys
 from gateway.chain.ledger import Ledger, Sender
 from gateway.config import Settings
-from gateway.db.models import ApiKey
+from gateway.db.models import ApiKey, Member, Partner
 from gateway.db.session import database_url, make_engine, make_sessionmaker, migrate
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, NotFound
 from gateway.ledger.writer import WriteQueue
 from gateway.security import decrypt_private_key, new_api_key
 
@@ -47,10 +47,24 @@ class Runtime:
     operator_lock: threading.Lock = field(default_factory=threading.Lock)
     _keys: dict[str, str] = field(default_factory=dict)
     # member address -> (tier index, monotonic time read). Earns quote points at the tier
-    # without a chain read per request; the submitter drops a member's entry when one of
-    # its operations is confirmed, and entries expire anyway (months roll over).
+    # without a chain read per request. The submitter re-reads the tiers of the members in
+    # each mined batch (one JSON-RPC batch), and entries expire anyway (months roll over).
+    # The quote is only a quote: the contract computes the points and the event is stored.
     _tiers: dict[str, tuple[int, float]] = field(default_factory=dict)
     TIER_TTL_SECONDS = 60.0
+    # Hot-path caches of rows that never change once written (members' addresses, partners'
+    # terms) and of authenticated API keys (a short TTL, so a key revoked through another
+    # gateway process stops working within seconds; this process forgets it at once).
+    _members: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    _partners: dict[int, Partner] = field(default_factory=dict)
+    _callers: dict[str, tuple[object, float]] = field(default_factory=dict)
+    CALLER_TTL_SECONDS = 5.0
+    # Managed partners' signature nonces, reserved from the database in blocks: the contract's
+    # nonces are an unordered bitmap, so a block left unused after a crash costs nothing,
+    # while a nonce handed out twice would make a 202 fail on-chain.
+    _nonce_blocks: dict[int, tuple[int, int]] = field(default_factory=dict)
+    NONCE_BLOCK = 1_000
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def tier_of(self, address: str) -> int:
         cached = self._tiers.get(address)
@@ -60,9 +74,72 @@ class Runtime:
         self._tiers[address] = (tier, time.monotonic())
         return tier
 
-    def forget_tiers(self, addresses: list[str]) -> None:
-        for address in addresses:
-            self._tiers.pop(address, None)
+    def refresh_tiers(self, addresses: list[str], block: int | str = "latest") -> None:
+        """Re-reads the tiers of these members in one round trip (after their batch was mined)."""
+        if not addresses:
+            return
+        try:
+            tiers = self.ledger.views([("tierOf", (a,)) for a in addresses], block)
+        except Exception:  # noqa: BLE001 - a failed refresh only means the next earn reads the chain
+            for address in addresses:
+                self._tiers.pop(address, None)
+            return
+        now = time.monotonic()
+        for address, tier in zip(addresses, tiers, strict=True):
+            self._tiers[address] = (int(tier), now)
+
+    def cached_caller(self, key_hash: str) -> object | None:
+        cached = self._callers.get(key_hash)
+        if cached is not None and time.monotonic() - cached[1] < self.CALLER_TTL_SECONDS:
+            return cached[0]
+        return None
+
+    def remember_caller(self, key_hash: str, caller: object) -> None:
+        self._callers[key_hash] = (caller, time.monotonic())
+
+    def forget_callers(self) -> None:
+        self._callers.clear()
+
+    def member_address(self, member_id: str) -> tuple[str, bool] | None:
+        """(address, custodial) of an enrolled member: both are fixed at enrolment."""
+        cached = self._members.get(member_id)
+        if cached is None:
+            with self.sessions() as session:
+                row = session.execute(
+                    select(Member.address, Member.custodial).where(Member.member_id == member_id)
+                ).first()
+            if row is None:
+                return None  # not cached: the member may be enrolled a moment later
+            cached = self._members[member_id] = (row[0], bool(row[1]))
+        return cached
+
+    def partner_terms(self, partner_id: int) -> Partner:
+        """A partner's row as onboarded (name, currency, rate, signer, key): none of it changes
+        afterwards; `next_nonce` on this copy is stale, use `partner_nonce`."""
+        cached = self._partners.get(partner_id)
+        if cached is None:
+            with self.sessions() as session:
+                cached = session.get(Partner, partner_id)
+                if cached is None:
+                    raise NotFound(f"no partner {partner_id}", code="unknown_partner")
+                session.expunge(cached)
+            self._partners[partner_id] = cached
+        return cached
+
+    def partner_nonce(self, partner_id: int) -> int:
+        """A fresh signature nonce for a managed partner, never handed out before."""
+        with self._cache_lock:
+            start, end = self._nonce_blocks.get(partner_id, (0, 0))
+            if start >= end:
+                with self.writes.begin() as session:
+                    partner = session.get(Partner, partner_id, with_for_update=True)
+                    if partner is None:
+                        raise ConfigError(f"no partner {partner_id}")
+                    start = int(partner.next_nonce)
+                    end = start + self.NONCE_BLOCK
+                    partner.next_nonce = end
+            self._nonce_blocks[partner_id] = (start + 1, end)
+            return start
 
     def __post_init__(self) -> None:
         # Not started here: `create_app` starts it; unstarted, each write is its own transaction.

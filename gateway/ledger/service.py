@@ -19,7 +19,7 @@ from typing import Any
 
 from eth_keys import keys
 from eth_utils import to_checksum_address
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -80,6 +80,22 @@ def authenticate(session: Session, key: str | None) -> Caller:
     return Caller(row.id, row.role, row.partner_id)
 
 
+def cached_caller(runtime: Runtime, key: str | None) -> Caller | None:
+    """The caller of a key authenticated a moment ago (no database read), else None."""
+    if not key:
+        return None
+    found = runtime.cached_caller(hash_api_key(key))
+    return found if isinstance(found, Caller) else None
+
+
+def authenticate_and_remember(runtime: Runtime, key: str | None) -> Caller:
+    with runtime.sessions() as session:
+        who = authenticate(session, key)
+    assert key is not None
+    runtime.remember_caller(hash_api_key(key), who)
+    return who
+
+
 def create_api_key(session: Session, *, role: str, partner_id: int | None) -> tuple[ApiKey, str]:
     if role == "partner":
         if partner_id is None or session.get(Partner, partner_id) is None:
@@ -125,8 +141,9 @@ def idempotent(
     def work(session: Session) -> Response:
         response = effect(session)
         if key is not None:
-            session.add(
-                IdempotencyRecord(
+            # A lost race on the key fails here, inside this write's savepoint.
+            session.execute(
+                insert(IdempotencyRecord).values(
                     scope=scope,
                     key=key,
                     request_hash=digest,
@@ -134,7 +151,6 @@ def idempotent(
                     response_body=json.dumps(response.body),
                 )
             )
-            session.flush()  # a lost race on the key fails here, inside this write's savepoint
         return response
 
     try:
@@ -327,14 +343,19 @@ def _partner_signature(
     given: SignedFields | None,
     issued_at: str | None,
     message: Callable[[int, int], Message],
+    reserved_nonce: int | None = None,
 ) -> tuple[int, int, str]:
     """(nonce, deadline, signature) of a partner's earn or reversal: made here with the
     partner's managed key, or checked here when the partner signed it itself."""
     if given is None:
         if not partner.managed or partner.encrypted_key is None:
             raise Invalid("this partner keeps its own key: send partner_signature", code="signature_required")
-        nonce, deadline = partner.next_nonce, int(_now().timestamp()) + MANAGED_DEADLINE_SECONDS
-        partner.next_nonce += 1
+        deadline = int(_now().timestamp()) + MANAGED_DEADLINE_SECONDS
+        if reserved_nonce is not None:
+            nonce = reserved_nonce
+        else:  # taken in the caller's transaction, which holds the partner row
+            nonce = partner.next_nonce
+            partner.next_nonce += 1
         return (
             nonce,
             deadline,
@@ -363,10 +384,14 @@ def _new_operation(*, receipt: Receipt, **fields: Any) -> Operation:
     )
 
 
+_OPERATION_COLUMNS = [c for c in Operation.__table__.columns if c.key != "seq"]
+
+
 def _accepted(session: Session, op: Operation, **extra: Any) -> Response:
     """Stores the operation (in the caller's transaction) and the 202 the caller is owed."""
-    session.add(op)
-    session.flush()
+    # A Core insert: the unit of work's bookkeeping costs more than the row on the hot path.
+    values = {c.key: v for c in _OPERATION_COLUMNS if (v := getattr(op, c.key)) is not None}
+    session.execute(insert(Operation).values(values))
     return Response(
         202, {"operation_id": op.id, "status": op.status, "points": op.points, "receipt_ref": op.receipt_ref, **extra}
     )
@@ -395,12 +420,18 @@ class Prepared:
     tier: int = 0
     balance: int = 0
     pin_ok: bool = False
+    nonce: int | None = None  # a managed partner's signature nonce, reserved in advance
 
 
-def prepare_earn(runtime: Runtime, *, member_id: str) -> Prepared:
-    with runtime.sessions() as session:
-        member = _member(session, member_id)
-    return Prepared(member.address, tier=runtime.tier_of(member.address))
+def prepare_earn(runtime: Runtime, *, caller: Caller, member_id: str, self_signed: bool) -> Prepared:
+    found = runtime.member_address(member_id)
+    if found is None:
+        raise NotFound(f"no member {member_id}", code="unknown_member")
+    assert caller.partner_id is not None
+    # A managed partner's nonce is reserved here, outside the write transaction (a nonce
+    # left unused by a refused request is harmless: the contract's nonces are a bitmap).
+    nonce = None if self_signed else runtime.partner_nonce(caller.partner_id)
+    return Prepared(found[0], tier=runtime.tier_of(found[0]), nonce=nonce)
 
 
 def prepare_redemption(runtime: Runtime, *, member_id: str, pin: str | None) -> Prepared:
@@ -434,8 +465,7 @@ def accept_earn(
     prepared: Prepared,
 ) -> Response:
     assert caller.partner_id is not None
-    partner = _partner(session, caller.partner_id, for_update=partner_signature is None)
-    member = _member(session, member_id)
+    partner = runtime.partner_terms(caller.partner_id)
     if currency != partner.currency:
         raise Invalid(f"{partner.name} issues points for {partner.currency}, not {currency}", code="wrong_currency")
     _duplicate_check(session, partner.id, "earn", receipt_id)
@@ -458,7 +488,8 @@ def accept_earn(
         partner,
         partner_signature,
         issued_at,
-        lambda n, d: EarnMessage(partner.id, member.address, amount_minor, receipt.ref(), n, d),
+        lambda n, d: EarnMessage(partner.id, prepared.address, amount_minor, receipt.ref(), n, d),
+        reserved_nonce=prepared.nonce,
     )
     op = _new_operation(
         kind="earn",

@@ -35,6 +35,7 @@ from gateway.chain.ledger import (
     SignedReverse,
     decode_error,
     rpc,
+    rpc_many,
 )
 from gateway.chain.merkle import merkle_proof
 from gateway.db.models import Batch, Member, Operation
@@ -49,6 +50,7 @@ KINDS = ("earn", "redemption", "reversal")
 FUNCTIONS = {"earn": "earnBatch", "redemption": "redeemBatch", "reversal": "reverseBatch"}
 RESULT_EVENTS = {"earn": "Earned", "redemption": "Redeemed", "reversal": "Reversed"}
 REORG_WINDOW = 64  # confirmed batches this close to the head are re-checked for reorgs
+RECHECK_SECONDS = 1.0
 ADVISORY_LOCK_KEY = 0x10_7A17  # one submitter per PostgreSQL database
 
 
@@ -81,6 +83,8 @@ class Submitter:
         self._paused_until: dict[str, float] = {}
         self._lock_conn: Any = None
         self.is_leader = False
+        self._last_head = -1
+        self._last_recheck = 0.0
 
     # ------------------------------------------------------------ leadership
 
@@ -210,9 +214,7 @@ class Submitter:
         addresses = dict(
             session.execute(
                 select(Member.member_id, Member.address).where(Member.member_id.in_({op.member_id for op in ops}))
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         items: list[Any] = []
         for op in ops:
@@ -277,6 +279,7 @@ class Submitter:
         block_hash = HexBytes(receipt["blockHash"]).to_0x_hex()
         block = rpc(self.rt.chain.w3, "eth_getBlockByNumber", [hex(block_number), False])
         month = month_of(_int(block["timestamp"]))
+        touched: list[str] = []
         with self.rt.writes.begin() as session:
             batch = session.get(Batch, batch_id)
             assert batch is not None
@@ -294,9 +297,10 @@ class Submitter:
                 log.warning("batch %s reverted; %d operations queued again", batch.tx_hash, len(ops))
                 return
             batch.status = "mined"
+            self._last_head = -1  # let the next round look at its depth, whatever the head
             events = [e for log_ in receipt["logs"] if (e := self.rt.ledger.decode_log(log_)) is not None]
             self._record_results(batch.kind, ops, events, block_number, block_hash, month)
-            self.rt.forget_tiers(list({e.args["member"] for e in events if "member" in e.args}))
+            touched = sorted({e.args["member"] for e in events if "member" in e.args})
             if self.confirmations == 0:
                 batch.status = "confirmed"
                 for op in ops:
@@ -304,6 +308,8 @@ class Submitter:
                         op.status = "confirmed"
                         self.metrics.add("operations_confirmed_total")
                         self._latency(op)
+        # After the commit, with no database lock held: the tiers these members have now.
+        self.rt.refresh_tiers(touched, block_number)
 
     def _record_results(
         self,
@@ -357,23 +363,31 @@ class Submitter:
 
     def confirm(self) -> bool:
         head = _int(rpc(self.rt.chain.w3, "eth_blockNumber", []))
+        # Confirmed batches near the head are re-checked for reorgs at most once a second;
+        # mined ones (waiting for depth) whenever the head moved.
+        recheck = time.monotonic() - self._last_recheck >= RECHECK_SECONDS
+        if not recheck and head == self._last_head:
+            return False
+        self._last_head = head
+        if recheck:
+            self._last_recheck = time.monotonic()
+        condition = Batch.status == "mined"
+        if recheck:
+            condition = condition | ((Batch.status == "confirmed") & (Batch.block_number > head - REORG_WINDOW))
         with self.rt.sessions() as session:
-            candidates = [
-                (b.id, b.block_number, b.block_hash, b.status)
-                for b in session.scalars(
-                    select(Batch).where(
-                        (Batch.status == "mined")
-                        | ((Batch.status == "confirmed") & (Batch.block_number > head - REORG_WINDOW))
-                    )
-                )
-            ]
-        # Ask the chain first, with no database lock held.
+            candidates = session.execute(
+                select(Batch.id, Batch.block_number, Batch.block_hash, Batch.status).where(condition)
+            ).all()
+        if not candidates:
+            return False
+        # Ask the chain first, with no database lock held: each block once, in one round trip.
+        numbers = sorted({int(number) for _, number, _, _ in candidates if number is not None})
+        blocks = rpc_many(self.rt.chain.w3, [("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+        hashes = {n: (HexBytes(b["hash"]).to_0x_hex() if b else None) for n, b in zip(numbers, blocks, strict=True)}
         verdicts = []
         for batch_id, number, stored_hash, status in candidates:
             assert number is not None
-            block = rpc(self.rt.chain.w3, "eth_getBlockByNumber", [hex(number), False])
-            canonical = block is not None and HexBytes(block["hash"]).to_0x_hex() == stored_hash
-            if not canonical:
+            if hashes.get(int(number)) != stored_hash:
                 verdicts.append((batch_id, "reorged"))
             elif status == "mined" and head - number + 1 >= self.confirmations:
                 verdicts.append((batch_id, "deep"))

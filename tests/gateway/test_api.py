@@ -360,7 +360,7 @@ def test_accepted_operations_survive_a_restart_and_apply_once(tmp_path: Path, da
     Submitter(runtime).step()
     ledger = runtime.ledger
     with runtime.sessions() as session:
-        statuses = dict(session.execute(sa.text("SELECT id, status FROM operations")).tuples().all())
+        statuses = dict(session.execute(sa.text("SELECT id, status FROM operations")).all())
         batches = session.execute(sa.text("SELECT count(*), max(nonce) FROM batches")).one()
         address = session.execute(sa.text("SELECT address FROM members")).scalar_one()
     assert {statuses[i] for i in ids} == {"confirmed"}
