@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+import coincurve
 from eth_abi import encode
 from eth_keys import keys
 from eth_utils import keccak, to_checksum_address
@@ -190,8 +191,9 @@ def sign(domain: Domain, message: Message, private_key: bytes | str) -> CompactS
     """Signs `message` for `domain` with a raw private key."""
     if isinstance(private_key, str):
         private_key = bytes.fromhex(private_key.removeprefix("0x"))
-    sig = keys.PrivateKey(private_key).sign_msg_hash(domain.digest(message))
-    return CompactSignature.from_vrs(sig.v, sig.r, sig.s)
+    # coincurve (libsecp256k1) directly: eth_keys would derive the public key on every call.
+    signature = coincurve.PrivateKey(private_key).sign_recoverable(domain.digest(message), hasher=None)
+    return CompactSignature.from_bytes(signature)
 
 
 def address_of(private_key: bytes | str) -> str:

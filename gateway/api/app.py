@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import func, select, text
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.schemas import (
     ApiKeyCreate,
@@ -40,7 +41,6 @@ from gateway.ledger.submitter import Metrics, Submitter, queue_depth
 log = logging.getLogger("gateway.api")
 MAX_BODY_BYTES = 64 * 1024
 RATE_PER_SECOND = 200.0  # per API key, with bursts of twice that
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -65,6 +65,42 @@ class RateLimiter:
                 return False
             self.buckets[key] = (tokens - 1, now)
             return True
+
+
+class PayloadTooLarge(LoyaltyError):
+    status, code = 413, "payload_too_large"
+
+
+class BodyLimit:
+    """Refuses bodies over `limit` bytes: at once when Content-Length says so, else while a
+    chunked body streams in (it is never read whole). Plain ASGI: Starlette's
+    BaseHTTPMiddleware costs a task group per request."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            response = _error(413, "payload_too_large", f"bodies are limited to {self.limit} bytes")
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def bounded() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    # Raised inside the route's body read; the error handlers answer 413.
+                    raise PayloadTooLarge(f"bodies are limited to {self.limit} bytes")
+            return message
+
+        await self.app(scope, bounded, send)
 
 
 def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second: float = RATE_PER_SECOND) -> FastAPI:
@@ -112,6 +148,8 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, LoyaltyError):  # FastAPI wraps what the body read raised
+            return _error(exc.__cause__.status, exc.__cause__.code, exc.__cause__.message)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail))
 
@@ -120,16 +158,7 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
         log.exception("unhandled error")
         return _error(500, "internal_error", "the gateway failed; the request was not accepted")
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Handler) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return _error(413, "payload_too_large", f"bodies are limited to {MAX_BODY_BYTES} bytes")
-        if length is None and request.method in ("POST", "PUT", "PATCH"):
-            body = await request.body()  # chunked: read it, bounded
-            if len(body) > MAX_BODY_BYTES:
-                return _error(413, "payload_too_large", f"bodies are limited to {MAX_BODY_BYTES} bytes")
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
     # -------------------------------------------------------------- dependencies
 

@@ -29,8 +29,18 @@ def merkle_root(leaves: list[bytes]) -> bytes:
 
 def merkle_proof(leaves: list[bytes], index: int) -> list[bytes]:
     """Sibling hashes from leaf `index` up to the root, for OpenZeppelin's MerkleProof.verify."""
+    return _proof(_levels(leaves), index)
+
+
+def merkle_proofs(leaves: list[bytes]) -> list[list[bytes]]:
+    """The proof of every leaf, hashing the tree once (a batch's proofs are stored together)."""
+    levels = _levels(leaves)
+    return [_proof(levels, i) for i in range(len(leaves))]
+
+
+def _proof(levels: list[list[bytes]], index: int) -> list[bytes]:
     proof = []
-    for level in _levels(leaves)[:-1]:
+    for level in levels[:-1]:
         sibling = index ^ 1
         if sibling < len(level):
             proof.append(level[sibling])

@@ -65,6 +65,8 @@ class Runtime:
     _nonce_blocks: dict[int, tuple[int, int]] = field(default_factory=dict)
     NONCE_BLOCK = 1_000
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Set when this process accepts a write: wakes the submitter at once instead of polling.
+    work_ready: threading.Event = field(default_factory=threading.Event)
 
     def tier_of(self, address: str) -> int:
         cached = self._tiers.get(address)

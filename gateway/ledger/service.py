@@ -19,12 +19,12 @@ from typing import Any
 
 from eth_keys import keys
 from eth_utils import to_checksum_address
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.chain.ledger import LedgerRevert
-from gateway.db.models import ApiKey, IdempotencyRecord, Member, Operation, Partner
+from gateway.db.models import ApiKey, Base, IdempotencyRecord, Member, Operation, Partner
 from gateway.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from gateway.ledger.rules import BPS, MAX_OP_POINTS, month_label
 from gateway.ledger.runtime import Runtime
@@ -142,19 +142,22 @@ def idempotent(
         response = effect(session)
         if key is not None:
             # A lost race on the key fails here, inside this write's savepoint.
-            session.execute(
-                insert(IdempotencyRecord).values(
-                    scope=scope,
-                    key=key,
-                    request_hash=digest,
-                    status_code=response.status,
-                    response_body=json.dumps(response.body),
-                )
+            session.connection().execute(
+                _INSERT_IDEMPOTENCY,
+                {
+                    "scope": scope,
+                    "key": key,
+                    "request_hash": digest,
+                    "status_code": response.status,
+                    "response_body": json.dumps(response.body),
+                    "created_at": _now(),
+                },
             )
         return response
 
     try:
         result: Response = runtime.writer.run(work)
+        runtime.work_ready.set()
         return result
     except (IntegrityError, Conflict):
         # A concurrent request with the same key may have committed between our first look
@@ -384,24 +387,33 @@ def _new_operation(*, receipt: Receipt, **fields: Any) -> Operation:
     )
 
 
-_OPERATION_COLUMNS = [c for c in Operation.__table__.columns if c.key != "seq"]
+# Core, on the session's connection: no ORM compile and bookkeeping on the hot path.
+_OPERATIONS = Base.metadata.tables["operations"]
+_OPERATION_COLUMNS = [c for c in _OPERATIONS.columns if c.key != "seq"]
+_INSERT_OPERATION = insert(_OPERATIONS)
+_INSERT_IDEMPOTENCY = insert(Base.metadata.tables["idempotency_keys"])
+_RECEIPT_TAKEN = select(_OPERATIONS.c.id).where(
+    _OPERATIONS.c.partner_id == bindparam("partner_id"),
+    _OPERATIONS.c.kind == bindparam("kind"),
+    _OPERATIONS.c.receipt_id == bindparam("receipt_id"),
+)
 
 
 def _accepted(session: Session, op: Operation, **extra: Any) -> Response:
     """Stores the operation (in the caller's transaction) and the 202 the caller is owed."""
     # A Core insert: the unit of work's bookkeeping costs more than the row on the hot path.
     values = {c.key: v for c in _OPERATION_COLUMNS if (v := getattr(op, c.key)) is not None}
-    session.execute(insert(Operation).values(values))
+    session.connection().execute(_INSERT_OPERATION, values)
     return Response(
         202, {"operation_id": op.id, "status": op.status, "points": op.points, "receipt_ref": op.receipt_ref, **extra}
     )
 
 
 def _duplicate_check(session: Session, partner_id: int, kind: str, receipt_id: str) -> None:
-    exists = session.scalar(
-        select(Operation.id).where(
-            Operation.partner_id == partner_id, Operation.kind == kind, Operation.receipt_id == receipt_id
-        )
+    exists = (
+        session.connection()
+        .execute(_RECEIPT_TAKEN, {"partner_id": partner_id, "kind": kind, "receipt_id": receipt_id})
+        .scalar()
     )
     if exists is not None:
         raise Conflict(

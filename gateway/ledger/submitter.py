@@ -37,7 +37,7 @@ from gateway.chain.ledger import (
     rpc,
     rpc_many,
 )
-from gateway.chain.merkle import merkle_proof
+from gateway.chain.merkle import merkle_proofs
 from gateway.db.models import Batch, Member, Operation
 from gateway.errors import ChainError
 from gateway.ledger.rules import month_of
@@ -50,7 +50,7 @@ KINDS = ("earn", "redemption", "reversal")
 FUNCTIONS = {"earn": "earnBatch", "redemption": "redeemBatch", "reversal": "reverseBatch"}
 RESULT_EVENTS = {"earn": "Earned", "redemption": "Redeemed", "reversal": "Reversed"}
 REORG_WINDOW = 64  # confirmed batches this close to the head are re-checked for reorgs
-RECHECK_SECONDS = 1.0
+IDLE_POLL_SECONDS = 0.2
 ADVISORY_LOCK_KEY = 0x10_7A17  # one submitter per PostgreSQL database
 
 
@@ -83,8 +83,10 @@ class Submitter:
         self._paused_until: dict[str, float] = {}
         self._lock_conn: Any = None
         self.is_leader = False
-        self._last_head = -1
-        self._last_recheck = 0.0
+        self._last_head: tuple[int, str] = (-1, "")  # (number, hash) at the last full check
+        self._next_wake = 0.0
+        self._fresh_mined = False
+        self._filling = False
 
     # ------------------------------------------------------------ leadership
 
@@ -127,11 +129,19 @@ class Submitter:
                 busy = False
                 stop.wait(1.0)
             if not busy:
-                stop.wait(0.01)
+                # Sleep until a filling batch's window ends or, with nothing queued, until this
+                # process accepts new work or the poll interval passes (other processes' work).
+                pause = max(0.001, min(IDLE_POLL_SECONDS, self._next_wake - time.monotonic()))
+                if self._filling:
+                    stop.wait(pause)
+                else:
+                    self.rt.work_ready.wait(pause)
+                    self.rt.work_ready.clear()
         self.release()
 
     def step(self) -> bool:
         """One round: follow what is in flight, confirm, then submit new batches."""
+        self._next_wake, self._filling = time.monotonic() + IDLE_POLL_SECONDS, False
         busy = self.track()
         busy = self.confirm() or busy
         for kind in KINDS:
@@ -159,7 +169,10 @@ class Submitter:
             oldest = ops[0].created_at
             age = (datetime.now(UTC) - (oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC))).total_seconds()
             if len(ops) < self.batch_max and age < self.window:
-                return False  # let the batch fill up for a moment
+                # Let the batch fill up for a moment; wake when its window ends.
+                self._next_wake = min(self._next_wake, time.monotonic() + self.window - age)
+                self._filling = True
+                return False
             data = self._calldata(session, kind, ops)
             nonce = self._next_nonce(session)
         sender = self.rt.relayer
@@ -297,7 +310,7 @@ class Submitter:
                 log.warning("batch %s reverted; %d operations queued again", batch.tx_hash, len(ops))
                 return
             batch.status = "mined"
-            self._last_head = -1  # let the next round look at its depth, whatever the head
+            self._fresh_mined = True  # the next round looks at its depth, whatever the head
             events = [e for log_ in receipt["logs"] if (e := self.rt.ledger.decode_log(log_)) is not None]
             self._record_results(batch.kind, ops, events, block_number, block_hash, month)
             touched = sorted({e.args["member"] for e in events if "member" in e.args})
@@ -350,10 +363,10 @@ class Submitter:
                 )
                 for _, e in accepted_earns
             ]
-            leaves = [r.leaf() for r in records]
-            for i, (op, _) in enumerate(accepted_earns):
+            proofs = merkle_proofs([r.leaf() for r in records])
+            for (op, _), proof in zip(accepted_earns, proofs, strict=True):
                 op.earn_batch_id, op.earn_month = int(committed.args["batchId"]), month
-                op.earn_proof = json.dumps(["0x" + p.hex() for p in merkle_proof(leaves, i)])
+                op.earn_proof = json.dumps(["0x" + p.hex() for p in proof])
 
     def _latency(self, op: Operation) -> None:
         created = op.created_at if op.created_at.tzinfo else op.created_at.replace(tzinfo=UTC)
@@ -362,24 +375,26 @@ class Submitter:
     # ------------------------------------------------------------ confirmations and reorgs
 
     def confirm(self) -> bool:
-        head = _int(rpc(self.rt.chain.w3, "eth_blockNumber", []))
-        # Confirmed batches near the head are re-checked for reorgs at most once a second;
-        # mined ones (waiting for depth) whenever the head moved.
-        recheck = time.monotonic() - self._last_recheck >= RECHECK_SECONDS
-        if not recheck and head == self._last_head:
-            return False
-        self._last_head = head
-        if recheck:
-            self._last_recheck = time.monotonic()
-        condition = Batch.status == "mined"
-        if recheck:
-            condition = condition | ((Batch.status == "confirmed") & (Batch.block_number > head - REORG_WINDOW))
+        # Batches waiting for depth, and confirmed ones near the head (re-checked for reorgs).
+        # The head block's hash commits to the whole chain: while it is the one seen at the
+        # last check, nothing can have been reorganized or got deeper, and the round is cheap.
+        if self._last_head[0] < 0:  # just started: only the window below today's head counts
+            self._last_head = (_int(rpc(self.rt.chain.w3, "eth_blockNumber", [])), "")
+        near = self._last_head[0] - REORG_WINDOW
         with self.rt.sessions() as session:
             candidates = session.execute(
-                select(Batch.id, Batch.block_number, Batch.block_hash, Batch.status).where(condition)
+                select(Batch.id, Batch.block_number, Batch.block_hash, Batch.status).where(
+                    (Batch.status == "mined") | ((Batch.status == "confirmed") & (Batch.block_number > near))
+                )
             ).all()
         if not candidates:
             return False
+        latest = rpc(self.rt.chain.w3, "eth_getBlockByNumber", ["latest", False])
+        seen = (_int(latest["number"]), HexBytes(latest["hash"]).to_0x_hex())
+        if seen == self._last_head and not self._fresh_mined:
+            return False
+        head = seen[0]
+        self._last_head, self._fresh_mined = seen, False
         # Ask the chain first, with no database lock held: each block once, in one round trip.
         numbers = sorted({int(number) for _, number, _, _ in candidates if number is not None})
         blocks = rpc_many(self.rt.chain.w3, [("eth_getBlockByNumber", [hex(n), False]) for n in numbers])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -175,6 +176,17 @@ def test_oversized_body_is_refused(gw: Gateway) -> None:
         "/v1/earn", content=b"{" + b" " * 70_000 + b"}", headers={**gw.headers(key), "Content-Type": "application/json"}
     )
     assert (response.status_code, response.json()["error"]["code"]) == (413, "payload_too_large")
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: the limit applies while it streams
+        yield b'{"member_id": "'
+        yield from (b"x" * 1024 for _ in range(100))
+        yield b'"}'
+
+    response = gw.client.post(
+        "/v1/earn", content=chunked(), headers={**gw.headers(key), "Content-Type": "application/json"}
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (413, "payload_too_large")
+    assert gw.count("operations") == 0
 
 
 def test_custodial_redemption_needs_the_pin_and_locks_after_five_failures(gw: Gateway) -> None:

@@ -90,13 +90,16 @@ def test_rpc_outage_refuses_or_accepts_durably_and_resumes(anvil: AnvilNode, tmp
         ops = _wait_confirmed(client, key, accepted)
         balance = client.get("/v1/members/m", headers=key).json()["balance"]
     runtime.close()
-    # While the node was down the gateway answered, durably accepted (the member's tier is
-    # cached) or refused with 503 `chain_unavailable`, never a 500. (Answers during a freeze
-    # are slow: seen here, one in 10 s. Open in the issue notes.)
-    assert len(during_outage) >= 1 and set(during_outage) <= {202, 503}, during_outage
+    # While the node was down the gateway kept answering: it accepts durably (the member, its
+    # tier and the partner's nonces are cached, so an earn needs no chain read) or refuses
+    # with 503 `chain_unavailable`, never a 500 and never a hang.
+    assert len(during_outage) >= 5 and set(during_outage) <= {202, 503}, answers
     assert answers.get(202, 0) >= 5, answers
     assert {o["status"] for o in ops} == {"confirmed"}  # nothing accepted was lost
-    assert balance == 10 * len(accepted)  # and nothing was applied twice
+    # Nothing was applied twice: the balance is exactly the points of the confirmed earns, each
+    # 10 points at the base tier or 12 once the member reached Silver (x1.25, rounded down).
+    assert {o["points"] for o in ops} <= {10, 12}
+    assert balance == sum(o["points"] for o in ops)
 
 
 def test_reorged_operations_are_confirmed_again_not_lost_or_doubled(anvil: AnvilNode, tmp_path: Path) -> None:
