@@ -1,1 +1,7 @@
-"""Partner-side SDK: EIP-712 signing of earns and reversals, receipts, and the gateway client."""
+"""Partner-side SDK: the gateway client, EIP-712 signing of earns and reversals, receipts.
+
+`partners.client` (PartnerClient, AsyncPartnerClient), `partners.errors` (typed refusals),
+`partners.models` (typed results), `partners.redemption` (a self-custody member's signed
+redemption), `partners.signing` (EIP-712 messages and canonical receipts). This package never
+imports the gateway's code: it ships to partners on its own.
+"""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Dialect,
     ForeignKey,
     Index,
     Integer,
@@ -18,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 
 def utcnow() -> datetime:
@@ -26,6 +29,36 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     pass
+
+
+class Uint256(TypeDecorator[Decimal]):
+    """A uint256 (a signature's nonce): NUMERIC(78, 0) where that is exact (PostgreSQL).
+
+    SQLite's NUMERIC keeps integers only up to 2**63 and silently turns larger ones (even
+    when given as decimal text) into floats, so a self-custody signer's nonce came back
+    changed and its signature failed on-chain. There it is stored as 0x-hex text, which no
+    column affinity converts. Rows written as numbers before still read back.
+    """
+
+    impl = Numeric(78, 0)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(80))
+        return dialect.type_descriptor(Numeric(78, 0))
+
+    def process_bind_param(self, value: Decimal | int | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return hex(int(value)) if dialect.name == "sqlite" else Decimal(int(value))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if isinstance(value, str) and value.startswith("0x"):
+            return Decimal(int(value, 16))
+        return Decimal(int(value))
 
 
 class ApiKey(Base):
@@ -96,7 +129,7 @@ class Operation(Base):
     amount_minor: Mapped[int | None] = mapped_column(BigInteger)
     currency: Mapped[str | None] = mapped_column(String(3))
     points: Mapped[int | None] = mapped_column(BigInteger)
-    nonce: Mapped[Decimal] = mapped_column(Numeric(78, 0))
+    nonce: Mapped[Decimal] = mapped_column(Uint256())
     deadline: Mapped[int] = mapped_column(BigInteger)
     signature: Mapped[str] = mapped_column(String(130))
     original_id: Mapped[str | None] = mapped_column(ForeignKey("operations.id"))  # a reversal's earn

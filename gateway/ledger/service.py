@@ -725,6 +725,9 @@ def operation_view(op: Operation) -> dict[str, Any]:
         "block_number": op.block_number,
         "block_hash": op.block_hash,
         "log_index": op.log_index,
+        # A confirmed earn's month is part of its on-chain leaf: a self-custody partner
+        # needs it to sign a reversal of that earn.
+        "earn_month": op.earn_month,
         "error": {"code": op.error_code, "message": op.error_message} if op.error_code else None,
         "accepted_at": op.created_at.isoformat(),
     }

@@ -1,0 +1,432 @@
+"""Typed clients of the gateway's HTTP API (SPEC section 6) for partners' tills and web shops.
+
+    from partners.client import PartnerClient
+
+    with PartnerClient("https://gateway.example", api_key) as client:
+        op = client.earn("card-0042", "till-7/0193", 1250, "EUR", wait=True)
+
+`PartnerClient` is synchronous, `AsyncPartnerClient` has the same methods as coroutines.
+Give `signing_key` when the partner keeps its own key (self-custody): earns and reversals
+are then signed here with EIP-712 and the gateway only checks the signature. Every write
+carries an Idempotency-Key and is retried (same key, same bytes) on timeouts, dropped
+connections, 429 and 5xx, so a retry never applies anything twice. Refusals raise the
+typed errors of `partners.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from partners._core import (
+    RETRYABLE_ERRORS,
+    Call,
+    Core,
+    Flow,
+    RetryIn,
+    RetryPolicy,
+    SessionNonces,
+    Sleep,
+    T,
+)
+from partners.errors import PreparedRequest
+from partners.models import ActivityPage, EnrolledMember, KeyInfo, LedgerInfo, Member, Operation
+from partners.redemption import MemberAuthorization, RedemptionRequest
+from partners.signing import address_of
+
+__all__ = ["AsyncPartnerClient", "PartnerClient", "RetryPolicy", "SessionNonces"]
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_WAIT = 60.0
+
+
+def _key_bytes(signing_key: bytes | str | None) -> bytes | None:
+    if signing_key is None or isinstance(signing_key, bytes):
+        return signing_key
+    return bytes.fromhex(signing_key.removeprefix("0x"))
+
+
+class _Base:
+    """Construction shared by both flavours."""
+
+    def __init__(
+        self,
+        api_key: str,
+        signing_key: bytes | str | None,
+        partner_id: int | None,
+        retry: RetryPolicy | None,
+        nonces: Callable[[], int] | None,
+        signature_valid_for: int | None,
+    ) -> None:
+        key = _key_bytes(signing_key)
+        self._core = Core(api_key=api_key, signing_key=key, partner_id=partner_id, retry=retry or RetryPolicy())
+        if nonces is not None:
+            self._core.nonces = nonces
+        if signature_valid_for is not None:
+            self._core.signature_valid_for = signature_valid_for
+        self.signer_address: str | None = address_of(key) if key is not None else None
+        """The partner's signing address when the client signs (self-custody), else None."""
+
+
+class PartnerClient(_Base):
+    """Synchronous client; one instance may be shared by the threads of a till server."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        signing_key: bytes | str | None = None,
+        partner_id: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        nonces: Callable[[], int] | None = None,
+        signature_valid_for: int | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        """`signing_key`: the partner's private key (hex or bytes) for self-custody signing.
+        `partner_id`: saves one request when known. `nonces`: a callable giving fresh
+        signature nonces (default: `SessionNonces`). `transport`: an httpx transport, e.g.
+        with proxies or client certificates."""
+        super().__init__(api_key, signing_key, partner_id, retry, nonces, signature_valid_for)
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # ------------------------------------------------------------ driver
+
+    def _send(self, call: Call) -> Any:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._http.request(
+                    call.method, call.path, content=call.body, params=call.params, headers=self._core.headers(call)
+                )
+            except RETRYABLE_ERRORS as exc:
+                delay = self._core.transport_failed(call, exc, attempt)
+            else:
+                result = self._core.answer(call, response, attempt)
+                if not isinstance(result, RetryIn):
+                    return result
+                delay = result.seconds
+            time.sleep(delay)
+
+    def _run(self, flow: Flow[T]) -> T:
+        reply: Any = None
+        try:
+            while True:
+                step = flow.send(reply)
+                if isinstance(step, Sleep):
+                    time.sleep(step.seconds)
+                    reply = None
+                else:
+                    reply = self._send(step)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        finally:
+            flow.close()
+
+    # ------------------------------------------------------------ reads
+
+    def ledger(self) -> LedgerInfo:
+        """Chain id, contract address, deployment block and ABI (GET /v1/ledger)."""
+        return self._run(self._core.ledger())
+
+    def whoami(self) -> KeyInfo:
+        """The API key's id, role and partner."""
+        return self._run(self._core.key_info())
+
+    def member(self, member_id: str) -> Member:
+        """Balance, tier, qualifying points and expiry schedule, read from the chain."""
+        return self._run(self._core.member(member_id))
+
+    def activity(self, member_id: str, *, cursor: int | None = None, limit: int = 50) -> ActivityPage:
+        """The member's operations at this partner, newest first."""
+        return self._run(self._core.activity(member_id, cursor, limit))
+
+    def operation(self, operation_id: str) -> Operation:
+        return self._run(self._core.operation(operation_id))
+
+    def wait_for(self, operation_id: str, timeout: float = DEFAULT_WAIT) -> Operation:
+        """Polls until the operation is confirmed; raises OperationRejected or WaitTimeout."""
+        return self._run(self._core.wait_for(operation_id, timeout))
+
+    # ------------------------------------------------------------ writes
+
+    def enroll_member(
+        self,
+        member_id: str,
+        *,
+        address: str | None = None,
+        pin: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> EnrolledMember:
+        """With `address`: a self-custody member. Without: a custodial one, which needs `pin`."""
+        return self._run(self._core.enroll_member(member_id, address, pin, idempotency_key))
+
+    def earn(
+        self,
+        member_id: str,
+        receipt_id: str,
+        amount_minor: int,
+        currency: str,
+        *,
+        issued_at: str | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Operation:
+        """Issues points for a purchase of `amount_minor` (minor units of `currency`).
+
+        Returns the accepted operation, or with `wait=True` the confirmed one."""
+        return self._run(
+            self._core.earn(member_id, receipt_id, amount_minor, currency, issued_at, idempotency_key, wait, timeout)
+        )
+
+    def redeem(
+        self,
+        member_id: str,
+        receipt_id: str,
+        points: int,
+        *,
+        pin: str | None = None,
+        authorization: MemberAuthorization | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Operation:
+        """Takes `points` as payment: `pin` for a custodial member, or the self-custody member's
+        signed `authorization` (see `redemption_request`)."""
+        return self._run(
+            self._core.redeem(member_id, receipt_id, points, pin, authorization, idempotency_key, wait, timeout)
+        )
+
+    def redemption_request(
+        self, member_id: str, receipt_id: str, points: int, *, valid_for: int | None = None
+    ) -> RedemptionRequest:
+        """What a self-custody member's wallet must sign for this redemption."""
+        return self._run(self._core.redemption_request(member_id, receipt_id, points, valid_for))
+
+    def reverse(
+        self,
+        receipt_id: str,
+        *,
+        reason: str,
+        amount_minor: int | None = None,
+        points: int | None = None,
+        refund_id: str | None = None,
+        member_id: str | None = None,
+        earn_operation_id: str | None = None,
+        issued_at: str | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Operation:
+        """Takes back points of the earn of `receipt_id` (a refund): `amount_minor` refunded, or
+        `points`. A second partial refund of one receipt needs its own `refund_id`. A signing
+        (self-custody) client finds the earn by `earn_operation_id` or in `member_id`'s activity."""
+        return self._run(
+            self._core.reverse(
+                receipt_id,
+                amount_minor,
+                points,
+                reason,
+                refund_id,
+                member_id,
+                earn_operation_id,
+                issued_at,
+                idempotency_key,
+                wait,
+                timeout,
+            )
+        )
+
+    def resend(self, request: PreparedRequest, *, wait: bool = False, timeout: float = DEFAULT_WAIT) -> Operation:
+        """Sends again a write that ended in GatewayUnreachable (`exc.request`): same key, same
+        bytes, so the gateway applies it at most once and answers as the first time."""
+        return self._run(self._core.send(request, wait, timeout))
+
+
+class AsyncPartnerClient(_Base):
+    """The same client for asyncio: every method is a coroutine."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        signing_key: bytes | str | None = None,
+        partner_id: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        nonces: Callable[[], int] | None = None,
+        signature_valid_for: int | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(api_key, signing_key, partner_id, retry, nonces, signature_valid_for)
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ------------------------------------------------------------ driver
+
+    async def _send(self, call: Call) -> Any:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._http.request(
+                    call.method, call.path, content=call.body, params=call.params, headers=self._core.headers(call)
+                )
+            except RETRYABLE_ERRORS as exc:
+                delay = self._core.transport_failed(call, exc, attempt)
+            else:
+                result = self._core.answer(call, response, attempt)
+                if not isinstance(result, RetryIn):
+                    return result
+                delay = result.seconds
+            await asyncio.sleep(delay)
+
+    async def _run(self, flow: Flow[T]) -> T:
+        reply: Any = None
+        try:
+            while True:
+                step = flow.send(reply)
+                if isinstance(step, Sleep):
+                    await asyncio.sleep(step.seconds)
+                    reply = None
+                else:
+                    reply = await self._send(step)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        finally:
+            flow.close()
+
+    # ------------------------------------------------------------ reads
+
+    async def ledger(self) -> LedgerInfo:
+        return await self._run(self._core.ledger())
+
+    async def whoami(self) -> KeyInfo:
+        return await self._run(self._core.key_info())
+
+    async def member(self, member_id: str) -> Member:
+        return await self._run(self._core.member(member_id))
+
+    async def activity(self, member_id: str, *, cursor: int | None = None, limit: int = 50) -> ActivityPage:
+        return await self._run(self._core.activity(member_id, cursor, limit))
+
+    async def operation(self, operation_id: str) -> Operation:
+        return await self._run(self._core.operation(operation_id))
+
+    async def wait_for(self, operation_id: str, timeout: float = DEFAULT_WAIT) -> Operation:
+        return await self._run(self._core.wait_for(operation_id, timeout))
+
+    # ------------------------------------------------------------ writes
+
+    async def enroll_member(
+        self,
+        member_id: str,
+        *,
+        address: str | None = None,
+        pin: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> EnrolledMember:
+        return await self._run(self._core.enroll_member(member_id, address, pin, idempotency_key))
+
+    async def earn(
+        self,
+        member_id: str,
+        receipt_id: str,
+        amount_minor: int,
+        currency: str,
+        *,
+        issued_at: str | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Operation:
+        return await self._run(
+            self._core.earn(member_id, receipt_id, amount_minor, currency, issued_at, idempotency_key, wait, timeout)
+        )
+
+    async def redeem(
+        self,
+        member_id: str,
+        receipt_id: str,
+        points: int,
+        *,
+        pin: str | None = None,
+        authorization: MemberAuthorization | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Operation:
+        return await self._run(
+            self._core.redeem(member_id, receipt_id, points, pin, authorization, idempotency_key, wait, timeout)
+        )
+
+    async def redemption_request(
+        self, member_id: str, receipt_id: str, points: int, *, valid_for: int | None = None
+    ) -> RedemptionRequest:
+        return await self._run(self._core.redemption_request(member_id, receipt_id, points, valid_for))
+
+    async def reverse(
+        self,
+        receipt_id: str,
+        *,
+        reason: str,
+        amount_minor: int | None = None,
+        points: int | None = None,
+        refund_id: str | None = None,
+        member_id: str | None = None,
+        earn_operation_id: str | None = None,
+        issued_at: str | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Operation:
+        return await self._run(
+            self._core.reverse(
+                receipt_id,
+                amount_minor,
+                points,
+                reason,
+                refund_id,
+                member_id,
+                earn_operation_id,
+                issued_at,
+                idempotency_key,
+                wait,
+                timeout,
+            )
+        )
+
+    async def resend(self, request: PreparedRequest, *, wait: bool = False, timeout: float = DEFAULT_WAIT) -> Operation:
+        return await self._run(self._core.send(request, wait, timeout))
