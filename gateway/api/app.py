@@ -134,7 +134,10 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
 
     @app.exception_handler(LoyaltyError)
     async def _domain(_request: Request, exc: LoyaltyError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message, **exc.details)
+        response = _error(exc.status, exc.code, exc.message, **exc.details)
+        if exc.status in (429, 503):
+            response.headers["Retry-After"] = "1"  # the token bucket refills within a second
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -413,6 +413,7 @@ def test_rate_limit_answers_429(tmp_path: Path) -> None:
     assert codes[:10] == [404] * 10  # a burst of twice the rate passes
     assert 429 in codes
     assert limited.status_code == 429 and limited.json()["error"]["code"] == "rate_limited"
+    assert limited.headers["Retry-After"] == "1"
 
 
 def test_production_refuses_the_development_key_encryption_key(monkeypatch: pytest.MonkeyPatch) -> None:
