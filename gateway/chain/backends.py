@@ -6,6 +6,7 @@ against each implementation.
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import socket
@@ -15,6 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from eth_account import Account
 from eth_tester import EthereumTester, PyEVMBackend
@@ -146,6 +148,57 @@ class EmbeddedChain(ChainBackend):
         self.w3.eth.send_transaction({"from": self.tester.get_accounts()[-1], "to": address, "value": Wei(wei)})
 
 
+class KeepAliveHTTPProvider(HTTPProvider):
+    """web3's HTTPProvider, posting through http.client on one kept-alive connection per
+    thread. Same JSON-RPC encoding and decoding; requests' session machinery cost several
+    times more CPU than a local node's answer, and the submitter makes many small calls."""
+
+    def __init__(self, url: str, *, timeout: float) -> None:
+        super().__init__(url, request_kwargs={"timeout": timeout})
+        parsed = urlsplit(url)
+        self._https = parsed.scheme == "https"
+        self._host, self._port = parsed.hostname or "127.0.0.1", parsed.port
+        self._path = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
+        self._timeout = timeout
+        self._local = threading.local()
+
+    def _post(self, data: bytes) -> bytes:
+        for attempt in (1, 2):
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                factory = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+                conn = self._local.conn = factory(self._host, self._port, timeout=self._timeout)
+            try:
+                conn.request("POST", self._path, body=data, headers={"Content-Type": "application/json"})
+                response = conn.getresponse()
+                body = response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # The node closed an idle kept-alive connection: once more on a new one (every
+                # JSON-RPC call we make, a raw transaction included, is safe to repeat).
+                conn.close()
+                self._local.conn = None
+                if attempt == 2:
+                    raise
+                continue
+            except Exception:
+                conn.close()  # a timeout leaves the connection in an unknown state
+                self._local.conn = None
+                raise
+            if response.status >= 400 and not body.lstrip().startswith((b"{", b"[")):
+                raise ConnectionError(f"HTTP {response.status} from {self.endpoint_uri}")
+            return body
+        raise AssertionError("unreachable")
+
+    def _make_request(self, method: Any, request_data: bytes) -> bytes:
+        return self._post(request_data)
+
+    def make_batch_request(self, batch_requests: list[tuple[Any, Any]]) -> Any:
+        response = self.decode_rpc_response(self._post(self.encode_batch_rpc_request(batch_requests)))
+        if isinstance(response, list):
+            response.sort(key=lambda r: r["id"])
+        return response
+
+
 class RpcChain(ChainBackend):
     """Any JSON-RPC endpoint. Snapshots and time travel work on development nodes (anvil)."""
 
@@ -153,7 +206,7 @@ class RpcChain(ChainBackend):
 
     def __init__(self, url: str, *, dev_keys: tuple[str, ...] = (), timeout: float = 30.0) -> None:
         self.url = url
-        self.w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
+        self.w3 = Web3(KeepAliveHTTPProvider(url, timeout=timeout))
         self._dev_keys = list(dev_keys)
 
     @property
