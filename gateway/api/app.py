@@ -283,12 +283,18 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
         return SignedFields(value.signature, value.nonce, value.deadline) if value else None
 
     @app.post("/v1/earn", status_code=202, tags=["operations"])
-    def earn(body: EarnCreate, who: PartnerCaller, idempotency_key: IdemKey = None) -> JSONResponse:
+    async def earn(body: EarnCreate, who: PartnerCaller, idempotency_key: IdemKey = None) -> JSONResponse:
         """Accepts a purchase durably; the points reach the chain in the next batch."""
-        prepared = service.prepare_earn(
-            runtime, caller=who, member_id=body.member_id, self_signed=body.partner_signature is not None
-        )
-        response = service.idempotent(
+        # The hot path of the network: on the event loop, from caches, waiting for the group
+        # commit without a thread. Only a cache miss (a new member, a stale tier, a used-up
+        # nonce block) goes to a worker thread, where the database or the chain is read.
+        self_signed = body.partner_signature is not None
+        prepared = service.prepare_earn_cached(runtime, caller=who, member_id=body.member_id, self_signed=self_signed)
+        if prepared is None:
+            prepared = await run_in_threadpool(
+                service.prepare_earn, runtime, caller=who, member_id=body.member_id, self_signed=self_signed
+            )
+        response = await service.idempotent_async(
             runtime,
             scope=scope(who),
             key=idempotency_key,

@@ -69,12 +69,18 @@ class Runtime:
     work_ready: threading.Event = field(default_factory=threading.Event)
 
     def tier_of(self, address: str) -> int:
-        cached = self._tiers.get(address)
-        if cached is not None and time.monotonic() - cached[1] < self.TIER_TTL_SECONDS:
-            return cached[0]
+        cached = self.cached_tier(address)
+        if cached is not None:
+            return cached
         tier = self.ledger.tier_of(address)
         self._tiers[address] = (tier, time.monotonic())
         return tier
+
+    def cached_tier(self, address: str) -> int | None:
+        cached = self._tiers.get(address)
+        if cached is not None and time.monotonic() - cached[1] < self.TIER_TTL_SECONDS:
+            return cached[0]
+        return None
 
     def refresh_tiers(self, addresses: list[str], block: int | str = "latest") -> None:
         """Re-reads the tiers of these members in one round trip (after their batch was mined)."""
@@ -127,6 +133,18 @@ class Runtime:
                 session.expunge(cached)
             self._partners[partner_id] = cached
         return cached
+
+    def cached_member(self, member_id: str) -> tuple[str, bool] | None:
+        return self._members.get(member_id)
+
+    def reserved_nonce(self, partner_id: int) -> int | None:
+        """A nonce from this process's reserved block, or None when the block is used up."""
+        with self._cache_lock:
+            start, end = self._nonce_blocks.get(partner_id, (0, 0))
+            if start >= end:
+                return None
+            self._nonce_blocks[partner_id] = (start + 1, end)
+            return start
 
     def partner_nonce(self, partner_id: int) -> int:
         """A fresh signature nonce for a managed partner, never handed out before."""

@@ -8,6 +8,7 @@ the chain exactly once.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
@@ -24,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.chain.ledger import LedgerRevert
-from gateway.db.models import ApiKey, Base, IdempotencyRecord, Member, Operation, Partner
+from gateway.db.models import ApiKey, Base, Member, Operation, Partner
 from gateway.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from gateway.ledger.rules import BPS, MAX_OP_POINTS, month_label
 from gateway.ledger.runtime import Runtime
@@ -132,13 +133,36 @@ def idempotent(
     commit; the other rolls back and returns the winner's response.
     """
     digest = request_hash(body)
-    if key is not None:
-        with runtime.sessions() as session:
-            stored = _stored(session, scope, key, digest)
-        if stored is not None:
-            return stored
+    try:
+        result: Response = runtime.writer.run(_idempotent_work(scope, key, digest, effect))
+    except (IntegrityError, Conflict) as exc:
+        return _race_winner(runtime, scope, key, digest, exc)
+    runtime.work_ready.set()
+    return result
 
+
+async def idempotent_async(
+    runtime: Runtime, *, scope: str, key: str | None, body: dict[str, Any], effect: Callable[[Session], Response]
+) -> Response:
+    """`idempotent` for an event loop: waits for the group commit without holding a thread."""
+    digest = request_hash(body)
+    try:
+        future = runtime.writer.submit(_idempotent_work(scope, key, digest, effect))
+        result: Response = await asyncio.wrap_future(future)
+    except (IntegrityError, Conflict) as exc:
+        return _race_winner(runtime, scope, key, digest, exc)
+    runtime.work_ready.set()
+    return result
+
+
+def _idempotent_work(
+    scope: str, key: str | None, digest: str, effect: Callable[[Session], Response]
+) -> Callable[[Session], Response]:
     def work(session: Session) -> Response:
+        if key is not None:  # a retry: the first answer, looked up inside the write transaction
+            stored = _stored(session, scope, key, digest)
+            if stored is not None:
+                return stored
         response = effect(session)
         if key is not None:
             # A lost race on the key fails here, inside this write's savepoint.
@@ -155,25 +179,22 @@ def idempotent(
             )
         return response
 
-    try:
-        result: Response = runtime.writer.run(work)
-        runtime.work_ready.set()
-        return result
-    except (IntegrityError, Conflict):
-        # A concurrent request with the same key may have committed between our first look
-        # and our write: its response is the answer (the losing write rolled back).
-        if key is not None:
-            with runtime.sessions() as session:
-                stored = _stored(session, scope, key, digest)
-            if stored is not None:
-                return stored
-        raise
+    return work
+
+
+def _race_winner(runtime: Runtime, scope: str, key: str | None, digest: str, error: Exception) -> Response:
+    """After a refused write: a concurrent request with the same key (another process, on
+    PostgreSQL) may have committed first; its response is the answer. Else the error stands."""
+    if key is not None:
+        with runtime.sessions() as session:
+            stored = _stored(session, scope, key, digest)
+        if stored is not None:
+            return stored
+    raise error
 
 
 def _stored(session: Session, scope: str, key: str, digest: str) -> Response | None:
-    row = session.scalar(
-        select(IdempotencyRecord).where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
-    )
+    row = session.connection().execute(_STORED_RESPONSE, {"scope": scope, "key": key}).first()
     if row is None:
         return None
     if row.request_hash != digest:
@@ -391,7 +412,11 @@ def _new_operation(*, receipt: Receipt, **fields: Any) -> Operation:
 _OPERATIONS = Base.metadata.tables["operations"]
 _OPERATION_COLUMNS = [c for c in _OPERATIONS.columns if c.key != "seq"]
 _INSERT_OPERATION = insert(_OPERATIONS)
-_INSERT_IDEMPOTENCY = insert(Base.metadata.tables["idempotency_keys"])
+_IDEMPOTENCY = Base.metadata.tables["idempotency_keys"]
+_INSERT_IDEMPOTENCY = insert(_IDEMPOTENCY)
+_STORED_RESPONSE = select(_IDEMPOTENCY.c.request_hash, _IDEMPOTENCY.c.status_code, _IDEMPOTENCY.c.response_body).where(
+    _IDEMPOTENCY.c.scope == bindparam("scope"), _IDEMPOTENCY.c.key == bindparam("key")
+)
 _RECEIPT_TAKEN = select(_OPERATIONS.c.id).where(
     _OPERATIONS.c.partner_id == bindparam("partner_id"),
     _OPERATIONS.c.kind == bindparam("kind"),
@@ -444,6 +469,22 @@ def prepare_earn(runtime: Runtime, *, caller: Caller, member_id: str, self_signe
     # left unused by a refused request is harmless: the contract's nonces are a bitmap).
     nonce = None if self_signed else runtime.partner_nonce(caller.partner_id)
     return Prepared(found[0], tier=runtime.tier_of(found[0]), nonce=nonce)
+
+
+def prepare_earn_cached(runtime: Runtime, *, caller: Caller, member_id: str, self_signed: bool) -> Prepared | None:
+    """`prepare_earn` from this process's caches alone (no database, no chain), or None: the
+    event loop takes this path and hands a miss to a worker thread."""
+    found = runtime.cached_member(member_id)
+    tier = runtime.cached_tier(found[0]) if found else None
+    if found is None or tier is None:
+        return None
+    nonce = None
+    if not self_signed:
+        assert caller.partner_id is not None
+        nonce = runtime.reserved_nonce(caller.partner_id)
+        if nonce is None:
+            return None
+    return Prepared(found[0], tier=tier, nonce=nonce)
 
 
 def prepare_redemption(runtime: Runtime, *, member_id: str, pin: str | None) -> Prepared:

@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 @dataclass
 class _Job:
     work: Callable[[Session], Any]
-    done: threading.Event = field(default_factory=threading.Event)
+    future: Future[Any] = field(default_factory=Future)
     result: Any = None
     error: BaseException | None = None
 
@@ -48,15 +49,21 @@ class WriteQueue:
 
     def run(self, work: Callable[[Session], Any]) -> Any:
         """Runs `work(session)` in the next group transaction; returns once it has committed."""
-        if self._thread is None:  # not started (tools, tests): a transaction of its own
-            with self._sessions.begin() as session:
-                return work(session)
+        return self.submit(work).result()
+
+    def submit(self, work: Callable[[Session], Any]) -> Future[Any]:
+        """Queues `work(session)`; the future resolves once its transaction has committed
+        (an event loop awaits it with asyncio.wrap_future, holding no thread)."""
         job = _Job(work)
+        if self._thread is None:  # not started (tools, tests): a transaction of its own
+            try:
+                with self._sessions.begin() as session:
+                    job.future.set_result(work(session))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+                job.future.set_exception(exc)
+            return job.future
         self._queue.put(job)
-        job.done.wait()
-        if job.error is not None:
-            raise job.error
-        return job.result
+        return job.future
 
     def _run(self) -> None:
         while True:
@@ -92,4 +99,7 @@ class WriteQueue:
         self.batches += 1
         self.jobs += len(jobs)
         for job in jobs:
-            job.done.set()
+            if job.error is not None:
+                job.future.set_exception(job.error)
+            else:
+                job.future.set_result(job.result)
