@@ -294,6 +294,8 @@ def audit_report(
 
     settings = get_settings()
     directory = data_dir or settings.gateway.data_dir
+    given_from = _day(period_from) if period_from else None  # checked before any chain read
+    given_to = _day(period_to) if period_to else None
     record = load_deployment(directory / "deployment.json")
     name = network or str(record["network"])
     chain = runtime_chain(settings, name, directory)
@@ -307,8 +309,8 @@ def audit_report(
 
             history = load_history(chain.w3, ledger, from_block=int(record["deployment_block"]), progress=advance)
         start, end = default_period(history)
-        start = _day(period_from) if period_from else start
-        end = _day(period_to) if period_to else end
+        start = start if given_from is None else given_from
+        end = end if given_to is None else given_to
         if end <= start:
             raise click.BadParameter("--to must be after --from")
         index = None if no_verify else _index(settings, directory)
@@ -336,10 +338,11 @@ def audit_report(
         index_compared=index is not None,
     )
     st = folder.statement
-    assert st is not None
+    months = len(folder.months)
     console.print(
         f"{len(history.events)} events in blocks {history.from_block}..{history.to_block}; "
-        f"{len(folder.months)} months; liability now {folder.months[-1].liability_end if folder.months else 0} points"
+        f"{months} month{'s' if months != 1 else ''} charted; liability "
+        f"{st.liability_start_points} -> {st.liability_end_points} points over the period"
     )
     console.print(
         f"statement {period_from or _date(start)} .. {period_to or _date(end)}: "
@@ -376,7 +379,7 @@ def _partner_names(settings: Settings, directory: Path) -> dict[int, str] | None
     engine = make_engine(url)
     try:
         with make_sessionmaker(engine)() as session:
-            return dict(session.execute(select(Partner.id, Partner.name)).tuples())
+            return dict(session.execute(select(Partner.id, Partner.name)).all())
     finally:
         engine.dispose()
 

@@ -116,6 +116,8 @@ def test_a_window_of_months_keeps_the_liability_carried_into_it(scripted: Script
     rows = monthly(scripted.history, first_month=s + 12, last_month=s + 40)
     assert [r.month for r in rows] == [s + 12, s + 13, s + 14]  # never beyond the month in progress
     assert (rows[0].liability_start, rows[0].expired, rows[0].liability_end) == (340, 300, 40)
+    before = monthly(scripted.history, first_month=s - 30, last_month=s)  # the ledger did not exist yet
+    assert [r.month for r in before] == [s - 1, s]
 
 
 def test_the_chart_is_a_png_of_sensible_size_with_its_line_and_bars(scripted: Scripted) -> None:

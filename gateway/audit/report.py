@@ -86,6 +86,7 @@ def load_history(
     if (
         since is not None
         and since.address == ledger.address
+        and since.chain_id == ledger.chain_id
         and since.from_block == from_block
         and since.to_block <= to_block
         and _block(w3, since.to_block)[1] == since.to_block_hash
@@ -137,19 +138,20 @@ class MonthFigures:
 
 def monthly(history: History, *, first_month: int | None = None, last_month: int | None = None) -> list[MonthFigures]:
     """The figures of each month in [first_month, last_month] (default: from the month of the
-    first event to the month in progress; never beyond the month in progress)."""
+    first event to the month in progress; never before the first event, when the ledger did
+    not exist yet, nor beyond the month in progress)."""
     now = history.month
     block_month = {b: month_of(t) for b, t in history.times.items()}
     events = history.events
     first_event = block_month[events[0].block_number] if events else now
-    first = first_event if first_month is None else first_month
+    first = first_event if first_month is None else max(first_month, first_event)
     last = now if last_month is None else min(last_month, now)
     if last < first:
         return []
     replay = Replay()
     rows: list[MonthFigures] = []
     liability, i = 0, 0
-    for month in range(min(first, first_event), last + 1):
+    for month in range(first_event, last + 1):
         row = MonthFigures(month, liability_start=liability, complete=month < now)
         while i < len(events) and block_month[events[i].block_number] == month:
             event = events[i]
@@ -377,9 +379,9 @@ def verify_text(report: AuditReport, *, index_compared: bool) -> str:
 @dataclass
 class Folder:
     path: Path
+    statement: Statement
+    months: list[MonthFigures]
     files: dict[str, str] = field(default_factory=dict)  # name -> what it is
-    statement: Statement | None = None
-    months: list[MonthFigures] = field(default_factory=list)
 
 
 def write_folder(
@@ -396,11 +398,10 @@ def write_folder(
     """Writes chart.png, monthly.csv, settlement.{csv,json,txt}, verify.txt (with `verify`) and
     README.txt (what each file is, where the data came from, SHA-256 of each file) into `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    folder = Folder(out)
     first, last = months_of_period(period_from, period_to)
     rows = monthly(history, first_month=first, last_month=last)
     st = statement(history, period_from=period_from, period_to=period_to)
-    folder.statement, folder.months = st, rows
+    folder = Folder(out, st, rows)
     source = (
         f"From chain events alone: contract {history.address}, chain id {history.chain_id}, "
         f"blocks {history.from_block}..{history.to_block}"
