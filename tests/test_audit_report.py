@@ -234,3 +234,29 @@ def test_loyalty_audit_report_writes_the_folder_from_an_rpc_node(anvil_world: Wo
 
     bad = CliRunner().invoke(main, [*args, "--from", "2030-02-01", "--to", "2030-01-01"])
     assert bad.exit_code == 2 and "--to must be after --from" in bad.output
+
+
+def test_a_history_read_again_reads_only_new_blocks_and_notices_a_reorg() -> None:
+    world = World.create(EmbeddedChain())
+    try:
+        _, ana = member("ana")
+        ledger, w3 = world.ledger, world.chain.w3
+        first = load_history(w3, ledger, from_block=ledger.deployment_block)
+        assert load_history(w3, ledger, from_block=ledger.deployment_block, since=first) is first  # nothing new
+        fork = world.chain.snapshot()
+        world.earn(world.earn_op(1, ana, 1_000, receipt="kept-or-not"))
+        grown = load_history(w3, ledger, from_block=ledger.deployment_block, since=first)
+        assert grown.events[: len(first.events)] == first.events and len(grown.events) > len(first.events)
+        assert grown == load_history(w3, ledger, from_block=ledger.deployment_block)
+        assert outstanding(grown) == 10
+
+        # The block `grown` ended on is replaced by another at the same height: read it all again.
+        world.chain.revert(fork)
+        world.relayer._nonce = None  # the reverted transaction's nonce is free again
+        world.earn(world.earn_op(2, ana, 1_000, receipt="instead"))  # 15 points, in a different block
+        again = load_history(w3, ledger, from_block=ledger.deployment_block, since=grown)
+        assert again.to_block == grown.to_block and again.to_block_hash != grown.to_block_hash
+        assert again == load_history(w3, ledger, from_block=ledger.deployment_block)
+        assert outstanding(again) == 15 == ledger.total_supply()
+    finally:
+        world.chain.close()

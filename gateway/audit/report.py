@@ -94,6 +94,8 @@ def load_history(
         if since.to_block == to_block:
             return since
         start, events, times = since.to_block + 1, list(since.events), dict(since.times)
+        if since.to_block not in {e.block_number for e in events[-1:]} and since.to_block != from_block:
+            del times[since.to_block]  # the old head's time was kept only as the head's
     fetched = fetch_events(
         w3,
         ledger,

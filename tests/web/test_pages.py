@@ -345,3 +345,11 @@ def test_proof_of_an_expiry_and_of_a_refund(site: Site) -> None:
     assert 'data-matches="yes"' in page.text and site.ops["R-1"]["receipt_ref"] in page.text
     # The receipt itself (it names the member and the purchase) is not on the page.
     assert "one cup returned" not in page.text and '"receipt_id"' not in page.text
+
+
+def test_lookups_are_limited_per_client() -> None:
+    from gateway.web.pages import ClientLimiter
+
+    limiter = ClientLimiter(rate=0.001, burst=3)
+    assert [limiter.allow("10.0.0.1") for _ in range(4)] == [True, True, True, False]
+    assert limiter.allow("10.0.0.2")  # another client has its own allowance
