@@ -268,6 +268,122 @@ def audit_settlement(
         raise SystemExit(1)
 
 
+@audit.command("report")
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None, help="folder to write (default: new)")
+@click.option("--from", "period_from", default=None, help="first day, YYYY-MM-DD (UTC; default: deployment month)")
+@click.option("--to", "period_to", default=None, help="day after the last, YYYY-MM-DD (UTC; default: tomorrow)")
+@click.option("--network", default=None, help="network name or URL (default: the deployment record's)")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="holds deployment.json")
+@click.option("--no-verify", is_flag=True, help="skip the replay check (verify.txt)")
+def audit_report(
+    out: Path | None,
+    period_from: str | None,
+    period_to: str | None,
+    network: str | None,
+    data_dir: Path | None,
+    no_verify: bool,
+) -> None:
+    """A folder for auditors: the liability chart, monthly figures, the settlement statement
+    (CSV, JSON, text), the verification result and a README, from chain events alone."""
+    from datetime import UTC, datetime
+
+    from rich.progress import Progress
+
+    from gateway.audit.report import default_period, load_history, write_folder
+    from gateway.audit.verify import verify_chain
+
+    settings = get_settings()
+    directory = data_dir or settings.gateway.data_dir
+    given_from = _day(period_from) if period_from else None  # checked before any chain read
+    given_to = _day(period_to) if period_to else None
+    record = load_deployment(directory / "deployment.json")
+    name = network or str(record["network"])
+    chain = runtime_chain(settings, name, directory)
+    try:
+        ledger = Ledger(chain.w3, str(record["address"]))
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("reading ledger events", total=1)
+
+            def advance(stage: str, done: int, total: int) -> None:
+                progress.update(task, description=stage, completed=done, total=total)
+
+            history = load_history(chain.w3, ledger, from_block=int(record["deployment_block"]), progress=advance)
+        start, end = default_period(history)
+        start = start if given_from is None else given_from
+        end = end if given_to is None else given_to
+        if end <= start:
+            raise click.BadParameter("--to must be after --from")
+        index = None if no_verify else _index(settings, directory)
+        report = None
+        if not no_verify:
+            report = verify_chain(
+                chain.w3,
+                ledger,
+                from_block=history.from_block,
+                to_block=history.to_block,
+                index=index,
+                fetched=(history.events, history.times),
+            )
+    finally:
+        chain.close()
+    folder_path = out or Path(f"audit-report-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}")
+    folder = write_folder(
+        folder_path,
+        history,
+        period_from=start,
+        period_to=end,
+        network=name if name.startswith(("http://", "https://")) else f"{name} ({directory})",
+        names=_partner_names(settings, directory),
+        verify=report,
+        index_compared=index is not None,
+    )
+    st = folder.statement
+    months = len(folder.months)
+    console.print(
+        f"{len(history.events)} events in blocks {history.from_block}..{history.to_block}; "
+        f"{months} month{'s' if months != 1 else ''} charted; liability "
+        f"{st.liability_start_points} -> {st.liability_end_points} points over the period"
+    )
+    console.print(
+        f"statement {period_from or _date(start)} .. {period_to or _date(end)}: "
+        + ("[green]balances[/green]" if st.balanced else "[red]DOES NOT BALANCE[/red]")
+    )
+    if report is not None:
+        verdict = (
+            "[green]no discrepancy[/green]" if report.ok else f"[red]{len(report.discrepancies)} discrepancies[/red]"
+        )
+        console.print(f"verification: {verdict} (details in verify.txt)")
+    console.print(f"report written to {folder_path.resolve()}")
+    for file in sorted(folder.files):
+        console.print(f"  {file}")
+    if not st.balanced or (report is not None and not report.ok):
+        raise SystemExit(1)
+
+
+def _date(timestamp: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d")
+
+
+def _partner_names(settings: Settings, directory: Path) -> dict[int, str] | None:
+    """Partner names from the gateway's database, if this data directory has one (they are not on-chain)."""
+    from sqlalchemy import select
+
+    from gateway.db.models import Partner
+    from gateway.db.session import database_url, make_engine, make_sessionmaker
+
+    url = database_url(directory, settings.database_url)
+    if url.startswith("sqlite") and not (directory / "gateway.sqlite").exists():
+        return None
+    engine = make_engine(url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            return dict(session.execute(select(Partner.id, Partner.name)).all())
+    finally:
+        engine.dispose()
+
+
 def _day(text: str) -> int:
     from datetime import UTC, datetime
 

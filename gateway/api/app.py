@@ -37,6 +37,7 @@ from gateway.ledger import service
 from gateway.ledger.runtime import Runtime
 from gateway.ledger.service import Caller, SignedFields
 from gateway.ledger.submitter import Metrics, Submitter, queue_depth
+from gateway.web.pages import router as pages
 
 log = logging.getLogger("gateway.api")
 MAX_BODY_BYTES = 64 * 1024
@@ -129,6 +130,7 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
         'Errors are JSON: {"error": {"code", "message"}}.',
     )
     app.state.runtime, app.state.submitter, app.state.metrics = runtime, submitter, metrics
+    app.include_router(pages)  # the member and auditor pages (HTML): gateway/web
 
     # -------------------------------------------------------------- errors
 

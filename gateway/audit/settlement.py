@@ -18,7 +18,7 @@ from typing import Any
 from web3 import Web3
 
 from gateway.audit.verify import Replay, _timestamps, fetch_events
-from gateway.chain.ledger import Ledger, rpc
+from gateway.chain.ledger import Ledger, LedgerEvent, rpc
 from gateway.ledger.rules import NEVER, month_of, month_start
 
 
@@ -99,6 +99,11 @@ def settlement(w3: Web3, ledger: Ledger, *, period_from: int, period_to: int, fr
     to_block = int(latest, 16) if isinstance(latest, str) else int(latest)
     events = fetch_events(w3, ledger, from_block, to_block)
     times = _timestamps(w3, {e.block_number for e in events})
+    return statement_of(events, times, period_from=period_from, period_to=period_to)
+
+
+def statement_of(events: list[LedgerEvent], times: dict[int, int], *, period_from: int, period_to: int) -> Statement:
+    """The statement from events already fetched (in chain order) and their blocks' timestamps."""
     replay = Replay()
     start_totals: dict[int, tuple[int, int, int]] | None = None
     liability_start = 0

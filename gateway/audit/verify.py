@@ -199,14 +199,20 @@ def verify_chain(
     to_block: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     index: list[IndexedOperation] | None = None,
+    fetched: tuple[list[LedgerEvent], dict[int, int]] | None = None,
 ) -> AuditReport:
     """Replays [from_block, to_block] and compares with the contract's views at to_block;
-    with `index`, also matches the gateway's operations and receipts with the events."""
+    with `index`, also matches the gateway's operations and receipts with the events.
+    `fetched` (the events of exactly that range and the timestamps of their blocks and of
+    to_block) spares reading them again when the caller already has them."""
     if to_block is None:
         latest = rpc(w3, "eth_blockNumber", [])
         to_block = int(latest, 16) if isinstance(latest, str) else int(latest)
-    events = fetch_events(w3, ledger, from_block, to_block, progress)
-    times = _timestamps(w3, {e.block_number for e in events} | {to_block})
+    if fetched is None:
+        events = fetch_events(w3, ledger, from_block, to_block, progress)
+        times = _timestamps(w3, {e.block_number for e in events} | {to_block})
+    else:
+        events, times = fetched
     replay = Replay()
     for event in events:
         replay.apply(event, month_of(times[event.block_number]))
