@@ -49,6 +49,8 @@ log = logging.getLogger("gateway.submitter")
 KINDS = ("earn", "redemption", "reversal")
 FUNCTIONS = {"earn": "earnBatch", "redemption": "redeemBatch", "reversal": "reverseBatch"}
 RESULT_EVENTS = {"earn": "Earned", "redemption": "Redeemed", "reversal": "Reversed"}
+# The events a batch's results are read from (its Transfer logs are not needed).
+RESULTS = frozenset({*RESULT_EVENTS.values(), "OperationRejected", "EarnBatchCommitted"})
 REORG_WINDOW = 64  # confirmed batches this close to the head are re-checked for reorgs
 IDLE_POLL_SECONDS = 0.2
 ADVISORY_LOCK_KEY = 0x10_7A17  # one submitter per PostgreSQL database
@@ -311,7 +313,7 @@ class Submitter:
                 return
             batch.status = "mined"
             self._fresh_mined = True  # the next round looks at its depth, whatever the head
-            events = [e for log_ in receipt["logs"] if (e := self.rt.ledger.decode_log(log_)) is not None]
+            events = [e for log_ in receipt["logs"] if (e := self.rt.ledger.decode_log(log_, RESULTS)) is not None]
             self._record_results(batch.kind, ops, events, block_number, block_hash, month)
             touched = sorted({e.args["member"] for e in events if "member" in e.args})
             if self.confirmations == 0:
