@@ -86,6 +86,7 @@ class Submitter:
         self._lock_conn: Any = None
         self.is_leader = False
         self._last_head: tuple[int, str] = (-1, "")  # (number, hash) at the last full check
+        self._canonical: dict[int, str] = {}  # block number -> hash, verified canonical
         self._next_wake = 0.0
         self._fresh_mined = False
         self._filling = False
@@ -376,6 +377,27 @@ class Submitter:
 
     # ------------------------------------------------------------ confirmations and reorgs
 
+    def _canonical_hashes(self, latest: Any, numbers: set[int]) -> dict[int, str | None]:
+        """Canonical block hashes at `numbers`, asking the chain as little as possible.
+
+        Hashes verified earlier are kept: when the new head's parent is the block we knew at
+        that height, every block we knew below it is still canonical (each block commits to
+        its parent). Otherwise (a reorg, or several blocks since the last look) the blocks
+        in question are read again, in one round trip, with no database lock held."""
+        number, block_hash = _int(latest["number"]), HexBytes(latest["hash"]).to_0x_hex()
+        parent = HexBytes(latest["parentHash"]).to_0x_hex()
+        if self._canonical.get(number - 1) != parent:
+            self._canonical.clear()
+        self._canonical[number] = block_hash
+        missing = sorted(n for n in numbers if n not in self._canonical)
+        blocks = rpc_many(self.rt.chain.w3, [("eth_getBlockByNumber", [hex(n), False]) for n in missing])
+        for n, block in zip(missing, blocks, strict=True):
+            if block is not None:
+                self._canonical[n] = HexBytes(block["hash"]).to_0x_hex()
+        for n in [n for n in self._canonical if n <= number - 2 * REORG_WINDOW]:
+            del self._canonical[n]
+        return {n: self._canonical.get(n) for n in numbers}
+
     def confirm(self) -> bool:
         # Batches waiting for depth, and confirmed ones near the head (re-checked for reorgs).
         # The head block's hash commits to the whole chain: while it is the one seen at the
@@ -397,10 +419,7 @@ class Submitter:
             return False
         head = seen[0]
         self._last_head, self._fresh_mined = seen, False
-        # Ask the chain first, with no database lock held: each block once, in one round trip.
-        numbers = sorted({int(number) for _, number, _, _ in candidates if number is not None})
-        blocks = rpc_many(self.rt.chain.w3, [("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
-        hashes = {n: (HexBytes(b["hash"]).to_0x_hex() if b else None) for n, b in zip(numbers, blocks, strict=True)}
+        hashes = self._canonical_hashes(latest, {int(n) for _, n, _, _ in candidates if n is not None})
         verdicts = []
         for batch_id, number, stored_hash, status in candidates:
             assert number is not None
