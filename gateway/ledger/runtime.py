@@ -65,6 +65,9 @@ class Runtime:
     _nonce_blocks: dict[int, tuple[int, int]] = field(default_factory=dict)
     NONCE_BLOCK = 1_000
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
+    # The latest block time seen (the submitter notes each mined batch's block; whoever moves
+    # a development chain's clock notes it too): deadlines count from it, see service.
+    chain_time: int = 0
     # Set when this process accepts a write: wakes the submitter at once instead of polling.
     work_ready: threading.Event = field(default_factory=threading.Event)
 
@@ -258,6 +261,7 @@ def open_runtime(settings: Settings, *, data_dir: Path, network: str | None = No
         record,
         write_engine if write_engine is not engine else None,
     )
+    runtime.chain_time = chain.latest_timestamp()
     _first_admin_key(runtime, log=log)
     return runtime
 

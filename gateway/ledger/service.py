@@ -348,6 +348,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _signing_time(runtime: Runtime) -> int:
+    """What a deadline the gateway signs counts from: the contract checks deadlines against
+    the chain's clock, which a development chain may have moved ahead of this machine's."""
+    return max(int(_now().timestamp()), runtime.chain_time)
+
+
 def _verify(domain: Domain, message: Message, signature: str, expected: str) -> CompactSignature:
     try:
         compact = CompactSignature.from_bytes(bytes.fromhex(signature.removeprefix("0x")))
@@ -374,7 +380,7 @@ def _partner_signature(
     if given is None:
         if not partner.managed or partner.encrypted_key is None:
             raise Invalid("this partner keeps its own key: send partner_signature", code="signature_required")
-        deadline = int(_now().timestamp()) + MANAGED_DEADLINE_SECONDS
+        deadline = _signing_time(runtime) + MANAGED_DEADLINE_SECONDS
         if reserved_nonce is not None:
             nonce = reserved_nonce
         else:  # taken in the caller's transaction, which holds the partner row
@@ -594,7 +600,7 @@ def accept_redemption(
         if not verify_pin(pin, str(member.pin_hash)):
             raise WrongPin(member_id)
         member.failed_pin_attempts = 0
-        nonce, deadline = member.next_nonce, int(_now().timestamp()) + MANAGED_DEADLINE_SECONDS
+        nonce, deadline = member.next_nonce, _signing_time(runtime) + MANAGED_DEADLINE_SECONDS
         member.next_nonce += 1
         message = RedeemMessage(member.address, partner.id, points, receipt.ref(), nonce, deadline)
         signature = sign(domain, message, runtime.private_key(str(member.encrypted_key))).hex()

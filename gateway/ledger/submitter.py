@@ -295,6 +295,7 @@ class Submitter:
         block_hash = HexBytes(receipt["blockHash"]).to_0x_hex()
         block = rpc(self.rt.chain.w3, "eth_getBlockByNumber", [hex(block_number), False])
         month = month_of(_int(block["timestamp"]))
+        self.rt.chain_time = max(self.rt.chain_time, _int(block["timestamp"]))
         touched: list[str] = []
         with self.rt.writes.begin() as session:
             batch = session.get(Batch, batch_id)
