@@ -84,7 +84,8 @@ def balance(member: str, network: str | None, data_dir: Path | None) -> None:
     settings = get_settings()
     directory = data_dir or settings.gateway.data_dir
     record = load_deployment(directory / "deployment.json")
-    chain, _ = open_chain(settings, network or record["network"])
+    # The data directory's own chain: for `embedded`, the one stored there, not a new one.
+    chain = runtime_chain(settings, network or str(record["network"]), directory)
     try:
         ledger = Ledger(chain.w3, record["address"])
         block = chain.w3.eth.block_number
@@ -136,12 +137,15 @@ def serve(host: str | None, port: int | None, network: str | None, data_dir: Pat
 
 
 @main.command()
-@click.option("--fast", is_flag=True, help="fewer members and purchases")
-def demo(fast: bool) -> None:
-    """The whole story on the embedded chain, in one command."""
+@click.option("--fast", is_flag=True, help="fewer purchases")
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=None, help="default <data dir>/demo (replaced each run)"
+)
+def demo(fast: bool, data_dir: Path | None) -> None:
+    """The whole story on the embedded chain, through the gateway, in one command."""
     from gateway.demo import run_demo
 
-    run_demo(console, fast=fast)
+    run_demo(console, data_dir=data_dir, fast=fast)
 
 
 @main.group()

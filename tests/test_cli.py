@@ -62,8 +62,20 @@ def test_unknown_network_is_a_clear_error(tmp_path: Path) -> None:
     assert "unknown network 'nowhere'" in result.output
 
 
-def test_demo_tells_the_story_and_balances() -> None:
-    result = CliRunner().invoke(main, ["demo", "--fast"])
+def test_demo_tells_the_story_through_the_gateway_and_audits_clean(tmp_path: Path) -> None:
+    data = tmp_path / "demo"
+    result = CliRunner().invoke(main, ["demo", "--data-dir", str(data)])
     assert result.exit_code == 0, result.output
-    assert "rejected by the contract" in result.output and "InvalidSignature" in result.output
-    assert "balances" in result.output and "DOES NOT BALANCE" not in result.output
+    out = " ".join(result.output.split())  # rich wraps lines at the terminal width
+    assert "tier Green" in out and "tier Silver" in out and "earns 12 points (x1.25)" in out
+    assert "a wrong PIN for chloe: 403 invalid_pin" in out
+    assert "422 invalid_signature" in out and "InvalidSignature(" in out  # the gateway, then the contract
+    assert "points earned in the first month expired" in out
+    assert "no discrepancy" in out and "balances" in out and "DOES NOT BALANCE" not in out
+    assert {p.name for p in (data / "report").iterdir()} >= {"chart.png", "settlement.csv", "verify.txt", "README.txt"}
+    # What it left verifies again from the data directory alone, and chloe's points are on-chain.
+    verified = CliRunner().invoke(main, ["audit", "verify", "--data-dir", str(data)])
+    assert verified.exit_code == 0 and "no discrepancy" in verified.output, verified.output
+    chloe = next(line.split()[1] for line in result.output.splitlines() if line.startswith("chloe: 0x"))
+    balance = CliRunner().invoke(main, ["balance", chloe.rstrip(","), "--data-dir", str(data)])
+    assert balance.exit_code == 0 and "1000 points" in balance.output, balance.output
