@@ -17,13 +17,14 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from eth_utils import keccak
 from hexbytes import HexBytes
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from gateway.chain.ledger import (
@@ -38,7 +39,7 @@ from gateway.chain.ledger import (
     rpc_many,
 )
 from gateway.chain.merkle import merkle_proofs
-from gateway.db.models import Batch, Member, Operation
+from gateway.db.models import Base, Batch, Member, Operation
 from gateway.errors import ChainError
 from gateway.ledger.rules import month_of
 from gateway.ledger.runtime import Runtime
@@ -54,6 +55,42 @@ RESULTS = frozenset({*RESULT_EVENTS.values(), "OperationRejected", "EarnBatchCom
 REORG_WINDOW = 64  # confirmed batches this close to the head are re-checked for reorgs
 IDLE_POLL_SECONDS = 0.2
 ADVISORY_LOCK_KEY = 0x10_7A17  # one submitter per PostgreSQL database
+
+# The per-operation writes of a batch, as Core executemany statements: one round trip for a
+# batch of hundreds, none of the ORM's per-object bookkeeping.
+OPS = Base.metadata.tables["operations"]
+_REJECT = (
+    update(OPS)
+    .where(OPS.c.seq == bindparam("b_seq"))
+    .values(
+        status="rejected",
+        block_number=bindparam("b_block"),
+        block_hash=bindparam("b_hash"),
+        error_code=bindparam("b_code"),
+        error_message=bindparam("b_message"),
+    )
+)
+_RESULT = (
+    update(OPS)
+    .where(OPS.c.seq == bindparam("b_seq"))
+    .values(
+        status=bindparam("b_status"),
+        block_number=bindparam("b_block"),
+        block_hash=bindparam("b_hash"),
+        log_index=bindparam("b_log"),
+        points=bindparam("b_points"),
+        earn_batch_id=bindparam("b_earn_batch"),
+        earn_month=bindparam("b_earn_month"),
+        earn_proof=bindparam("b_earn_proof"),
+    )
+)
+_SUBMITTED = (
+    update(OPS)
+    .where(OPS.c.seq == bindparam("b_seq"))
+    .values(
+        status="submitted", batch_id=bindparam("b_batch"), batch_index=bindparam("b_index"), tx_hash=bindparam("b_tx")
+    )
+)
 
 
 def _snake(name: str) -> str:
@@ -159,14 +196,12 @@ class Submitter:
         # Read, then talk to the chain with no database lock held, then write in one short
         # transaction: API requests never wait behind an RPC call.
         with self.rt.sessions() as session:
-            ops = list(
-                session.scalars(
-                    select(Operation)
-                    .where(Operation.kind == kind, Operation.status == "accepted")
-                    .order_by(Operation.seq)
-                    .limit(self.batch_max)
-                )
-            )
+            ops = session.execute(
+                select(OPS)
+                .where(OPS.c.kind == kind, OPS.c.status == "accepted")
+                .order_by(OPS.c.seq)
+                .limit(self.batch_max)
+            ).all()
             if not ops:
                 return False
             oldest = ops[0].created_at
@@ -201,10 +236,10 @@ class Submitter:
             )
             session.add(batch)
             session.flush()
-            rows = {op.seq: op for op in session.scalars(select(Operation).where(Operation.seq.in_(seqs)))}
-            for index, seq in enumerate(seqs):
-                op = rows[seq]
-                op.status, op.batch_id, op.batch_index, op.tx_hash = "submitted", batch.id, index, tx_hash
+            session.connection().execute(
+                _SUBMITTED,
+                [{"b_seq": seq, "b_batch": batch.id, "b_index": i, "b_tx": tx_hash} for i, seq in enumerate(seqs)],
+            )
         # Stored and committed: only now does the transaction leave this process.
         self.metrics.batch_sizes.append(len(ops))
         self._broadcast(raw)
@@ -226,7 +261,7 @@ class Submitter:
                 return  # it is in the pool or mined: tracking will see it
             log.warning("broadcast failed (%s); it will be sent again", exc)
 
-    def _calldata(self, session: Session, kind: str, ops: list[Operation]) -> bytes:
+    def _calldata(self, session: Session, kind: str, ops: Sequence[Any]) -> bytes:
         addresses = dict(
             session.execute(
                 select(Member.member_id, Member.address).where(Member.member_id.in_({op.member_id for op in ops}))
@@ -300,81 +335,96 @@ class Submitter:
         with self.rt.writes.begin() as session:
             batch = session.get(Batch, batch_id)
             assert batch is not None
-            ops = list(
-                session.scalars(select(Operation).where(Operation.batch_id == batch_id).order_by(Operation.batch_index))
-            )
+            ops = session.execute(
+                select(OPS.c.seq, OPS.c.created_at).where(OPS.c.batch_id == batch_id).order_by(OPS.c.batch_index)
+            ).all()
             batch.block_number, batch.block_hash, batch.mined_at = block_number, block_hash, datetime.now(UTC)
+            conn = session.connection()
             if status != 1:
                 # The whole transaction reverted: nothing happened on-chain. The operations go
                 # back to the queue and will ride in a new transaction with a new nonce.
                 batch.status = "reverted"
-                for op in ops:
-                    op.status, op.batch_id, op.batch_index, op.tx_hash = "accepted", None, None, None
+                conn.execute(
+                    update(OPS)
+                    .where(OPS.c.batch_id == batch_id)
+                    .values(status="accepted", batch_id=None, batch_index=None, tx_hash=None)
+                )
                 self._paused_until[batch.kind] = time.monotonic() + 5
                 log.warning("batch %s reverted; %d operations queued again", batch.tx_hash, len(ops))
                 return
-            batch.status = "mined"
+            batch.status = "confirmed" if self.confirmations == 0 else "mined"
             self._fresh_mined = True  # the next round looks at its depth, whatever the head
             events = [e for log_ in receipt["logs"] if (e := self.rt.ledger.decode_log(log_, RESULTS)) is not None]
-            self._record_results(batch.kind, ops, events, block_number, block_hash, month)
+            rejected, accepted = self._results(batch.kind, [op.seq for op in ops], events, month)
+            where = {"b_block": block_number, "b_hash": block_hash}
+            if rejected:
+                conn.execute(_REJECT, [{**row, **where} for row in rejected])
+            if accepted:
+                state = "confirmed" if self.confirmations == 0 else "submitted"
+                conn.execute(_RESULT, [{**row, **where, "b_status": state} for row in accepted])
             touched = sorted({e.args["member"] for e in events if "member" in e.args})
             if self.confirmations == 0:
-                batch.status = "confirmed"
-                for op in ops:
-                    if op.status == "submitted":
-                        op.status = "confirmed"
-                        self.metrics.add("operations_confirmed_total")
-                        self._latency(op)
+                self.metrics.add("operations_confirmed_total", len(accepted))
+                confirmed = {row["b_seq"] for row in accepted}
+                self._latency([op.created_at for op in ops if op.seq in confirmed])
         # After the commit, with no database lock held: the tiers these members have now.
         self.rt.refresh_tiers(touched, block_number)
 
-    def _record_results(
-        self,
-        kind: str,
-        ops: list[Operation],
-        events: list[LedgerEvent],
-        block_number: int,
-        block_hash: str,
-        month: int,
-    ) -> None:
-        rejected = {e.args["index"]: decode_error(e.args["reason"]) for e in events if e.name == "OperationRejected"}
+    def _results(
+        self, kind: str, seqs: list[int], events: list[LedgerEvent], month: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The rows of a mined batch's operations: (rejected ones, accepted ones), from its events."""
+        reasons = {e.args["index"]: decode_error(e.args["reason"]) for e in events if e.name == "OperationRejected"}
         results = iter(e for e in events if e.name == RESULT_EVENTS[kind])
-        accepted_earns: list[tuple[Operation, LedgerEvent]] = []
-        for index, op in enumerate(ops):
-            op.block_number, op.block_hash = block_number, block_hash
-            if index in rejected:
-                error = rejected[index]
-                op.status, op.error_code = "rejected", _snake(error.name)
-                op.error_message = str(error)
-                self.metrics.add("operations_rejected_total")
+        rejected: list[dict[str, Any]] = []
+        accepted: list[dict[str, Any]] = []
+        accepted_events: list[LedgerEvent] = []
+        for index, seq in enumerate(seqs):
+            if index in reasons:
+                error = reasons[index]
+                rejected.append({"b_seq": seq, "b_code": _snake(error.name), "b_message": str(error)})
                 continue
             event = next(results)
-            op.log_index = event.log_index
-            op.points = int(event.args["points"])
-            if kind == "earn":
-                accepted_earns.append((op, event))
-        if accepted_earns:
+            accepted.append(
+                {
+                    "b_seq": seq,
+                    "b_log": event.log_index,
+                    "b_points": int(event.args["points"]),
+                    "b_earn_batch": None,
+                    "b_earn_month": None,
+                    "b_earn_proof": None,
+                }
+            )
+            accepted_events.append(event)
+        self.metrics.add("operations_rejected_total", len(rejected))
+        if kind == "earn" and accepted:
             committed = next(e for e in events if e.name == "EarnBatchCommitted")
-            records = [
+            batch_number = int(committed.args["batchId"])
+            leaves = [
                 EarnRecord(
-                    int(committed.args["batchId"]),
+                    batch_number,
                     e.args["partnerId"],
                     e.args["member"],
                     bytes(e.args["receiptRef"]),
                     int(e.args["spend"]),
                     int(e.args["points"]),
                     month,
-                )
-                for _, e in accepted_earns
+                ).leaf()
+                for e in accepted_events
             ]
-            proofs = merkle_proofs([r.leaf() for r in records])
-            for (op, _), proof in zip(accepted_earns, proofs, strict=True):
-                op.earn_batch_id, op.earn_month = int(committed.args["batchId"]), month
-                op.earn_proof = json.dumps(["0x" + p.hex() for p in proof])
+            for row, proof in zip(accepted, merkle_proofs(leaves), strict=True):
+                row.update(
+                    b_earn_batch=batch_number,
+                    b_earn_month=month,
+                    b_earn_proof=json.dumps(["0x" + p.hex() for p in proof]),
+                )
+        return rejected, accepted
 
-    def _latency(self, op: Operation) -> None:
-        created = op.created_at if op.created_at.tzinfo else op.created_at.replace(tzinfo=UTC)
-        self.metrics.confirm_latency.append((datetime.now(UTC) - created).total_seconds())
+    def _latency(self, accepted_at: list[datetime]) -> None:
+        now = datetime.now(UTC)
+        self.metrics.confirm_latency.extend(
+            (now - (t if t.tzinfo else t.replace(tzinfo=UTC))).total_seconds() for t in accepted_at
+        )
 
     # ------------------------------------------------------------ confirmations and reorgs
 
@@ -445,11 +495,11 @@ class Submitter:
                         op.error_code = op.error_message = None
                 else:
                     batch.status = "confirmed"
-                    for op in ops:
-                        if op.status == "submitted":
-                            op.status = "confirmed"
-                            self.metrics.add("operations_confirmed_total")
-                            self._latency(op)
+                    deep = [op for op in ops if op.status == "submitted"]
+                    for op in deep:
+                        op.status = "confirmed"
+                    self.metrics.add("operations_confirmed_total", len(deep))
+                    self._latency([op.created_at for op in deep])
         return True
 
 
