@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 import coincurve
@@ -31,6 +32,10 @@ class Domain:
     version: str = DOMAIN_VERSION
 
     def separator(self) -> bytes:
+        return self._separator
+
+    @cached_property
+    def _separator(self) -> bytes:  # computed once per domain: every signature needs it
         return keccak(
             encode(
                 ["bytes32", "bytes32", "bytes32", "uint256", "address"],
@@ -45,7 +50,7 @@ class Domain:
         )
 
     def digest(self, message: Message) -> bytes:
-        return keccak(b"\x19\x01" + self.separator() + message.struct_hash())
+        return keccak(b"\x19\x01" + self._separator + message.struct_hash())
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +59,32 @@ class Domain:
             "chainId": self.chain_id,
             "verifyingContract": to_checksum_address(self.contract),
         }
+
+
+_TYPE_HASHES: dict[type, bytes] = {}
+
+
+def _type_hash(cls: type[Message]) -> bytes:
+    if cls not in _TYPE_HASHES:
+        _TYPE_HASHES[cls] = keccak(text=cls.type_string())
+    return _TYPE_HASHES[cls]
+
+
+def _word(solidity_type: str, value: Any) -> bytes:
+    """One static field as its 32-byte ABI word, refusing what eth-abi would refuse."""
+    if solidity_type == "address":
+        raw = bytes.fromhex(str(value).removeprefix("0x"))
+        if len(raw) != 20:
+            raise ValueError(f"not an address: {value!r}")
+        return b"\x00" * 12 + raw
+    if solidity_type == "bytes32":
+        if not isinstance(value, bytes | bytearray) or len(value) != 32:
+            raise ValueError(f"not 32 bytes: {value!r}")
+        return bytes(value)
+    bits = int(solidity_type.removeprefix("uint"))
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << bits:
+        raise ValueError(f"not a {solidity_type}: {value!r}")
+    return value.to_bytes(32, "big")
 
 
 @dataclass(frozen=True)
@@ -68,9 +99,11 @@ class Message:
         return f"{cls.TYPE_NAME}(" + ",".join(f"{t} {n}" for t, n, _ in cls.FIELDS) + ")"
 
     def struct_hash(self) -> bytes:
-        types = ["bytes32", *(t for t, _, _ in self.FIELDS)]
-        values = [keccak(text=self.type_string()), *(getattr(self, a) for _, _, a in self.FIELDS)]
-        return keccak(encode(types, values))
+        # Every field is one static ABI word, so the encoding is the words side by side; done
+        # by hand because eth-abi's general encoder costs more than the signature itself.
+        words = [_type_hash(type(self))]
+        words.extend(_word(t, getattr(self, a)) for t, _, a in self.FIELDS)
+        return keccak(b"".join(words))
 
     def typed_data(self, domain: Domain) -> dict[str, Any]:
         """The message as EIP-712 JSON, what `eth_signTypedData_v4` takes."""
@@ -204,12 +237,12 @@ def address_of(private_key: bytes | str) -> str:
 
 def earn_leaf(*, partner_id: int, member: str, receipt_ref: bytes, spend: int, points: int, earn_month: int) -> bytes:
     """The Merkle leaf the ledger commits for an accepted earn (see `EarnRecord`)."""
-    return keccak(
-        encode(
-            ["uint32", "address", "bytes32", "uint256", "uint256", "uint32"],
-            [partner_id, to_checksum_address(member), receipt_ref, spend, points, earn_month],
-        )
+    fields = zip(
+        ("uint32", "address", "bytes32", "uint256", "uint256", "uint32"),
+        (partner_id, member, receipt_ref, spend, points, earn_month),
+        strict=True,
     )
+    return keccak(b"".join(_word(t, v) for t, v in fields))  # abi.encode of static words
 
 
 @dataclass(frozen=True)
