@@ -420,6 +420,7 @@ class Ledger:
         self._fns, self._events = _abi_tables()
         self._address_lower = self.address.lower()
         self._chain_id: int | None = None
+        self._domain: Domain | None = None
 
     # -------------------------------------------------------------- deployment
 
@@ -459,7 +460,10 @@ class Ledger:
 
     @property
     def domain(self) -> Domain:
-        return Domain(chain_id=self.chain_id, contract=self.address)
+        # One instance per ledger: it caches its separator, which every signature hashes.
+        if self._domain is None:
+            self._domain = Domain(chain_id=self.chain_id, contract=self.address)
+        return self._domain
 
     # -------------------------------------------------------------- operator calls
 
