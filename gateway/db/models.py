@@ -27,6 +27,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every database: SQLite keeps no zone, so what it
+    returns is marked UTC here (everything is written in UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -70,8 +83,8 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))
     partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Partner(Base):
@@ -88,7 +101,7 @@ class Partner(Base):
     managed: Mapped[bool] = mapped_column(Boolean)
     encrypted_key: Mapped[str | None] = mapped_column(Text)  # keystore JSON under the KEK
     next_nonce: Mapped[int] = mapped_column(BigInteger, default=1)  # for signatures the gateway makes
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Member(Base):
@@ -103,7 +116,7 @@ class Member(Base):
     locked: Mapped[bool] = mapped_column(Boolean, default=False)
     next_nonce: Mapped[int] = mapped_column(BigInteger, default=1)
     enrolled_by: Mapped[int] = mapped_column(ForeignKey("partners.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Operation(Base):
@@ -145,8 +158,8 @@ class Operation(Base):
     earn_proof: Mapped[str | None] = mapped_column(Text)  # JSON list of hex siblings
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class IdempotencyRecord(Base):
@@ -161,7 +174,7 @@ class IdempotencyRecord(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int] = mapped_column(Integer)
     response_body: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Batch(Base):
@@ -180,5 +193,5 @@ class Batch(Base):
     size: Mapped[int] = mapped_column(Integer)
     block_number: Mapped[int | None] = mapped_column(BigInteger)
     block_hash: Mapped[str | None] = mapped_column(String(66))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    mined_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    mined_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

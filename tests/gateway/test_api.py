@@ -7,6 +7,7 @@ import os
 import stat
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,8 @@ def test_earn_is_accepted_then_confirmed_on_chain(gw: Gateway) -> None:
     assert gw.get(f"/v1/operations/{body['operation_id']}", key).json()["status"] == "accepted"
     gw.settle()
     op = gw.get(f"/v1/operations/{body['operation_id']}", key).json()
+    # A UTC timestamp with its zone on every database (SQLite keeps none; the gateway adds it).
+    assert datetime.fromisoformat(op["accepted_at"]).utcoffset() == timedelta(0)
     assert op["status"] == "confirmed" and op["tx_hash"] and op["block_number"] and op["log_index"] is not None
     member = gw.get("/v1/members/card-1", key).json()
     assert member["balance"] == 12 == gw.runtime.ledger.balance_of(member["address"])
