@@ -12,6 +12,7 @@ The order of writes is what makes it safe across crashes:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import threading
@@ -20,7 +21,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from eth_utils import keccak
 from hexbytes import HexBytes
@@ -121,6 +122,7 @@ class Submitter:
         self.metrics = metrics or Metrics()
         self._paused_until: dict[str, float] = {}
         self._lock_conn: Any = None
+        self._lock_file: BinaryIO | None = None
         self.is_leader = False
         self._last_head: tuple[int, str] = (-1, "")  # (number, hash) at the last full check
         self._canonical: dict[int, str] = {}  # block number -> hash, verified canonical
@@ -131,9 +133,20 @@ class Submitter:
     # ------------------------------------------------------------ leadership
 
     def acquire_leadership(self) -> bool:
-        """SQLite: one process per file, always the leader. PostgreSQL: a session advisory
-        lock, released by the database when the holder's connection dies."""
+        """One submitter per database, whatever the number of gateway processes. PostgreSQL:
+        a session advisory lock, released by the database when the holder's connection dies.
+        SQLite: an exclusive lock on a file beside the database, released by the kernel when
+        the holder dies."""
         if self.rt.engine.dialect.name != "postgresql":
+            if self._lock_file is None:
+                handle = open(self.rt.data_dir / "submitter.lock", "a+b")  # noqa: SIM115 - held while leading
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    handle.close()
+                    self.is_leader = False
+                    return False
+                self._lock_file = handle
             self.is_leader = True
             return True
         if self._lock_conn is None:
@@ -153,6 +166,9 @@ class Submitter:
         if self._lock_conn is not None:
             self._lock_conn.close()
             self._lock_conn = None
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the file releases the lock
+            self._lock_file = None
         self.is_leader = False
 
     # ------------------------------------------------------------ main loop

@@ -1,4 +1,5 @@
-"""Two gateway processes on one PostgreSQL database: kill the submitting one, the other takes over."""
+"""Two gateway processes on one database (PostgreSQL, or one SQLite file): both serve the API,
+one submits; kill the submitting one, the other takes over."""
 
 from __future__ import annotations
 
@@ -32,16 +33,15 @@ def _leader(gateways: list[GatewayProcess]) -> GatewayProcess | None:
 
 
 def test_the_other_gateway_takes_over_submission(anvil: AnvilNode, tmp_path: Path, database_url: str | None) -> None:
-    if database_url is None:
-        pytest.skip("fail-over is a PostgreSQL feature: SQLite has one gateway process")
-    os.environ["LOYALTY_DATABASE_URL"] = database_url
+    if database_url is not None:
+        os.environ["LOYALTY_DATABASE_URL"] = database_url
     try:
         first = GatewayProcess(tmp_path / "data", anvil.url)
         first.start()  # deploys, migrates, writes the admin key
         second = GatewayProcess(tmp_path / "data", anvil.url)
         second.start()
     finally:
-        del os.environ["LOYALTY_DATABASE_URL"]
+        os.environ.pop("LOYALTY_DATABASE_URL", None)
     gateways = [first, second]
     try:
         admin = {"Authorization": f"Bearer {(tmp_path / 'data' / 'admin.key').read_text().strip()}"}
@@ -108,7 +108,7 @@ def test_the_other_gateway_takes_over_submission(anvil: AnvilNode, tmp_path: Pat
         worker.join(timeout=30)
         assert len(accepted) > served_before, "no earn was accepted after the take-over"
 
-        rows, nonces, _ = drain(database_url)
+        rows, nonces, _ = drain(database_url or f"sqlite:///{tmp_path / 'data' / 'gateway.sqlite'}")
     finally:
         for g in gateways:
             g.stop()
