@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -118,7 +119,13 @@ def init(network: str | None, data_dir: Path | None) -> None:
 @click.option("--port", type=int, default=None, help="default from the settings (8000)")
 @click.option("--network", default=None, help="network name or URL (default: embedded, or the data dir's)")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None)
-def serve(host: str | None, port: int | None, network: str | None, data_dir: Path | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    help="gateway processes on one port (JSON-RPC networks): all serve the API, one submits",
+)
+def serve(host: str | None, port: int | None, network: str | None, data_dir: Path | None, workers: int) -> None:
     """Run the gateway (HTTP API and batch submitter); initializes an empty data directory."""
     import uvicorn
 
@@ -127,9 +134,26 @@ def serve(host: str | None, port: int | None, network: str | None, data_dir: Pat
 
     logs.configure()
     settings = get_settings()
-    runtime = open_runtime(settings, data_dir=data_dir or settings.gateway.data_dir, network=network)
+    directory = (data_dir or settings.gateway.data_dir).resolve()
+    runtime = open_runtime(settings, data_dir=directory, network=network)
     host, port = host or settings.gateway.host, port or settings.gateway.port
     console.print(f"gateway on http://{host}:{port} (docs at /docs), ledger {runtime.ledger.address}")
+    if workers > 1:
+        if runtime.network == "embedded":
+            runtime.close()
+            raise click.UsageError("the embedded chain lives inside one process: --workers needs a JSON-RPC network")
+        runtime.close()  # initialized; each worker opens its own (caches, writer, submitter candidate)
+        os.environ["LOYALTY_SERVE_DATA_DIR"] = str(directory)
+        os.environ["LOYALTY_SERVE_NETWORK"] = runtime.network
+        uvicorn.run(
+            "gateway.api.serve:app_from_environment",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level="warning",
+        )
+        return
     try:
         uvicorn.run(create_app(runtime), host=host, port=port, log_level="warning")
     finally:

@@ -4,6 +4,8 @@ one submits; kill the submitting one, the other takes over."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -11,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.chain.backends import AnvilNode
+from gateway.chain.backends import AnvilNode, free_port
+from gateway.config import REPO_ROOT
 from tests.gateway.test_crash import GatewayProcess, drain, earned_refs
 
 
@@ -119,4 +122,61 @@ def test_the_other_gateway_takes_over_submission(anvil: AnvilNode, tmp_path: Pat
     assert {r.status for r in rows} == {"confirmed"}
     refs = earned_refs(anvil, tmp_path / "data")
     assert sorted(refs) == sorted(r.receipt_ref for r in rows)  # once each
+    assert nonces == list(range(len(nonces)))
+
+
+def test_worker_processes_share_one_port_and_one_submitter(
+    anvil: AnvilNode, tmp_path: Path, database_url: str | None
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    port = free_port()
+    env = {**os.environ, "LOYALTY_GATEWAY__BATCH_WINDOW_MS": "20"}
+    if database_url is not None:
+        env["LOYALTY_DATABASE_URL"] = database_url
+    log = open(tmp_path / "gateway.log", "wb")  # noqa: SIM115 - closed below
+    command = [sys.executable, "-m", "gateway.cli", "serve", "--workers", "3", "--port", str(port)]
+    server = subprocess.Popen(
+        [*command, "--data-dir", str(data), "--network", anvil.url], cwd=REPO_ROOT, env=env, stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, (tmp_path / "gateway.log").read_text()
+            time.sleep(0.2)
+        admin = {"Authorization": f"Bearer {(data / 'admin.key').read_text().strip()}"}
+        partner = httpx.post(
+            f"{url}/v1/partners",
+            headers=admin,
+            timeout=30,
+            json={
+                "name": "T",
+                "currency": "EUR",
+                "earn_rate": {"points": 1, "per_minor_units": 100},
+                "allowance": 10**9,
+            },
+        ).json()
+        key = {"Authorization": f"Bearer {partner['api_key']}"}
+        assert httpx.post(f"{url}/v1/members", headers=key, json={"member_id": "m", "pin": "1234"}).status_code == 201
+        ids = set()
+        for n in range(60):  # a new connection each time: the kernel spreads them over the workers
+            body = {"member_id": "m", "receipt_id": f"W-{n}", "amount_minor": 1000, "currency": "EUR"}
+            response = httpx.post(f"{url}/v1/earn", headers=key, json=body, timeout=30)
+            assert response.status_code == 202, response.text
+            ids.add(response.json()["operation_id"])
+        leaders = {httpx.get(f"{url}/healthz", timeout=5).json()["submitter_leader"] for _ in range(30)}
+        rows, nonces, _ = drain(database_url or f"sqlite:///{data / 'gateway.sqlite'}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    assert leaders == {True, False}  # several workers answered; exactly one of them submits
+    assert {r.id for r in rows} == ids and {r.status for r in rows} == {"confirmed"}
+    assert sorted(earned_refs(anvil, data)) == sorted(r.receipt_ref for r in rows)  # once each
     assert nonces == list(range(len(nonces)))

@@ -1,0 +1,23 @@
+"""The app factory of `loyalty serve --workers N`: each worker process opens its own runtime
+(chain client, database engines, caches, group-commit writer) on the data directory the parent
+initialized; every worker's submitter competes for the one submitter lock, so exactly one
+submits while all serve the API."""
+
+import os
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from gateway.api.app import create_app
+from gateway.config import get_settings
+from gateway.ledger.runtime import open_runtime
+
+
+def app_from_environment() -> FastAPI:
+    runtime = open_runtime(
+        get_settings(),
+        data_dir=Path(os.environ["LOYALTY_SERVE_DATA_DIR"]),
+        network=os.environ["LOYALTY_SERVE_NETWORK"],
+        log=False,
+    )
+    return create_app(runtime)
