@@ -103,6 +103,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def gateway_cpu_seconds(pid: int) -> float:
+    """CPU time of the gateway process and its worker processes (--workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return cpu_seconds(pid) + sum(cpu_seconds(int(child)) for child in children)
+
+
 async def drive(url: str, key: str, seconds: float, concurrency: int) -> tuple[list[float], float, float]:
     latencies: list[float] = []
     counter = iter(range(10**9))
@@ -135,6 +141,7 @@ def main() -> None:
     parser.add_argument("--chain", choices=["anvil", "embedded"], default="anvil")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1, help="gateway processes (loyalty serve --workers)")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
     console = Console()
@@ -144,7 +151,7 @@ def main() -> None:
     port = free_port()
     command = [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(data_dir), "--port", str(port)]
     if node:
-        command += ["--network", node.url]
+        command += ["--network", node.url, "--workers", str(args.workers)]
     log = open(data_dir.parent / "gateway.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
         command,
@@ -183,10 +190,10 @@ def main() -> None:
                     )
                     progress.advance(task)
         console.print(f"driving earns for {args.seconds:.0f} s with {args.concurrency} concurrent clients...")
-        cpu_before = cpu_seconds(server.pid), (cpu_seconds(node.process.pid) if node else 0.0)
+        cpu_before = gateway_cpu_seconds(server.pid), (cpu_seconds(node.process.pid) if node else 0.0)
         latencies, start, end = asyncio.run(drive(url, key, args.seconds, args.concurrency))
         accepted = len(latencies)
-        gateway_cpu = cpu_seconds(server.pid) - cpu_before[0]
+        gateway_cpu = gateway_cpu_seconds(server.pid) - cpu_before[0]
         node_cpu = (cpu_seconds(node.process.pid) if node else 0.0) - cpu_before[1]
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("waiting for confirmations", total=accepted)
@@ -225,6 +232,7 @@ def main() -> None:
         "chain": args.chain,
         "seconds": args.seconds,
         "concurrency": args.concurrency,
+        "workers": args.workers,
         "accepted": accepted,
         "confirmed": confirmed,
         "accepted_per_s": round(accepted / (end - start), 1),
