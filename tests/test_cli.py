@@ -79,3 +79,29 @@ def test_demo_tells_the_story_through_the_gateway_and_audits_clean(tmp_path: Pat
     chloe = next(line.split()[1] for line in result.output.splitlines() if line.startswith("chloe: 0x"))
     balance = CliRunner().invoke(main, ["balance", chloe.rstrip(","), "--data-dir", str(data)])
     assert balance.exit_code == 0 and "1000 points" in balance.output, balance.output
+
+
+def test_partner_add_onboards_on_chain_and_prints_a_working_key(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    signer = "0x" + "11" * 20
+    command = ["partner", "add", "--name", "Own Key", "--currency", "gbp", "--points", "3", "--per", "200"]
+    result = CliRunner().invoke(main, [*command, "--allowance", "5000", "--signer", signer, "--data-dir", str(data)])
+    assert result.exit_code == 0, result.output
+    key = " ".join(result.output.split()).split("stored only hashed): ")[1].split()[0]
+    refused = CliRunner().invoke(main, [*command, "--allowance", "-1", "--data-dir", str(data)])
+    assert refused.exit_code == 2 and "--allowance" in refused.output
+
+    from gateway.config import get_settings
+    from gateway.ledger import service
+    from gateway.ledger.runtime import open_runtime
+
+    runtime = open_runtime(get_settings(), data_dir=data, log=False)
+    try:
+        on_chain = runtime.ledger.partner(1)
+        with runtime.sessions() as session:
+            caller = service.authenticate(session, key)
+    finally:
+        runtime.close()
+    assert (on_chain["signer"].lower(), on_chain["currency"], on_chain["allowance"]) == (signer, "GBP", 5000)
+    assert (on_chain["rate_points"], on_chain["rate_per_minor_units"]) == (3, 200)
+    assert (caller.role, caller.partner_id) == ("partner", 1)
