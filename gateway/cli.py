@@ -493,10 +493,17 @@ def _month_name(month: int) -> str:
 
 
 def run() -> None:
+    from pydantic import ValidationError
+
     try:
         main(standalone_mode=True)
     except LoyaltyError as exc:
         console.print(f"[red]error:[/red] {exc.message}")
+        sys.exit(1)
+    except ValidationError as exc:  # the settings: say which one and why, no traceback
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"]) or "settings"
+            console.print(f"[red]error in the settings[/red] ({where}): {error['msg']}")
         sys.exit(1)
 
 

@@ -70,6 +70,9 @@ class GatewaySettings(BaseModel):
     batch_max_operations: int = Field(default=100, ge=1, le=200)
     batch_window_ms: int = Field(default=50, ge=0)
     rpc_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The tip per gas of every transaction the gateway sends (0 on a free-gas consortium chain;
+    # an L2's going rate there).
+    priority_fee_wei: int = Field(default=10**9, ge=0)
 
 
 class Settings(BaseSettings):

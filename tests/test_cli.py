@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from gateway.chain.backends import AnvilNode
 from gateway.chain.ledger import Ledger, Sender
 from gateway.cli import main
+from gateway.errors import LoyaltyError
 from tests.support import member
 
 
@@ -105,3 +106,20 @@ def test_partner_add_onboards_on_chain_and_prints_a_working_key(tmp_path: Path) 
     assert (on_chain["signer"].lower(), on_chain["currency"], on_chain["allowance"]) == (signer, "GBP", 5000)
     assert (on_chain["rate_points"], on_chain["rate_per_minor_units"]) == (3, 200)
     assert (caller.role, caller.partner_id) == ("partner", 1)
+
+
+def test_a_wrong_key_encryption_key_is_refused_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "data"
+    command = ["partner", "add", "--currency", "EUR", "--points", "1", "--per", "100", "--allowance", "10"]
+    assert CliRunner().invoke(main, [*command, "--name", "A", "--data-dir", str(data)]).exit_code == 0
+    monkeypatch.setenv("LOYALTY_KEY_ENCRYPTION_KEY", "another-key-of-more-than-32-characters")
+    from gateway.config import get_settings
+
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(main, [*command, "--name", "B", "--data-dir", str(data)])
+    finally:
+        monkeypatch.delenv("LOYALTY_KEY_ENCRYPTION_KEY")
+        get_settings.cache_clear()
+    assert result.exit_code != 0
+    assert isinstance(result.exception, LoyaltyError) and "does not open the keys" in str(result.exception)

@@ -447,16 +447,17 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
         lines += ["# TYPE loyalty_queue_depth gauge", f"loyalty_queue_depth {depth}"]
         lines += ["# TYPE loyalty_operations gauge"]
         lines += [f'loyalty_operations{{status="{s}"}} {n}' for s, n in sorted(by_status.items())]
-        sizes, latency = list(metrics.batch_sizes), list(metrics.confirm_latency)
+        with metrics.lock:
+            observed, sums = dict(metrics.observed), dict(metrics.sums)
         lines += [
             "# TYPE loyalty_batch_size summary",
-            f"loyalty_batch_size_count {len(sizes)}",
-            f"loyalty_batch_size_sum {sum(sizes)}",
+            f"loyalty_batch_size_count {observed.get('batch_size', 0)}",
+            f"loyalty_batch_size_sum {int(sums.get('batch_size', 0))}",
         ]
         lines += [
             "# TYPE loyalty_submit_to_confirm_seconds summary",
-            f"loyalty_submit_to_confirm_seconds_count {len(latency)}",
-            f"loyalty_submit_to_confirm_seconds_sum {sum(latency):.6f}",
+            f"loyalty_submit_to_confirm_seconds_count {observed.get('submit_to_confirm_seconds', 0)}",
+            f"loyalty_submit_to_confirm_seconds_sum {sums.get('submit_to_confirm_seconds', 0.0):.6f}",
         ]
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 

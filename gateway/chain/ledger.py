@@ -213,10 +213,9 @@ class SignedReverse:
 class Sender:
     """Signs and sends transactions from one local key, keeping its own nonce count."""
 
-    PRIORITY_FEE = 10**9  # 1 gwei tip
-
-    def __init__(self, w3: Web3, private_key: str) -> None:
+    def __init__(self, w3: Web3, private_key: str, *, priority_fee: int = 10**9) -> None:
         self.w3 = w3
+        self.priority_fee = priority_fee  # wei per gas for the block producer (1 gwei by default)
         self.account: LocalAccount = Account.from_key(private_key)
         self.address = self.account.address
         self._nonce: int | None = None
@@ -242,8 +241,8 @@ class Sender:
             "data": "0x" + data.hex(),
             "nonce": nonce,
             "chainId": self._chain_id,
-            "maxPriorityFeePerGas": self.PRIORITY_FEE,
-            "maxFeePerGas": 2 * base_fee + self.PRIORITY_FEE,
+            "maxPriorityFeePerGas": self.priority_fee,
+            "maxFeePerGas": 2 * base_fee + self.priority_fee,
             "value": 0,
         }
         if to is not None:
@@ -265,8 +264,17 @@ class Sender:
 
     def send(self, to: str | None, data: bytes, *, gas: int | None = None) -> TxReceipt:
         """Sends a transaction, waits for its receipt, raises on revert (decoded)."""
-        raw, nonce = self.sign(to, data, gas=gas)
-        tx_hash = self._rpc("eth_sendRawTransaction", ["0x" + raw.hex()])
+        for attempt in (1, 2):
+            raw, nonce = self.sign(to, data, gas=gas)
+            try:
+                tx_hash = self._rpc("eth_sendRawTransaction", ["0x" + raw.hex()])
+                break
+            except ChainError as exc:
+                if attempt == 2 or "nonce" not in str(exc).lower():
+                    raise
+                # Another process (or someone by hand) used this key since we counted:
+                # count again from the chain and sign once more.
+                self._nonce = None
         self._nonce = nonce + 1
         receipt = wait_for_receipt(self.w3, tx_hash)
         if receipt["status"] != 1:

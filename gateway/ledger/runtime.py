@@ -230,8 +230,9 @@ def open_runtime(settings: Settings, *, data_dir: Path, network: str | None = No
     record: dict[str, object] | None = json.loads(record_path.read_text()) if record_path.exists() else None
     network = network or (str(record["network"]) if record else "embedded")
     chain = open_chain(settings, network, data_dir)
-    operator = Sender(chain.w3, operator_key(settings, chain))
-    relayer = Sender(chain.w3, relayer_key(settings, chain))
+    tip = settings.gateway.priority_fee_wei
+    operator = Sender(chain.w3, operator_key(settings, chain), priority_fee=tip)
+    relayer = Sender(chain.w3, relayer_key(settings, chain), priority_fee=tip)
     if record is None:
         ledger = Ledger.deploy(operator, settings.coalition)
         record = ledger.deployment_record(network=network)
@@ -263,7 +264,27 @@ def open_runtime(settings: Settings, *, data_dir: Path, network: str | None = No
     )
     runtime.chain_time = chain.latest_timestamp()
     _first_admin_key(runtime, log=log)
+    _check_key_encryption_key(runtime)
     return runtime
+
+
+def _check_key_encryption_key(runtime: Runtime) -> None:
+    """Refuses to start when the key-encryption key does not open the stored keys: better now
+    than at the first managed earn."""
+    with runtime.sessions() as session:
+        sample = session.scalar(select(Partner.encrypted_key).where(Partner.encrypted_key.is_not(None)).limit(1))
+        sample = sample or session.scalar(
+            select(Member.encrypted_key).where(Member.encrypted_key.is_not(None)).limit(1)
+        )
+    if sample is None:
+        return
+    try:
+        runtime.private_key(sample)
+    except Exception as exc:  # noqa: BLE001 - any failure means the wrong key
+        runtime.close()
+        raise ConfigError(
+            "LOYALTY_KEY_ENCRYPTION_KEY does not open the keys stored in this database (a different key?)"
+        ) from exc
 
 
 def _first_admin_key(runtime: Runtime, *, log: bool) -> None:

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
@@ -103,13 +103,20 @@ class Metrics:
     """Counters for /metrics (Prometheus text format)."""
 
     counters: Counter[str] = field(default_factory=Counter)
-    batch_sizes: list[int] = field(default_factory=list)
-    confirm_latency: list[float] = field(default_factory=list)
+    # Summaries as Prometheus keeps them: a running count and sum each (bounded memory).
+    observed: Counter[str] = field(default_factory=Counter)
+    sums: dict[str, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, name: str, value: int = 1) -> None:
         with self.lock:
             self.counters[name] += value
+
+    def observe(self, name: str, values: Iterable[float]) -> None:
+        with self.lock:
+            for value in values:
+                self.observed[name] += 1
+                self.sums[name] = self.sums.get(name, 0.0) + value
 
 
 class Submitter:
@@ -257,7 +264,7 @@ class Submitter:
                 [{"b_seq": seq, "b_batch": batch.id, "b_index": i, "b_tx": tx_hash} for i, seq in enumerate(seqs)],
             )
         # Stored and committed: only now does the transaction leave this process.
-        self.metrics.batch_sizes.append(len(ops))
+        self.metrics.observe("batch_size", [len(ops)])
         self._broadcast(raw)
         return True
 
@@ -438,9 +445,7 @@ class Submitter:
 
     def _latency(self, accepted_at: list[datetime]) -> None:
         now = datetime.now(UTC)
-        self.metrics.confirm_latency.extend(
-            (now - (t if t.tzinfo else t.replace(tzinfo=UTC))).total_seconds() for t in accepted_at
-        )
+        self.metrics.observe("submit_to_confirm_seconds", ((now - t).total_seconds() for t in accepted_at))
 
     # ------------------------------------------------------------ confirmations and reorgs
 
