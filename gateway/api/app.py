@@ -344,8 +344,12 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     @app.get("/v1/audit/receipts/{partner_id}/{receipt_id:path}", tags=["audit"])
     def receipt_proof(partner_id: int, receipt_id: str, who: Auditor, kind: str | None = None) -> dict[str, Any]:
         """The stored receipt, its keccak-256 recomputed, and the on-chain event carrying it."""
+        from gateway.audit.receipts import stored_receipt_proof
+
         with runtime.sessions() as session:
-            return service.receipt_proof(runtime, session, partner_id=partner_id, receipt_id=receipt_id, kind=kind)
+            return stored_receipt_proof(
+                runtime.chain.w3, runtime.ledger, session, partner_id=partner_id, receipt_id=receipt_id, kind=kind
+            )
 
     @app.get("/v1/audit/settlement", tags=["audit"])
     def settlement_statement(

@@ -52,6 +52,32 @@ class AuditReport:
         return not self.discrepancies
 
 
+def get_logs(
+    w3: Web3,
+    address: str,
+    from_block: int,
+    to_block: int,
+    *,
+    topics: list[str | None] | None = None,
+    page: int = PAGE_BLOCKS,
+) -> list[Any]:
+    """Raw logs of `address` in [from_block, to_block], in pages of `page` blocks."""
+    logs: list[Any] = []
+    start = from_block
+    while start <= to_block:
+        end = min(start + page - 1, to_block)
+        query: dict[str, Any] = {"address": address, "fromBlock": start, "toBlock": end}
+        if topics is not None:
+            query["topics"] = topics
+        if isinstance(w3.provider, EthereumTesterProvider):
+            # eth-tester wants web3's formatting of the filter; a real node takes it raw.
+            logs += w3.eth.get_logs(query)  # type: ignore[arg-type]
+        else:
+            logs += rpc(w3, "eth_getLogs", [{**query, "fromBlock": hex(start), "toBlock": hex(end)}])
+        start = end + 1
+    return logs
+
+
 def fetch_events(
     w3: Web3, ledger: Ledger, from_block: int, to_block: int, progress: Callable[[int, int], None] | None = None
 ) -> list[LedgerEvent]:
@@ -59,11 +85,7 @@ def fetch_events(
     start = from_block
     while start <= to_block:
         end = min(start + PAGE_BLOCKS - 1, to_block)
-        if isinstance(w3.provider, EthereumTesterProvider):
-            # eth-tester wants web3's formatting of the filter; a real node takes it raw.
-            logs: Any = w3.eth.get_logs({"address": ledger.address, "fromBlock": start, "toBlock": end})
-        else:
-            logs = rpc(w3, "eth_getLogs", [{"address": ledger.address, "fromBlock": hex(start), "toBlock": hex(end)}])
+        logs = get_logs(w3, ledger.address, start, end)
         events += [e for log in logs if (e := ledger.decode_log(log)) is not None]
         if progress:
             progress(end - from_block + 1, to_block - from_block + 1)
