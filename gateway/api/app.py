@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import func, select, text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.api import audit_jobs
 from gateway.api.schemas import (
     ApiKeyCreate,
     EarnCreate,
@@ -152,6 +153,7 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     Admin = Annotated[Caller, Depends(role("admin"))]
     PartnerCaller = Annotated[Caller, Depends(role("partner"))]
     Auditor = Annotated[Caller, Depends(role("auditor", "admin"))]
+    audit_jobs.install(app, runtime, role("auditor", "admin"))  # POST/GET /v1/audit/verify
     IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 
     def scope(who: Caller) -> str:

@@ -10,6 +10,7 @@ recomputed from the spend, the partner's rate and the member's tier at that mome
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,7 @@ class AuditReport:
     operations: int = 0
     members: int = 0
     supply: int = 0
+    index_operations: int | None = None  # how many index rows were matched, if any
     discrepancies: list[Discrepancy] = field(default_factory=list)
 
     @property
@@ -213,6 +215,10 @@ class Replay:
         return self.model.take_earliest(member, points, month)
 
 
+IndexSource = list["IndexedOperation"] | Callable[[], list["IndexedOperation"]]
+INDEX_LAG_SECONDS = 1.0
+
+
 def verify_chain(
     w3: Web3,
     ledger: Ledger,
@@ -220,14 +226,23 @@ def verify_chain(
     from_block: int,
     to_block: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-    index: list[IndexedOperation] | None = None,
+    index: IndexSource | None = None,
+    stage: Callable[[str], None] | None = None,
 ) -> AuditReport:
     """Replays [from_block, to_block] and compares with the contract's views at to_block;
-    with `index`, also matches the gateway's operations and receipts with the events."""
+    with `index`, also matches the gateway's operations and receipts with the events.
+
+    `index` may be a function reading a live gateway's index: it is read after the events
+    (so the submitter has recorded what was mined in the audited blocks) and, if an event
+    then has no row, read once more a moment later before that is called a discrepancy.
+    `stage` hears the name of each step as it starts."""
+    say = stage or (lambda _name: None)
     if to_block is None:
         latest = rpc(w3, "eth_blockNumber", [])
         to_block = int(latest, 16) if isinstance(latest, str) else int(latest)
+    say("reading events")
     events = fetch_events(w3, ledger, from_block, to_block, progress)
+    say("replaying")
     times = _timestamps(w3, {e.block_number for e in events} | {to_block})
     replay = Replay()
     for event in events:
@@ -241,6 +256,7 @@ def verify_chain(
     for member in members:
         calls += [("balanceOf", (member,)), ("qualifyingPoints", (member,)), ("tierOf", (member,))]
     calls += [("totalSupply", ())] + [("partner", (pid,)) for pid in sorted(model.partners)]
+    say("comparing with the contract")
     values = ledger.views(calls, to_block)
     where = f"block {to_block}"
     for i, member in enumerate(members):
@@ -265,8 +281,25 @@ def verify_chain(
             )
     report.members, report.supply = len(members), supply
     if index is not None:
-        report.discrepancies += verify_index(events, index)
+        say("matching the index")
+        report.discrepancies += _match_index(events, index, to_block, report)
     return report
+
+
+def _match_index(
+    events: list[LedgerEvent], index: IndexSource, to_block: int, report: AuditReport
+) -> list[Discrepancy]:
+    if isinstance(index, list):
+        report.index_operations = len(index)
+        return verify_index(events, index, to_block=to_block)
+    rows = index()
+    found = verify_index(events, rows, to_block=to_block)
+    if any(d.kind == "event with no index row" for d in found):
+        time.sleep(INDEX_LAG_SECONDS)  # the submitter may not have recorded the newest batch yet
+        rows = index()
+        found = verify_index(events, rows, to_block=to_block)
+    report.index_operations = len(rows)
+    return found
 
 
 # ------------------------------------------------------------------ the gateway's index
@@ -287,11 +320,17 @@ class IndexedOperation:
     points: int | None
     tx_hash: str | None
     log_index: int | None
+    block_number: int | None = None
 
 
-def verify_index(events: list[LedgerEvent], operations: list[IndexedOperation]) -> list[Discrepancy]:
+def verify_index(
+    events: list[LedgerEvent], operations: list[IndexedOperation], *, to_block: int | None = None
+) -> list[Discrepancy]:
     """Matches the index one to one with the chain's domain events, and every stored receipt
-    with the hash its event carries (recomputed from the stored document, not copied)."""
+    with the hash its event carries (recomputed from the stored document, not copied).
+
+    An operation mined but not yet deep enough to be confirmed is matched like a confirmed
+    one; one mined after `to_block` (the audited range) is left for the next audit."""
     from eth_utils import keccak
 
     found: list[Discrepancy] = []
@@ -304,7 +343,8 @@ def verify_index(events: list[LedgerEvent], operations: list[IndexedOperation]) 
             found.append(
                 Discrepancy("stored receipt does not hash to its reference", where, op.receipt_ref, recomputed)
             )
-        if op.status != "confirmed":
+        mined = op.status == "confirmed" or (op.status == "submitted" and op.log_index is not None)
+        if not mined or (to_block is not None and op.block_number is not None and op.block_number > to_block):
             continue
         position = ((op.tx_hash or "").lower(), op.log_index if op.log_index is not None else -1)
         event = by_position.get(position)
@@ -345,6 +385,7 @@ def indexed_operations(session: Session) -> list[IndexedOperation]:
             op.points,
             op.tx_hash,
             op.log_index,
+            op.block_number,
         )
         for op in session.scalars(select(Operation).order_by(Operation.seq))
     ]
