@@ -1,4 +1,4 @@
-"""The `loyalty` command line: compile, deploy, balance, init, serve, demo, audit."""
+"""The `loyalty` command line: compile, deploy, balance, init, serve, demo, reindex, audit."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rich.console import Console
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.audit.verify import IndexedOperation
+from gateway.audit.verify import GatewayIndex
 from gateway.chain.backends import ChainBackend
 from gateway.chain.ledger import Ledger, Sender, load_deployment
 from gateway.config import Settings, get_settings
@@ -147,6 +147,70 @@ def demo(fast: bool) -> None:
     run_demo(console, fast=fast)
 
 
+@main.command()
+@click.option("--network", default=None, help="network name or URL (default: the deployment record's)")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def reindex(network: str | None, data_dir: Path | None) -> None:
+    """Rebuild the gateway's index (operations, batches) from the chain and the stored receipts.
+
+    Custody data (keys, PINs, members, the receipts as accepted) is kept; refuses while
+    operations are still on their way to the chain. Stop the gateway first."""
+    from rich.progress import Progress
+
+    from gateway.db.session import database_url, make_engine, migrate
+    from gateway.ledger.reindex import reindex as rebuild
+
+    settings = get_settings()
+    directory = data_dir or settings.gateway.data_dir
+    url = database_url(directory, settings.database_url)
+    if url.startswith("sqlite") and not (directory / "gateway.sqlite").exists():
+        raise click.UsageError(f"no gateway database in {directory}: the custody data is needed to rebuild the index")
+    chain, ledger, _ = _ledger(settings, directory, network, None, None)
+    try:
+        migrate(url)  # an older database gets its receipts table (filled from its operations)
+        engine = make_engine(url, writer=True)
+        try:
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task("reading ledger events", total=1)
+
+                def advance(done: int, total: int) -> None:
+                    progress.update(task, completed=done, total=total)
+
+                def stage(name: str) -> None:
+                    progress.update(task, description=name)
+
+                report = rebuild(
+                    chain.w3,
+                    ledger,
+                    engine,
+                    confirmations=settings.gateway.confirmations,
+                    progress=advance,
+                    stage=stage,
+                )
+        finally:
+            engine.dispose()
+    except LoyaltyError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        chain.close()
+    r = report
+
+    def say(text: str, **options: Any) -> None:
+        console.print(text, soft_wrap=True, **options)
+
+    say(
+        f"blocks {r.from_block}..{r.to_block}: {r.events} events; {r.receipts} stored receipts -> "
+        f"{r.confirmed} confirmed, {r.mined} mined (awaiting confirmations), {r.rejected} rejected, "
+        f"{r.requeued} queued again (never on-chain); {r.batches} batches"
+    )
+    say(f"partners: {r.partners_updated} updated from the chain, {r.partners_added} added from the chain")
+    if r.foreign_events:
+        say(f"{r.foreign_events} domain events carry receipts this gateway never accepted (not indexed)")
+    for warning in r.warnings:
+        say(f"[yellow]warning[/yellow] {warning}")
+    say("[green]index rebuilt[/green]" + ("" if r.index_was_present else " (its tables were missing)"))
+
+
 @main.group()
 def audit() -> None:
     """Check the ledger from the chain alone."""
@@ -182,7 +246,10 @@ def audit_verify(
     finally:
         chain.close()
     if index is not None:
-        console.print(f"compared with the gateway's index: {len(index)} operations and their receipts")
+        console.print(
+            f"compared with the gateway's index: {len(index.operations)} operations, "
+            f"{len(index.receipts or [])} stored receipts"
+        )
     console.print(
         f"blocks {report.from_block}..{report.to_block}: {report.events} events, "
         f"{report.operations} operations, {report.members} members, supply {report.supply}"
@@ -388,9 +455,9 @@ def _day(text: str) -> int:
         raise click.BadParameter(f"{text!r} is not a date like 2026-11-01") from exc
 
 
-def _index(settings: Settings, directory: Path) -> list[IndexedOperation] | None:
+def _index(settings: Settings, directory: Path) -> GatewayIndex | None:
     """The gateway's operations, if this data directory has a database."""
-    from gateway.audit.verify import indexed_operations
+    from gateway.audit.verify import read_index
     from gateway.db.session import database_url, make_engine, make_sessionmaker
 
     url = database_url(directory, settings.database_url)
@@ -399,7 +466,7 @@ def _index(settings: Settings, directory: Path) -> list[IndexedOperation] | None
     engine = make_engine(url)
     try:
         with make_sessionmaker(engine)() as session:
-            return indexed_operations(session)
+            return read_index(session)
     finally:
         engine.dispose()
 

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
 
-from gateway.audit.verify import AuditReport, Discrepancy, IndexedOperation, indexed_operations, verify_chain
+from gateway.audit.verify import AuditReport, Discrepancy, GatewayIndex, read_index, verify_chain
 from gateway.errors import NotFound
 from gateway.ledger.runtime import Runtime
 from gateway.ledger.service import Caller
@@ -136,9 +136,9 @@ class VerifyJobs:
         def stage(name: str) -> None:
             job.phase = name
 
-        def index() -> list[IndexedOperation]:
+        def index() -> GatewayIndex:
             with rt.sessions() as session:
-                return indexed_operations(session)
+                return read_index(session)
 
         try:
             job.report = verify_chain(

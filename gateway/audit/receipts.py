@@ -1,8 +1,8 @@
 """Receipt proofs: a canonical receipt, its keccak-256, and the on-chain event carrying it.
 
-Two ways in. With the gateway's database: the receipt the gateway stored for a partner's
-receipt id, and the event at the position the index names (or, when the index has none,
-the event found on the chain by the receipt's hash). With only a receipt document (a JSON
+Two ways in. With the gateway's database: the receipt the gateway stored (its custody
+copy) for a partner's receipt id, and the event at the position the index names (or, when
+the index has none, the event found on the chain by the receipt's hash). With only a receipt document (a JSON
 file an auditor was handed): hash it and search the ledger's events for that reference.
 Either way `matches` is recomputed here from the document's bytes, never copied.
 """
@@ -19,9 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from web3 import Web3
 
-from gateway.audit.verify import RESULT_EVENT, get_logs
+from gateway.audit.verify import RESULT_EVENT
+from gateway.chain.events import get_logs
 from gateway.chain.ledger import Ledger, decode_error
-from gateway.db.models import Operation
+from gateway.db.models import Operation, StoredReceipt
 from gateway.errors import Invalid, NotFound
 
 SEARCH_PAGE_BLOCKS = 50_000  # a topic-filtered search returns few logs: large pages are cheap
@@ -117,37 +118,39 @@ def stored_receipt_proof(
 ) -> dict[str, Any]:
     """The receipt the gateway stored, its hash recomputed, and the event carrying it.
 
-    The event is read from the chain: at the index's (transaction, log index) when the
-    operation is confirmed there, otherwise searched for by the recomputed hash."""
-    query = select(Operation).where(Operation.partner_id == partner_id, Operation.receipt_id == receipt_id)
+    The document is the custody copy (as accepted). The event is read from the chain: at
+    the index's (transaction, log index) when the operation is confirmed there, otherwise
+    searched for by the recomputed hash."""
+    query = select(StoredReceipt).where(StoredReceipt.partner_id == partner_id, StoredReceipt.receipt_id == receipt_id)
     if kind is not None:
-        query = query.where(Operation.kind == kind)
-    ops = list(session.scalars(query.order_by(Operation.seq)))
-    if not ops:
+        query = query.where(StoredReceipt.kind == kind)
+    stored = list(session.scalars(query.order_by(StoredReceipt.seq)))
+    if not stored:
         raise NotFound(f"no receipt {receipt_id} of partner {partner_id}", code="unknown_receipt")
-    op = next((o for o in ops if o.kind == "earn"), ops[0])
-    recomputed = receipt_hash(op.receipt_doc.encode())
+    doc = next((r for r in stored if r.kind == "earn"), stored[0])
+    op = session.scalar(select(Operation).where(Operation.id == doc.operation_id))
+    recomputed = receipt_hash(doc.receipt_doc.encode())
     event: CarryingEvent | None = None
     extra: dict[str, Any] = {}
-    if op.status == "confirmed" and op.tx_hash is not None and op.log_index is not None:
+    if op is not None and op.status == "confirmed" and op.tx_hash is not None and op.log_index is not None:
         event = event_at(w3, ledger, op.tx_hash, op.log_index)
     else:
-        # Not confirmed in the index (pending, rejected, or the index was lost): the chain
-        # is searched for the hash; a rejection is listed, but only an operation matches.
+        # Not confirmed in the index (pending, rejected, or no index row): the chain is
+        # searched for the hash; a rejection is listed, but only an operation matches.
         found = events_carrying(w3, ledger, recomputed, from_block=ledger.deployment_block)
-        event = next((e for e in found if e.name == RESULT_EVENT[op.kind]), None)
+        event = next((e for e in found if e.name == RESULT_EVENT[doc.kind]), None)
         extra["events"] = [e.as_json() for e in found]
     return {
         "partner_id": partner_id,
         "receipt_id": receipt_id,
-        "kind": op.kind,
-        "operation_id": op.id,
-        "status": op.status,
-        "receipt": json.loads(op.receipt_doc),
-        "receipt_canonical": op.receipt_doc,
+        "kind": doc.kind,
+        "operation_id": doc.operation_id,
+        "status": op.status if op is not None else "not in the index",
+        "receipt": json.loads(doc.receipt_doc),
+        "receipt_canonical": doc.receipt_doc,
         "receipt_hash": recomputed,
         "event": event.as_json() if event else None,
-        "matches": _verdict(op.kind, partner_id, recomputed, event),
+        "matches": _verdict(doc.kind, partner_id, recomputed, event),
         **extra,
     }
 

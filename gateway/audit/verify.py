@@ -15,16 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from eth_utils import keccak
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from web3 import EthereumTesterProvider, Web3
+from web3 import Web3
 
+from gateway.chain.events import fetch_events, timestamps
 from gateway.chain.ledger import Ledger, LedgerEvent, rpc
-from gateway.db.models import Operation
+from gateway.db.models import Operation, StoredReceipt
 from gateway.ledger.rules import BPS, NEVER, MemberModel, PartnerModel, PointsModel, month_label, month_of
 
 ZERO = "0x0000000000000000000000000000000000000000"
-PAGE_BLOCKS = 2_000
 
 
 @dataclass
@@ -52,57 +53,6 @@ class AuditReport:
     @property
     def ok(self) -> bool:
         return not self.discrepancies
-
-
-def get_logs(
-    w3: Web3,
-    address: str,
-    from_block: int,
-    to_block: int,
-    *,
-    topics: list[str | None] | None = None,
-    page: int = PAGE_BLOCKS,
-) -> list[Any]:
-    """Raw logs of `address` in [from_block, to_block], in pages of `page` blocks."""
-    logs: list[Any] = []
-    start = from_block
-    while start <= to_block:
-        end = min(start + page - 1, to_block)
-        query: dict[str, Any] = {"address": address, "fromBlock": start, "toBlock": end}
-        if topics is not None:
-            query["topics"] = topics
-        if isinstance(w3.provider, EthereumTesterProvider):
-            # eth-tester wants web3's formatting of the filter; a real node takes it raw.
-            logs += w3.eth.get_logs(query)  # type: ignore[arg-type]
-        else:
-            logs += rpc(w3, "eth_getLogs", [{**query, "fromBlock": hex(start), "toBlock": hex(end)}])
-        start = end + 1
-    return logs
-
-
-def fetch_events(
-    w3: Web3, ledger: Ledger, from_block: int, to_block: int, progress: Callable[[int, int], None] | None = None
-) -> list[LedgerEvent]:
-    events: list[LedgerEvent] = []
-    start = from_block
-    while start <= to_block:
-        end = min(start + PAGE_BLOCKS - 1, to_block)
-        logs = get_logs(w3, ledger.address, start, end)
-        events += [e for log in logs if (e := ledger.decode_log(log)) is not None]
-        if progress:
-            progress(end - from_block + 1, to_block - from_block + 1)
-        start = end + 1
-    events.sort(key=lambda e: (e.block_number, e.log_index))
-    return events
-
-
-def _timestamps(w3: Web3, blocks: set[int]) -> dict[int, int]:
-    out = {}
-    for number in sorted(blocks):
-        block = rpc(w3, "eth_getBlockByNumber", [hex(number), False])
-        ts = block["timestamp"]
-        out[number] = int(ts, 16) if isinstance(ts, str) else int(ts)
-    return out
 
 
 class Replay:
@@ -215,7 +165,6 @@ class Replay:
         return self.model.take_earliest(member, points, month)
 
 
-IndexSource = list["IndexedOperation"] | Callable[[], list["IndexedOperation"]]
 INDEX_LAG_SECONDS = 1.0
 
 
@@ -243,7 +192,7 @@ def verify_chain(
     say("reading events")
     events = fetch_events(w3, ledger, from_block, to_block, progress)
     say("replaying")
-    times = _timestamps(w3, {e.block_number for e in events} | {to_block})
+    times = timestamps(w3, {e.block_number for e in events} | {to_block})
     replay = Replay()
     for event in events:
         replay.apply(event, month_of(times[event.block_number]))
@@ -289,8 +238,8 @@ def verify_chain(
 def _match_index(
     events: list[LedgerEvent], index: IndexSource, to_block: int, report: AuditReport
 ) -> list[Discrepancy]:
-    if isinstance(index, list):
-        report.index_operations = len(index)
+    if not callable(index):
+        report.index_operations = len(index if isinstance(index, list) else index.operations)
         return verify_index(events, index, to_block=to_block)
     rows = index()
     found = verify_index(events, rows, to_block=to_block)
@@ -298,7 +247,7 @@ def _match_index(
         time.sleep(INDEX_LAG_SECONDS)  # the submitter may not have recorded the newest batch yet
         rows = index()
         found = verify_index(events, rows, to_block=to_block)
-    report.index_operations = len(rows)
+    report.index_operations = len(rows.operations)
     return found
 
 
@@ -309,7 +258,7 @@ RESULT_EVENT = {"earn": "Earned", "redemption": "Redeemed", "reversal": "Reverse
 
 @dataclass(frozen=True)
 class IndexedOperation:
-    """An operation as the gateway's database holds it (only what the audit compares)."""
+    """An operation as the gateway's index holds it (only what the audit compares)."""
 
     id: str
     kind: str
@@ -323,26 +272,78 @@ class IndexedOperation:
     block_number: int | None = None
 
 
+@dataclass(frozen=True)
+class StoredDocument:
+    """A receipt as the gateway accepted it (its custody copy, apart from the index)."""
+
+    operation_id: str
+    kind: str
+    partner_id: int
+    receipt_doc: str
+    receipt_ref: str
+
+
+@dataclass
+class GatewayIndex:
+    operations: list[IndexedOperation]
+    receipts: list[StoredDocument] | None = None  # None: only the index's own copies are checked
+
+
+# A list, or a function reading a live gateway's index when the events are in.
+IndexSource = GatewayIndex | list[IndexedOperation] | Callable[[], GatewayIndex]
+
+
+def _hash(document: str) -> str:
+    return "0x" + keccak(document.encode()).hex()
+
+
 def verify_index(
-    events: list[LedgerEvent], operations: list[IndexedOperation], *, to_block: int | None = None
+    events: list[LedgerEvent], index: GatewayIndex | list[IndexedOperation], *, to_block: int | None = None
 ) -> list[Discrepancy]:
     """Matches the index one to one with the chain's domain events, and every stored receipt
     with the hash its event carries (recomputed from the stored document, not copied).
 
-    An operation mined but not yet deep enough to be confirmed is matched like a confirmed
-    one; one mined after `to_block` (the audited range) is left for the next audit."""
-    from eth_utils import keccak
-
+    The stored receipts (custody) must hash to their references, and the index's copies
+    must equal them. An operation mined but not yet deep enough to be confirmed is matched
+    like a confirmed one; one mined after `to_block` (the audited range) is left for the
+    next audit."""
+    if isinstance(index, list):
+        index = GatewayIndex(index)
     found: list[Discrepancy] = []
+    stored: dict[str, StoredDocument] = {}
+    for kept in index.receipts or []:
+        stored[kept.operation_id] = kept
+        recomputed = _hash(kept.receipt_doc)
+        if recomputed != kept.receipt_ref:
+            where = f"stored receipt of operation {kept.operation_id} ({kept.kind} of partner {kept.partner_id})"
+            found.append(
+                Discrepancy("stored receipt does not hash to its reference", where, kept.receipt_ref, recomputed)
+            )
     by_position = {(e.tx_hash.lower(), e.log_index): e for e in events if e.name in RESULT_EVENT.values()}
     matched: set[tuple[str, int]] = set()
-    for op in operations:
+    rows: set[str] = set()
+    for op in index.operations:
+        rows.add(op.id)
         where = f"operation {op.id} ({op.kind} of partner {op.partner_id})"
-        recomputed = "0x" + keccak(op.receipt_doc.encode()).hex()
+        recomputed = _hash(op.receipt_doc)
         if recomputed != op.receipt_ref:
             found.append(
-                Discrepancy("stored receipt does not hash to its reference", where, op.receipt_ref, recomputed)
+                Discrepancy(
+                    "index copy of the receipt does not hash to its reference", where, op.receipt_ref, recomputed
+                )
             )
+        if index.receipts is not None:
+            doc = stored.get(op.id)
+            if doc is None:
+                found.append(Discrepancy("index row with no stored receipt", where, "a stored receipt", "none"))
+            else:
+                if (doc.receipt_doc, doc.receipt_ref) != (op.receipt_doc, op.receipt_ref):
+                    found.append(
+                        Discrepancy(
+                            "index copy differs from the stored receipt", where, doc.receipt_doc, op.receipt_doc
+                        )
+                    )
+                recomputed = _hash(doc.receipt_doc)  # the stored receipt is what the chain must carry
         mined = op.status == "confirmed" or (op.status == "submitted" and op.log_index is not None)
         if not mined or (to_block is not None and op.block_number is not None and op.block_number > to_block):
             continue
@@ -369,12 +370,22 @@ def verify_index(
                     "none",
                 )
             )
+    for operation_id, kept in stored.items():
+        if operation_id not in rows:
+            found.append(
+                Discrepancy(
+                    "stored receipt missing from the index",
+                    f"operation {operation_id} ({kept.kind} of partner {kept.partner_id})",
+                    "its operation row (loyalty reindex restores it)",
+                    "none",
+                )
+            )
     return found
 
 
-def indexed_operations(session: Session) -> list[IndexedOperation]:
-    """The gateway's operations, as the audit compares them."""
-    return [
+def read_index(session: Session) -> GatewayIndex:
+    """The gateway's operations and stored receipts, as the audit compares them."""
+    operations = [
         IndexedOperation(
             op.id,
             op.kind,
@@ -389,3 +400,8 @@ def indexed_operations(session: Session) -> list[IndexedOperation]:
         )
         for op in session.scalars(select(Operation).order_by(Operation.seq))
     ]
+    receipts = [
+        StoredDocument(r.operation_id, r.kind, r.partner_id, r.receipt_doc, r.receipt_ref)
+        for r in session.scalars(select(StoredReceipt).order_by(StoredReceipt.seq))
+    ]
+    return GatewayIndex(operations, receipts)

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.chain.ledger import LedgerRevert
-from gateway.db.models import ApiKey, IdempotencyRecord, Member, Operation, Partner
+from gateway.db.models import ApiKey, IdempotencyRecord, Member, Operation, Partner, StoredReceipt
 from gateway.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from gateway.ledger.rules import BPS, MAX_OP_POINTS, month_label
 from gateway.ledger.runtime import Runtime
@@ -367,6 +367,7 @@ def _accepted(session: Session, op: Operation, **extra: Any) -> Response:
     """Stores the operation (in the caller's transaction) and the 202 the caller is owed."""
     session.add(op)
     session.flush()
+    session.add(StoredReceipt.of(op))  # the custody copy `loyalty reindex` rebuilds this row from
     return Response(
         202, {"operation_id": op.id, "status": op.status, "points": op.points, "receipt_ref": op.receipt_ref, **extra}
     )

@@ -82,7 +82,7 @@ def test_a_tampered_stored_receipt_does_not_match(story: tuple[Gateway, History]
     gw, _ = story
     with gw.runtime.writes.begin() as session:
         session.execute(
-            sa.text("UPDATE operations SET receipt_doc = replace(receipt_doc, '4000', '9000') WHERE receipt_id = 'G-1'")
+            sa.text("UPDATE receipts SET receipt_doc = replace(receipt_doc, '4000', '9000') WHERE receipt_id = 'G-1'")
         )
     result = cli("2", "G-1", "--data-dir", str(tmp_path / "data"), "--network", gw.runtime.network, "--json")
     assert result.exit_code == 1

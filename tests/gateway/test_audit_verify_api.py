@@ -47,15 +47,14 @@ def test_a_tampered_receipt_is_listed(gw: Gateway) -> None:
     h = scripted_history(gw)
     with gw.runtime.writes.begin() as session:
         session.execute(
-            sa.text(
-                "UPDATE operations SET receipt_doc = replace(receipt_doc, '30000', '3000') WHERE receipt_id = 'R-2'"
-            )
+            sa.text("UPDATE receipts SET receipt_doc = replace(receipt_doc, '30000', '3000') WHERE receipt_id = 'R-2'")
         )
     job = finished(gw, h.auditor, gw.post("/v1/audit/verify", h.auditor, None).json()["job_id"])
     assert job["status"] == "done" and job["ok"] is False
     kinds = {(d["kind"], d["where"]) for d in job["discrepancies"]}
     where = f"operation {h.operations['R-2']} (earn of partner 1)"
-    assert ("stored receipt does not hash to its reference", where) in kinds
+    assert ("stored receipt does not hash to its reference", f"stored receipt of {where}") in kinds
+    assert ("index copy differs from the stored receipt", where) in kinds
     assert ("receipt hash differs from the on-chain event", where) in kinds
     assert all(isinstance(d["text"], str) and d["text"] for d in job["discrepancies"])
 
