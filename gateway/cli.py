@@ -1,4 +1,4 @@
-"""The `loyalty` command line: compile, deploy, balance, demo."""
+"""The `loyalty` command line: compile, deploy, balance, init, serve, demo, reindex, audit."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.audit.verify import IndexedOperation
+from gateway.audit.verify import GatewayIndex
 from gateway.chain.backends import ChainBackend
 from gateway.chain.ledger import Ledger, Sender, load_deployment
 from gateway.config import Settings, get_settings
@@ -221,6 +224,70 @@ def partner_add(
     console.print(f"API key (shown once, stored only hashed): {body['api_key']}")
 
 
+@main.command()
+@click.option("--network", default=None, help="network name or URL (default: the deployment record's)")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def reindex(network: str | None, data_dir: Path | None) -> None:
+    """Rebuild the gateway's index (operations, batches) from the chain and the stored receipts.
+
+    Custody data (keys, PINs, members, the receipts as accepted) is kept; refuses while
+    operations are still on their way to the chain. Stop the gateway first."""
+    from rich.progress import Progress
+
+    from gateway.db.session import database_url, make_engine, migrate
+    from gateway.ledger.reindex import reindex as rebuild
+
+    settings = get_settings()
+    directory = data_dir or settings.gateway.data_dir
+    url = database_url(directory, settings.database_url)
+    if url.startswith("sqlite") and not (directory / "gateway.sqlite").exists():
+        raise click.UsageError(f"no gateway database in {directory}: the custody data is needed to rebuild the index")
+    chain, ledger, _ = _ledger(settings, directory, network, None, None)
+    try:
+        migrate(url)  # an older database gets its receipts table (filled from its operations)
+        engine = make_engine(url, writer=True)
+        try:
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task("reading ledger events", total=1)
+
+                def advance(done: int, total: int) -> None:
+                    progress.update(task, completed=done, total=total)
+
+                def stage(name: str) -> None:
+                    progress.update(task, description=name)
+
+                report = rebuild(
+                    chain.w3,
+                    ledger,
+                    engine,
+                    confirmations=settings.gateway.confirmations,
+                    progress=advance,
+                    stage=stage,
+                )
+        finally:
+            engine.dispose()
+    except LoyaltyError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        chain.close()
+    r = report
+
+    def say(text: str, **options: Any) -> None:
+        console.print(text, soft_wrap=True, **options)
+
+    say(
+        f"blocks {r.from_block}..{r.to_block}: {r.events} events; {r.receipts} stored receipts -> "
+        f"{r.confirmed} confirmed, {r.mined} mined (awaiting confirmations), {r.rejected} rejected, "
+        f"{r.requeued} queued again (never on-chain); {r.batches} batches"
+    )
+    say(f"partners: {r.partners_updated} updated from the chain, {r.partners_added} added from the chain")
+    if r.foreign_events:
+        say(f"{r.foreign_events} domain events carry receipts this gateway never accepted (not indexed)")
+    for warning in r.warnings:
+        say(f"[yellow]warning[/yellow] {warning}")
+    say("[green]index rebuilt[/green]" + ("" if r.index_was_present else " (its tables were missing)"))
+
+
 @main.group()
 def audit() -> None:
     """Check the ledger from the chain alone."""
@@ -240,15 +307,11 @@ def audit_verify(
     from rich.progress import Progress
 
     from gateway.audit.verify import verify_chain
-    from gateway.chain.ledger import Ledger
 
     settings = get_settings()
     directory = data_dir or settings.gateway.data_dir
-    record = load_deployment(directory / "deployment.json") if address is None else {}
-    chain = runtime_chain(settings, network or str(record.get("network", "embedded")), directory)
+    chain, ledger, start = _ledger(settings, directory, network, address, from_block)
     try:
-        ledger = Ledger(chain.w3, address or str(record["address"]))
-        start = from_block if from_block is not None else int(record.get("deployment_block", 0))
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("reading ledger events", total=1)
 
@@ -260,7 +323,10 @@ def audit_verify(
     finally:
         chain.close()
     if index is not None:
-        console.print(f"compared with the gateway's index: {len(index)} operations and their receipts")
+        console.print(
+            f"compared with the gateway's index: {len(index.operations)} operations, "
+            f"{len(index.receipts or [])} stored receipts"
+        )
     console.print(
         f"blocks {report.from_block}..{report.to_block}: {report.events} events, "
         f"{report.operations} operations, {report.members} members, supply {report.supply}"
@@ -274,6 +340,118 @@ def audit_verify(
         )
     else:
         raise SystemExit(1)
+
+
+@audit.command("receipt")
+@click.argument("partner_id", type=int, required=False)
+@click.argument("receipt_id", required=False)
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="a receipt JSON document (or a saved proof): no database needed",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["earn", "redemption", "reversal"]),
+    default=None,
+    help="which operation of that receipt id (default: the earn, if any)",
+)
+@click.option("--network", default=None, help="network name or URL (default: the deployment record's)")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="holds deployment.json")
+@click.option("--address", default=None, help="the ledger's address (instead of deployment.json; with --file)")
+@click.option("--from-block", type=int, default=None, help="where to start searching (default: deployment block)")
+@click.option("--json", "as_json", is_flag=True, help="print the proof as JSON")
+def audit_receipt(
+    partner_id: int | None,
+    receipt_id: str | None,
+    file: Path | None,
+    kind: str | None,
+    network: str | None,
+    data_dir: Path | None,
+    address: str | None,
+    from_block: int | None,
+    as_json: bool,
+) -> None:
+    """Prove one receipt: its canonical document, keccak-256 and the on-chain event carrying it.
+
+    PARTNER_ID RECEIPT_ID reads the receipt the gateway stored; --file FILE hashes the given
+    document and searches the chain for it. Exits 1 when no event carries the hash."""
+    if (file is None) == (partner_id is None or receipt_id is None):
+        raise click.UsageError("give PARTNER_ID and RECEIPT_ID, or --file FILE")
+    if address is not None and file is None:
+        raise click.UsageError("--address goes with --file (a stored receipt comes with its data directory)")
+    settings = get_settings()
+    directory = data_dir or settings.gateway.data_dir
+    chain, ledger, start = _ledger(settings, directory, network, address, from_block)
+    try:
+        proof = _prove(chain, ledger, start, settings, directory, file, partner_id, receipt_id, kind)
+    except LoyaltyError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        chain.close()
+    if as_json:
+        click.echo(json.dumps(proof, indent=2))
+    else:
+        _print_proof(proof)
+    if not proof["matches"]:
+        raise SystemExit(1)
+
+
+def _prove(
+    chain: ChainBackend,
+    ledger: Ledger,
+    start: int,
+    settings: Settings,
+    directory: Path,
+    file: Path | None,
+    partner_id: int | None,
+    receipt_id: str | None,
+    kind: str | None,
+) -> dict[str, Any]:
+    from gateway.audit.receipts import document_of, document_proof, stored_receipt_proof
+
+    if file is not None:
+        return document_proof(chain.w3, ledger, document_of(file.read_text()), from_block=start)
+    assert partner_id is not None and receipt_id is not None
+    sessions, engine = _sessions(settings, directory)
+    try:
+        with sessions() as session:
+            return stored_receipt_proof(
+                chain.w3, ledger, session, partner_id=partner_id, receipt_id=receipt_id, kind=kind
+            )
+    finally:
+        engine.dispose()
+
+
+def _print_proof(proof: dict[str, Any]) -> None:
+    def say(text: str, **options: Any) -> None:
+        console.print(text, soft_wrap=True, **options)  # hashes stay whole on one line
+
+    head = f"receipt {proof['receipt_id']} of partner {proof['partner_id']} ({proof['kind']}"
+    if proof.get("operation_id"):
+        head += f", operation {proof['operation_id']}, {proof['status']}"
+    say(head + ")")
+    say("  canonical document: " + proof["receipt_canonical"], markup=False, highlight=False)
+    say(f"  keccak-256:         {proof['receipt_hash']}")
+    event = proof["event"]
+    others = [e for e in proof.get("events", []) if e != event]
+    if event is None and not others:
+        say("  on-chain event:     none carries this hash")
+    if event is not None:
+        say(
+            f"  on-chain event:     {event['name']} in tx {event['tx_hash']}, block {event['block_number']} "
+            f"({event['block_hash']}), log {event['log_index']}; receiptRef {event['receipt_ref']}"
+        )
+    for other in others:
+        reason = f" ({other['error']})" if other.get("error") else ""
+        say(
+            f"  also on-chain:      {other['name']}{reason} in tx {other['tx_hash']}, block {other['block_number']}, "
+            f"log {other['log_index']}"
+        )
+    verdict = "[green]true[/green]" if proof["matches"] else "[red]false[/red]"
+    say(f"  matches: {verdict}")
 
 
 @audit.command("settlement")
@@ -470,9 +648,9 @@ def _day(text: str) -> int:
         raise click.BadParameter(f"{text!r} is not a date like 2026-11-01") from exc
 
 
-def _index(settings: Settings, directory: Path) -> list[IndexedOperation] | None:
+def _index(settings: Settings, directory: Path) -> GatewayIndex | None:
     """The gateway's operations, if this data directory has a database."""
-    from gateway.audit.verify import indexed_operations
+    from gateway.audit.verify import read_index
     from gateway.db.session import database_url, make_engine, make_sessionmaker
 
     url = database_url(directory, settings.database_url)
@@ -481,9 +659,32 @@ def _index(settings: Settings, directory: Path) -> list[IndexedOperation] | None
     engine = make_engine(url)
     try:
         with make_sessionmaker(engine)() as session:
-            return indexed_operations(session)
+            return read_index(session)
     finally:
         engine.dispose()
+
+
+def _ledger(
+    settings: Settings, directory: Path, network: str | None, address: str | None, from_block: int | None
+) -> tuple[ChainBackend, Ledger, int]:
+    """The chain and the ledger to audit: from the data directory's deployment.json, or an
+    address given outright (then `from_block` is where its history starts, default 0)."""
+    record = load_deployment(directory / "deployment.json") if address is None else {}
+    chain = runtime_chain(settings, network or str(record.get("network", "embedded")), directory)
+    ledger = Ledger(chain.w3, address or str(record["address"]))
+    ledger.deployment_block = from_block if from_block is not None else int(record.get("deployment_block", 0))
+    return chain, ledger, ledger.deployment_block
+
+
+def _sessions(settings: Settings, directory: Path) -> tuple[sessionmaker[Session], Engine]:
+    """Read sessions on the gateway's database (no migration, no keys)."""
+    from gateway.db.session import database_url, make_engine, make_sessionmaker
+
+    url = database_url(directory, settings.database_url)
+    if url.startswith("sqlite") and not (directory / "gateway.sqlite").exists():
+        raise click.UsageError(f"no gateway database in {directory} (use --file for a receipt document)")
+    engine = make_engine(url)
+    return make_sessionmaker(engine), engine
 
 
 def _month_name(month: int) -> str:

@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from gateway.api.app import create_app
 from gateway.audit.report import default_period, load_history, statement_text, write_folder
-from gateway.audit.verify import indexed_operations, verify_chain
+from gateway.audit.verify import read_index, verify_chain
 from gateway.chain.backends import free_port
 from gateway.chain.ledger import SignedRedeem
 from gateway.config import Settings, get_settings
@@ -268,11 +268,11 @@ def _story(console: Console, section: Any, runtime: Runtime, url: str, directory
 
     section("11. The audit: every point replayed from chain events and compared")
     with runtime.sessions() as session:
-        indexed = indexed_operations(session)
+        indexed = read_index(session)
     report = verify_chain(chain.w3, ledger, from_block=ledger.deployment_block, index=indexed)
     console.print(
         f"blocks {report.from_block}..{report.to_block}: {report.events} events, {report.operations} operations, "
-        f"{report.members} members, supply {report.supply}; compared with {len(indexed)} indexed operations "
+        f"{report.members} members, supply {report.supply}; compared with {len(indexed.operations)} indexed operations "
         "and their receipts"
     )
     for d in report.discrepancies:

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.api import audit_jobs
 from gateway.api.schemas import (
     ApiKeyCreate,
     EarnCreate,
@@ -190,6 +191,7 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     Admin = Annotated[Caller, Depends(role("admin"))]
     PartnerCaller = Annotated[Caller, Depends(role("partner"))]
     Auditor = Annotated[Caller, Depends(role("auditor", "admin"))]
+    audit_jobs.install(app, runtime, role("auditor", "admin"))  # POST/GET /v1/audit/verify
     IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 
     def scope(who: Caller) -> str:
@@ -391,8 +393,12 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     @app.get("/v1/audit/receipts/{partner_id}/{receipt_id:path}", tags=["audit"])
     def receipt_proof(partner_id: int, receipt_id: str, who: Auditor, kind: str | None = None) -> dict[str, Any]:
         """The stored receipt, its keccak-256 recomputed, and the on-chain event carrying it."""
+        from gateway.audit.receipts import stored_receipt_proof
+
         with runtime.sessions() as session:
-            return service.receipt_proof(runtime, session, partner_id=partner_id, receipt_id=receipt_id, kind=kind)
+            return stored_receipt_proof(
+                runtime.chain.w3, runtime.ledger, session, partner_id=partner_id, receipt_id=receipt_id, kind=kind
+            )
 
     @app.get("/v1/audit/settlement", tags=["audit"])
     def settlement_statement(

@@ -24,7 +24,8 @@ from hexbytes import HexBytes
 from web3 import Web3
 
 from gateway.audit.settlement import Statement, statement_of
-from gateway.audit.verify import AuditReport, Replay, fetch_events
+from gateway.audit.verify import AuditReport, Replay
+from gateway.chain.events import fetch_events
 from gateway.chain.ledger import Ledger, LedgerEvent, rpc
 from gateway.ledger.rules import month_label, month_of, month_start
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from web3 import Web3
 
-from gateway.audit.verify import Replay, _timestamps, fetch_events
+from gateway.audit.verify import Replay
+from gateway.chain.events import fetch_events, timestamps
 from gateway.chain.ledger import Ledger, LedgerEvent, rpc
 from gateway.ledger.rules import NEVER, month_of, month_start
 
@@ -98,7 +99,7 @@ def settlement(w3: Web3, ledger: Ledger, *, period_from: int, period_to: int, fr
     latest = rpc(w3, "eth_blockNumber", [])
     to_block = int(latest, 16) if isinstance(latest, str) else int(latest)
     events = fetch_events(w3, ledger, from_block, to_block)
-    times = _timestamps(w3, {e.block_number for e in events})
+    times = timestamps(w3, {e.block_number for e in events})
     return statement_of(events, times, period_from=period_from, period_to=period_to)
 
 

@@ -10,20 +10,22 @@ recomputed from the spend, the partner's rate and the member's tier at that mome
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from eth_utils import keccak
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from web3 import EthereumTesterProvider, Web3
+from web3 import Web3
 
+from gateway.chain.events import fetch_events, timestamps
 from gateway.chain.ledger import Ledger, LedgerEvent, rpc
-from gateway.db.models import Operation
+from gateway.db.models import Operation, StoredReceipt
 from gateway.ledger.rules import BPS, NEVER, MemberModel, PartnerModel, PointsModel, month_label, month_of
 
 ZERO = "0x0000000000000000000000000000000000000000"
-PAGE_BLOCKS = 2_000
 
 
 @dataclass
@@ -45,40 +47,12 @@ class AuditReport:
     operations: int = 0
     members: int = 0
     supply: int = 0
+    index_operations: int | None = None  # how many index rows were matched, if any
     discrepancies: list[Discrepancy] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.discrepancies
-
-
-def fetch_events(
-    w3: Web3, ledger: Ledger, from_block: int, to_block: int, progress: Callable[[int, int], None] | None = None
-) -> list[LedgerEvent]:
-    events: list[LedgerEvent] = []
-    start = from_block
-    while start <= to_block:
-        end = min(start + PAGE_BLOCKS - 1, to_block)
-        if isinstance(w3.provider, EthereumTesterProvider):
-            # eth-tester wants web3's formatting of the filter; a real node takes it raw.
-            logs: Any = w3.eth.get_logs({"address": ledger.address, "fromBlock": start, "toBlock": end})
-        else:
-            logs = rpc(w3, "eth_getLogs", [{"address": ledger.address, "fromBlock": hex(start), "toBlock": hex(end)}])
-        events += [e for log in logs if (e := ledger.decode_log(log)) is not None]
-        if progress:
-            progress(end - from_block + 1, to_block - from_block + 1)
-        start = end + 1
-    events.sort(key=lambda e: (e.block_number, e.log_index))
-    return events
-
-
-def _timestamps(w3: Web3, blocks: set[int]) -> dict[int, int]:
-    out = {}
-    for number in sorted(blocks):
-        block = rpc(w3, "eth_getBlockByNumber", [hex(number), False])
-        ts = block["timestamp"]
-        out[number] = int(ts, 16) if isinstance(ts, str) else int(ts)
-    return out
 
 
 class Replay:
@@ -191,6 +165,9 @@ class Replay:
         return self.model.take_earliest(member, points, month)
 
 
+INDEX_LAG_SECONDS = 1.0
+
+
 def verify_chain(
     w3: Web3,
     ledger: Ledger,
@@ -198,21 +175,30 @@ def verify_chain(
     from_block: int,
     to_block: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-    index: list[IndexedOperation] | None = None,
+    index: IndexSource | None = None,
     fetched: tuple[list[LedgerEvent], dict[int, int]] | None = None,
+    stage: Callable[[str], None] | None = None,
 ) -> AuditReport:
     """Replays [from_block, to_block] and compares with the contract's views at to_block;
     with `index`, also matches the gateway's operations and receipts with the events.
+
+    `index` may be a function reading a live gateway's index: it is read after the events
+    (so the submitter has recorded what was mined in the audited blocks) and, if an event
+    then has no row, read once more a moment later before that is called a discrepancy.
     `fetched` (the events of exactly that range and the timestamps of their blocks and of
-    to_block) spares reading them again when the caller already has them."""
+    to_block) spares reading them again when the caller already has them.
+    `stage` hears the name of each step as it starts."""
+    say = stage or (lambda _name: None)
     if to_block is None:
         latest = rpc(w3, "eth_blockNumber", [])
         to_block = int(latest, 16) if isinstance(latest, str) else int(latest)
     if fetched is None:
+        say("reading events")
         events = fetch_events(w3, ledger, from_block, to_block, progress)
-        times = _timestamps(w3, {e.block_number for e in events} | {to_block})
+        times = timestamps(w3, {e.block_number for e in events} | {to_block})
     else:
         events, times = fetched
+    say("replaying")
     replay = Replay()
     for event in events:
         replay.apply(event, month_of(times[event.block_number]))
@@ -225,6 +211,7 @@ def verify_chain(
     for member in members:
         calls += [("balanceOf", (member,)), ("qualifyingPoints", (member,)), ("tierOf", (member,))]
     calls += [("totalSupply", ())] + [("partner", (pid,)) for pid in sorted(model.partners)]
+    say("comparing with the contract")
     values = ledger.views(calls, to_block)
     where = f"block {to_block}"
     for i, member in enumerate(members):
@@ -249,8 +236,25 @@ def verify_chain(
             )
     report.members, report.supply = len(members), supply
     if index is not None:
-        report.discrepancies += verify_index(events, index)
+        say("matching the index")
+        report.discrepancies += _match_index(events, index, to_block, report)
     return report
+
+
+def _match_index(
+    events: list[LedgerEvent], index: IndexSource, to_block: int, report: AuditReport
+) -> list[Discrepancy]:
+    if not callable(index):
+        report.index_operations = len(index if isinstance(index, list) else index.operations)
+        return verify_index(events, index, to_block=to_block)
+    rows = index()
+    found = verify_index(events, rows, to_block=to_block)
+    if any(d.kind == "event with no index row" for d in found):
+        time.sleep(INDEX_LAG_SECONDS)  # the submitter may not have recorded the newest batch yet
+        rows = index()
+        found = verify_index(events, rows, to_block=to_block)
+    report.index_operations = len(rows.operations)
+    return found
 
 
 # ------------------------------------------------------------------ the gateway's index
@@ -260,7 +264,7 @@ RESULT_EVENT = {"earn": "Earned", "redemption": "Redeemed", "reversal": "Reverse
 
 @dataclass(frozen=True)
 class IndexedOperation:
-    """An operation as the gateway's database holds it (only what the audit compares)."""
+    """An operation as the gateway's index holds it (only what the audit compares)."""
 
     id: str
     kind: str
@@ -271,24 +275,83 @@ class IndexedOperation:
     points: int | None
     tx_hash: str | None
     log_index: int | None
+    block_number: int | None = None
 
 
-def verify_index(events: list[LedgerEvent], operations: list[IndexedOperation]) -> list[Discrepancy]:
+@dataclass(frozen=True)
+class StoredDocument:
+    """A receipt as the gateway accepted it (its custody copy, apart from the index)."""
+
+    operation_id: str
+    kind: str
+    partner_id: int
+    receipt_doc: str
+    receipt_ref: str
+
+
+@dataclass
+class GatewayIndex:
+    operations: list[IndexedOperation]
+    receipts: list[StoredDocument] | None = None  # None: only the index's own copies are checked
+
+
+# A list, or a function reading a live gateway's index when the events are in.
+IndexSource = GatewayIndex | list[IndexedOperation] | Callable[[], GatewayIndex]
+
+
+def _hash(document: str) -> str:
+    return "0x" + keccak(document.encode()).hex()
+
+
+def verify_index(
+    events: list[LedgerEvent], index: GatewayIndex | list[IndexedOperation], *, to_block: int | None = None
+) -> list[Discrepancy]:
     """Matches the index one to one with the chain's domain events, and every stored receipt
-    with the hash its event carries (recomputed from the stored document, not copied)."""
-    from eth_utils import keccak
+    with the hash its event carries (recomputed from the stored document, not copied).
 
+    The stored receipts (custody) must hash to their references, and the index's copies
+    must equal them. An operation mined but not yet deep enough to be confirmed is matched
+    like a confirmed one; one mined after `to_block` (the audited range) is left for the
+    next audit."""
+    if isinstance(index, list):
+        index = GatewayIndex(index)
     found: list[Discrepancy] = []
+    stored: dict[str, StoredDocument] = {}
+    for kept in index.receipts or []:
+        stored[kept.operation_id] = kept
+        recomputed = _hash(kept.receipt_doc)
+        if recomputed != kept.receipt_ref:
+            where = f"stored receipt of operation {kept.operation_id} ({kept.kind} of partner {kept.partner_id})"
+            found.append(
+                Discrepancy("stored receipt does not hash to its reference", where, kept.receipt_ref, recomputed)
+            )
     by_position = {(e.tx_hash.lower(), e.log_index): e for e in events if e.name in RESULT_EVENT.values()}
     matched: set[tuple[str, int]] = set()
-    for op in operations:
+    rows: set[str] = set()
+    for op in index.operations:
+        rows.add(op.id)
         where = f"operation {op.id} ({op.kind} of partner {op.partner_id})"
-        recomputed = "0x" + keccak(op.receipt_doc.encode()).hex()
+        recomputed = _hash(op.receipt_doc)
         if recomputed != op.receipt_ref:
             found.append(
-                Discrepancy("stored receipt does not hash to its reference", where, op.receipt_ref, recomputed)
+                Discrepancy(
+                    "index copy of the receipt does not hash to its reference", where, op.receipt_ref, recomputed
+                )
             )
-        if op.status != "confirmed":
+        if index.receipts is not None:
+            doc = stored.get(op.id)
+            if doc is None:
+                found.append(Discrepancy("index row with no stored receipt", where, "a stored receipt", "none"))
+            else:
+                if (doc.receipt_doc, doc.receipt_ref) != (op.receipt_doc, op.receipt_ref):
+                    found.append(
+                        Discrepancy(
+                            "index copy differs from the stored receipt", where, doc.receipt_doc, op.receipt_doc
+                        )
+                    )
+                recomputed = _hash(doc.receipt_doc)  # the stored receipt is what the chain must carry
+        mined = op.status == "confirmed" or (op.status == "submitted" and op.log_index is not None)
+        if not mined or (to_block is not None and op.block_number is not None and op.block_number > to_block):
             continue
         position = ((op.tx_hash or "").lower(), op.log_index if op.log_index is not None else -1)
         event = by_position.get(position)
@@ -313,12 +376,22 @@ def verify_index(events: list[LedgerEvent], operations: list[IndexedOperation]) 
                     "none",
                 )
             )
+    for operation_id, kept in stored.items():
+        if operation_id not in rows:
+            found.append(
+                Discrepancy(
+                    "stored receipt missing from the index",
+                    f"operation {operation_id} ({kept.kind} of partner {kept.partner_id})",
+                    "its operation row (loyalty reindex restores it)",
+                    "none",
+                )
+            )
     return found
 
 
-def indexed_operations(session: Session) -> list[IndexedOperation]:
-    """The gateway's operations, as the audit compares them."""
-    return [
+def read_index(session: Session) -> GatewayIndex:
+    """The gateway's operations and stored receipts, as the audit compares them."""
+    operations = [
         IndexedOperation(
             op.id,
             op.kind,
@@ -329,6 +402,12 @@ def indexed_operations(session: Session) -> list[IndexedOperation]:
             op.points,
             op.tx_hash,
             op.log_index,
+            op.block_number,
         )
         for op in session.scalars(select(Operation).order_by(Operation.seq))
     ]
+    receipts = [
+        StoredDocument(r.operation_id, r.kind, r.partner_id, r.receipt_doc, r.receipt_ref)
+        for r in session.scalars(select(StoredReceipt).order_by(StoredReceipt.seq))
+    ]
+    return GatewayIndex(operations, receipts)

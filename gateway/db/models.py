@@ -1,4 +1,10 @@
-"""The gateway's tables: API keys, partners, members, operations (the outbox), batches."""
+"""The gateway's tables, in two groups.
+
+Custody (kept, backed up; nothing else has it): API keys, partners, members (with the
+encrypted keys and PIN hashes), the receipts as accepted, and the Idempotency-Key answers.
+Index (derived; `loyalty reindex` rebuilds it from the chain and the stored receipts):
+operations (the outbox and their on-chain outcome) and batches.
+"""
 
 from __future__ import annotations
 
@@ -117,6 +123,56 @@ class Member(Base):
     next_nonce: Mapped[int] = mapped_column(BigInteger, default=1)
     enrolled_by: Mapped[int] = mapped_column(ForeignKey("partners.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StoredReceipt(Base):
+    """An operation exactly as it was accepted: the canonical receipt and the signed
+    authorization. Written in the same transaction as its operation row and never changed;
+    the index rebuilds that row from this and the chain (`loyalty reindex`)."""
+
+    __tablename__ = "receipts"
+    __table_args__ = (UniqueConstraint("partner_id", "kind", "receipt_id", name="uq_receipt_partner_kind"),)
+
+    operation_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)  # the operation's acceptance order
+    kind: Mapped[str] = mapped_column(String(16))
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))
+    receipt_id: Mapped[str] = mapped_column(String(128))
+    receipt_doc: Mapped[str] = mapped_column(Text)
+    receipt_ref: Mapped[str] = mapped_column(String(66), index=True)
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    points: Mapped[int | None] = mapped_column(BigInteger)  # as quoted (earn) or asked (others)
+    nonce: Mapped[Decimal] = mapped_column(Uint256())
+    deadline: Mapped[int] = mapped_column(BigInteger)
+    signature: Mapped[str] = mapped_column(String(130))
+    original_id: Mapped[str | None] = mapped_column(String(32))  # a reversal's earn (no FK: the index may be gone)
+    reason: Mapped[str | None] = mapped_column(Text)
+    accepted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    @classmethod
+    def of(cls, op: Operation) -> StoredReceipt:
+        """The custody copy of a just-flushed operation (its seq and created_at are set)."""
+        return cls(
+            operation_id=op.id,
+            seq=op.seq,
+            kind=op.kind,
+            partner_id=op.partner_id,
+            member_id=op.member_id,
+            receipt_id=op.receipt_id,
+            receipt_doc=op.receipt_doc,
+            receipt_ref=op.receipt_ref,
+            amount_minor=op.amount_minor,
+            currency=op.currency,
+            points=op.points,
+            nonce=op.nonce,
+            deadline=op.deadline,
+            signature=op.signature,
+            original_id=op.original_id,
+            reason=op.reason,
+            accepted_at=op.created_at,
+        )
 
 
 class Operation(Base):

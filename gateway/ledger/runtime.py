@@ -79,6 +79,13 @@ class Runtime:
         self._tiers[address] = (tier, time.monotonic())
         return tier
 
+    def chain_clock(self) -> int:
+        """The latest block time known: read from the embedded chain itself (in-process, and
+        its clock may be moved by hand), else the latest block the submitter saw."""
+        if isinstance(self.chain, EmbeddedChain):
+            self.chain_time = max(self.chain_time, self.chain.latest_timestamp())
+        return self.chain_time
+
     def cached_tier(self, address: str) -> int | None:
         cached = self._tiers.get(address)
         if cached is not None and time.monotonic() - cached[1] < self.TIER_TTL_SECONDS:

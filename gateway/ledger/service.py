@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.chain.ledger import LedgerRevert
-from gateway.db.models import ApiKey, Base, Member, Operation, Partner
+from gateway.db.models import ApiKey, Base, Member, Operation, Partner, StoredReceipt, utcnow
 from gateway.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from gateway.ledger.rules import BPS, MAX_OP_POINTS, month_label
 from gateway.ledger.runtime import Runtime
@@ -174,7 +174,7 @@ def _idempotent_work(
                     "request_hash": digest,
                     "status_code": response.status,
                     "response_body": json.dumps(response.body),
-                    "created_at": _now(),
+                    "created_at": utcnow(),
                 },
             )
         return response
@@ -351,7 +351,7 @@ def _now() -> datetime:
 def _signing_time(runtime: Runtime) -> int:
     """What a deadline the gateway signs counts from: the contract checks deadlines against
     the chain's clock, which a development chain may have moved ahead of this machine's."""
-    return max(int(_now().timestamp()), runtime.chain_time)
+    return max(int(_now().timestamp()), runtime.chain_clock())
 
 
 def _verify(domain: Domain, message: Message, signature: str, expected: str) -> CompactSignature:
@@ -418,6 +418,8 @@ def _new_operation(*, receipt: Receipt, **fields: Any) -> Operation:
 _OPERATIONS = Base.metadata.tables["operations"]
 _OPERATION_COLUMNS = [c for c in _OPERATIONS.columns if c.key != "seq"]
 _INSERT_OPERATION = insert(_OPERATIONS)
+_RECEIPTS = Base.metadata.tables["receipts"]
+_INSERT_RECEIPT = insert(_RECEIPTS)
 _IDEMPOTENCY = Base.metadata.tables["idempotency_keys"]
 _INSERT_IDEMPOTENCY = insert(_IDEMPOTENCY)
 _STORED_RESPONSE = select(_IDEMPOTENCY.c.request_hash, _IDEMPOTENCY.c.status_code, _IDEMPOTENCY.c.response_body).where(
@@ -430,11 +432,21 @@ _RECEIPT_TAKEN = select(_OPERATIONS.c.id).where(
 )
 
 
+def _receipt_row(receipt: StoredReceipt) -> dict[str, Any]:
+    return {c.key: getattr(receipt, c.key) for c in _RECEIPTS.columns}
+
+
 def _accepted(session: Session, op: Operation, **extra: Any) -> Response:
     """Stores the operation (in the caller's transaction) and the 202 the caller is owed."""
-    # A Core insert: the unit of work's bookkeeping costs more than the row on the hot path.
+    # Core inserts: the unit of work's bookkeeping costs more than the rows on the hot path.
     values = {c.key: v for c in _OPERATION_COLUMNS if (v := getattr(op, c.key)) is not None}
-    session.connection().execute(_INSERT_OPERATION, values)
+    values["created_at"] = values["updated_at"] = utcnow()  # the machine clock: the batch window counts from it
+    inserted = session.connection().execute(_INSERT_OPERATION, values).inserted_primary_key
+    assert inserted is not None
+    seq = inserted[0]
+    op.seq, op.created_at = seq, values["created_at"]
+    # The custody copy `loyalty reindex` rebuilds the operation's index row from.
+    session.connection().execute(_INSERT_RECEIPT, _receipt_row(StoredReceipt.of(op)))
     return Response(
         202, {"operation_id": op.id, "status": op.status, "points": op.points, "receipt_ref": op.receipt_ref, **extra}
     )
@@ -801,50 +813,3 @@ def member_activity(
     more = len(rows) > limit
     rows = rows[:limit]
     return {"items": [operation_view(r) for r in rows], "next_cursor": rows[-1].seq if more and rows else None}
-
-
-# ------------------------------------------------------------------ audit reads
-
-
-def receipt_proof(
-    runtime: Runtime, session: Session, *, partner_id: int, receipt_id: str, kind: str | None
-) -> dict[str, Any]:
-    """A stored receipt, its recomputed hash, and the on-chain event carrying it (read from
-    the chain, not from the index), with `matches` recomputed."""
-    from eth_utils import keccak
-
-    query = select(Operation).where(Operation.partner_id == partner_id, Operation.receipt_id == receipt_id)
-    if kind is not None:
-        query = query.where(Operation.kind == kind)
-    ops = list(session.scalars(query.order_by(Operation.seq)))
-    if not ops:
-        raise NotFound(f"no receipt {receipt_id} of partner {partner_id}", code="unknown_receipt")
-    op = next((o for o in ops if o.kind == "earn"), ops[0])
-    recomputed = "0x" + keccak(op.receipt_doc.encode()).hex()
-    event: dict[str, Any] | None = None
-    if op.tx_hash is not None and op.status == "confirmed":
-        receipt = runtime.chain.w3.eth.get_transaction_receipt(op.tx_hash)  # type: ignore[arg-type]
-        for log in receipt["logs"]:
-            decoded = runtime.ledger.decode_log(log)
-            if decoded is not None and decoded.log_index == op.log_index:
-                event = {
-                    "name": decoded.name,
-                    "tx_hash": decoded.tx_hash,
-                    "block_number": decoded.block_number,
-                    "block_hash": "0x" + bytes(receipt["blockHash"]).hex(),
-                    "log_index": decoded.log_index,
-                    "receipt_ref": "0x" + bytes(decoded.args["receiptRef"]).hex(),
-                    "points": decoded.args.get("points"),
-                }
-    return {
-        "partner_id": partner_id,
-        "receipt_id": receipt_id,
-        "kind": op.kind,
-        "operation_id": op.id,
-        "status": op.status,
-        "receipt": json.loads(op.receipt_doc),
-        "receipt_canonical": op.receipt_doc,
-        "receipt_hash": recomputed,
-        "event": event,
-        "matches": event is not None and event["receipt_ref"] == recomputed,
-    }

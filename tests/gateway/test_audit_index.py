@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from gateway.audit.verify import AuditReport, indexed_operations, verify_chain
+from gateway.audit.verify import AuditReport, read_index, verify_chain
 from tests.gateway.conftest import Gateway
 
 
@@ -38,7 +38,7 @@ def _history(gw: Gateway) -> str:
 
 def _verify(gw: Gateway) -> AuditReport:
     with gw.runtime.sessions() as session:
-        index = indexed_operations(session)
+        index = read_index(session)
     return verify_chain(
         gw.runtime.chain.w3, gw.runtime.ledger, from_block=gw.runtime.ledger.deployment_block, index=index
     )
@@ -63,12 +63,17 @@ def test_an_untouched_index_verifies_and_receipts_prove(gw: Gateway) -> None:
     assert gw.get("/v1/audit/receipts/1/nope", auditor).status_code == 404
 
 
-@pytest.mark.parametrize("case", ["receipt_edited", "row_deleted", "row_added", "hash_changed"])
+@pytest.mark.parametrize(
+    "case", ["receipt_edited", "index_copy_edited", "row_deleted", "row_added", "hash_changed", "receipt_deleted"]
+)
 def test_tampering_is_caught_and_named(gw: Gateway, case: str) -> None:
     _history(gw)
-    if case == "receipt_edited":
-        _sql(gw, "UPDATE operations SET receipt_doc = replace(receipt_doc, '1250', '9250') WHERE receipt_id = 'R-1'")
+    if case == "receipt_edited":  # the stored receipt itself (custody)
+        _sql(gw, "UPDATE receipts SET receipt_doc = replace(receipt_doc, '1250', '9250') WHERE receipt_id = 'R-1'")
         expected = "stored receipt does not hash to its reference"
+    elif case == "index_copy_edited":
+        _sql(gw, "UPDATE operations SET receipt_doc = replace(receipt_doc, '1250', '9250') WHERE receipt_id = 'R-1'")
+        expected = "index copy differs from the stored receipt"
     elif case == "row_deleted":
         _sql(gw, "DELETE FROM operations WHERE receipt_id = 'X-1'")
         expected = "event with no index row"
@@ -82,13 +87,17 @@ def test_tampering_is_caught_and_named(gw: Gateway, case: str) -> None:
             tx="0x" + "ab" * 32,
         )
         expected = "index row with no event"
-    else:
+    elif case == "hash_changed":
         _sql(gw, "UPDATE operations SET receipt_ref = :ref WHERE receipt_id = 'R-2'", ref="0x" + "00" * 32)
-        expected = "stored receipt does not hash to its reference"
+        expected = "index copy of the receipt does not hash to its reference"
+    else:
+        _sql(gw, "DELETE FROM receipts WHERE receipt_id = 'R-2'")
+        expected = "index row with no stored receipt"
     report = _verify(gw)
     assert not report.ok
     assert expected in [d.kind for d in report.discrepancies], [str(d) for d in report.discrepancies]
     if case == "receipt_edited":
+        assert "receipt hash differs from the on-chain event" in [d.kind for d in report.discrepancies]
         auditor = gw.post("/v1/api-keys", gw.admin_key, {"role": "auditor"}).json()["api_key"]
         assert gw.get("/v1/audit/receipts/1/R-1", auditor).json()["matches"] is False
 
