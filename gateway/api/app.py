@@ -5,6 +5,7 @@ runtime, and the dependency aliases are local to `create_app`.
 """
 
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -437,6 +438,7 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
             checks["database_error"] = str(exc)
         healthy = "chain_block" in checks and checks.get("database") == "ok"
         checks["submitter_leader"] = submitter.is_leader
+        checks["process"] = os.getpid()  # which gateway process answered (with --workers)
         return JSONResponse(
             {"status": "ok" if healthy else "unavailable", **checks}, status_code=200 if healthy else 503
         )

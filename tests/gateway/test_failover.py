@@ -170,13 +170,16 @@ def test_worker_processes_share_one_port_and_one_submitter(
             response = httpx.post(f"{url}/v1/earn", headers=key, json=body, timeout=30)
             assert response.status_code == 202, response.text
             ids.add(response.json()["operation_id"])
-        leaders = {httpx.get(f"{url}/healthz", timeout=5).json()["submitter_leader"] for _ in range(30)}
+        workers = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        # Which process answers is the kernel's choice; whichever did, at most one submits.
+        health = [httpx.get(f"{url}/healthz", timeout=5).json() for _ in range(30)]
+        leaders = {h["process"] for h in health if h["submitter_leader"]}
         rows, nonces, _ = drain(database_url or f"sqlite:///{data / 'gateway.sqlite'}")
     finally:
         server.terminate()
         server.wait(timeout=30)
         log.close()
-    assert leaders == {True, False}  # several workers answered; exactly one of them submits
+    assert len(workers) >= 3 and len(leaders) <= 1, (workers, health)  # 3 workers (+ a helper process)
     assert {r.id for r in rows} == ids and {r.status for r in rows} == {"confirmed"}
     assert sorted(earned_refs(anvil, data)) == sorted(r.receipt_ref for r in rows)  # once each
     assert nonces == list(range(len(nonces)))
