@@ -28,7 +28,9 @@ class _Job:
 
 
 class WriteQueue:
-    def __init__(self, sessions: sessionmaker[Session], *, max_batch: int = 200, linger: float = 0.002) -> None:
+    def __init__(self, sessions: sessionmaker[Session], *, max_batch: int = 200, linger: float = 0.0) -> None:
+        # No lingering: a group is what queued up while the previous group committed (an
+        # fsync each), which is as large as the load makes it without delaying a lone write.
         self._sessions = sessions
         self._max_batch = max_batch
         self._linger = linger
