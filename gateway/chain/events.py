@@ -20,8 +20,10 @@ from web3 import EthereumTesterProvider, Web3
 from gateway.chain.ledger import Ledger, LedgerEvent, _abi_tables, rpc
 from gateway.errors import ChainError
 
-PAGE_BLOCKS = 2_000  # the first page; later ones are sized to about TARGET_LOGS logs
+PAGE_BLOCKS = 2_000  # pages of get_logs, and of the events of eth-tester
+FIRST_PAGE_BLOCKS = 100  # a node's first page; later ones are sized to about TARGET_LOGS logs
 MAX_PAGE_BLOCKS = 10_000  # what public nodes commonly accept in one eth_getLogs
+MAX_PAGE_GROWTH = 4  # a quiet stretch must not make the next page swallow a busy one whole
 TARGET_LOGS = 20_000
 HEADER_BATCH = 500
 
@@ -222,7 +224,7 @@ def _pages(
     stop = threading.Event()
 
     def fetch() -> None:
-        start, size = from_block, PAGE_BLOCKS
+        start, size = from_block, FIRST_PAGE_BLOCKS
         try:
             while start <= to_block and not stop.is_set():
                 end = min(start + size - 1, to_block)
@@ -232,7 +234,8 @@ def _pages(
                 logs = rpc(w3, "eth_getLogs", [query])
                 pages.put((end, logs))
                 start = end + 1
-                size = max(1, min(MAX_PAGE_BLOCKS, size * TARGET_LOGS // max(len(logs), 1)))
+                fitted = size * TARGET_LOGS // max(len(logs), 1)
+                size = max(1, min(MAX_PAGE_BLOCKS, MAX_PAGE_GROWTH * size, fitted))
             pages.put(None)
         except BaseException as exc:  # noqa: BLE001 - handed to the reading thread, which raises it
             pages.put(exc)
