@@ -96,7 +96,8 @@ def test_rpc_outage_refuses_or_accepts_durably_and_resumes(anvil: AnvilNode, tmp
     assert len(during_outage) >= 1 and set(during_outage) <= {202, 503}, during_outage
     assert answers.get(202, 0) >= 5, answers
     assert {o["status"] for o in ops} == {"confirmed"}  # nothing accepted was lost
-    assert balance == 10 * len(accepted)  # and nothing was applied twice
+    # and nothing was applied twice (past 500 earns the member is Silver: 12 points, not 10)
+    assert balance == sum(o["points"] for o in ops) >= 10 * len(accepted)
 
 
 def test_reorged_operations_are_confirmed_again_not_lost_or_doubled(anvil: AnvilNode, tmp_path: Path) -> None:
