@@ -23,6 +23,7 @@ gateway's submitter holds the database's advisory lock.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -119,6 +120,8 @@ def reindex(
         say("reading blocks and transactions")
         txs = _transactions(events)
         headers = block_headers(w3, {e.block_number for tx in txs.values() for e in tx.items})
+        # Read before the write transaction: no lock is held while the node answers.
+        sent = {tx_hash: w3.eth.get_transaction(tx_hash) for tx_hash in txs}  # type: ignore[arg-type]
         say("rebuilding the index")
         with engine.begin() as conn:
             _lock_tables(conn)
@@ -129,7 +132,7 @@ def reindex(
                 stored = list(session.scalars(select(StoredReceipt).order_by(StoredReceipt.seq)))
                 addresses: dict[str, str] = dict(session.execute(select(Member.member_id, Member.address)).all())
             report.receipts = len(stored)
-            outcomes, batches = _outcomes(w3, txs, headers, stored, addresses, head, confirmations, report)
+            outcomes, batches = _outcomes(txs, sent, headers, stored, addresses, head, confirmations, report)
             conn.execute(delete(Operation))
             conn.execute(delete(Batch))
             if batches:
@@ -139,10 +142,10 @@ def reindex(
                 conn.execute(insert(Operation), rows)
             _partners(conn, events, report)
             _reset_sequences(conn)
+        statuses = Counter(row["status"] for row in rows)
         report.batches = len(batches)
-        for row in rows:
-            key = {"confirmed": "confirmed", "submitted": "mined", "rejected": "rejected", "accepted": "requeued"}
-            setattr(report, key[row["status"]], getattr(report, key[row["status"]]) + 1)
+        report.confirmed, report.mined = statuses["confirmed"], statuses["submitted"]
+        report.rejected, report.requeued = statuses["rejected"], statuses["accepted"]
         return report
     finally:
         if lock is not None:
@@ -247,8 +250,8 @@ def _raw_transaction(tx: Any) -> str:
 
 
 def _outcomes(
-    w3: Web3,
     txs: dict[str, _Tx],
+    sent: dict[str, Any],
     headers: dict[int, tuple[int, str]],
     stored: list[StoredReceipt],
     addresses: dict[str, str],
@@ -314,7 +317,7 @@ def _outcomes(
             continue  # not this gateway's transaction
         if len(kinds) != 1:
             report.warnings.append(f"tx {tx_hash} mixes operation kinds {sorted(kinds)}")
-        chain_tx = w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+        chain_tx = sent[tx_hash]
         batch_id = len(batches) + 1
         batches.append(
             {
