@@ -693,17 +693,31 @@ def _is_word(typ: str) -> bool:
 
 
 def _word(typ: str, word: bytes) -> Any:
-    """One ABI word of a static type, as eth-abi would decode it (addresses checksummed)."""
+    """One ABI word of a static type, as eth-abi would decode it (addresses checksummed),
+    refusing what it refuses: a short word, non-zero padding, a value out of its type's range."""
+    if len(word) != 32:
+        raise ValueError(f"an ABI word is 32 bytes, not {len(word)}")
     if typ == "address":
+        if any(word[:12]):
+            raise ValueError("an address word with non-zero padding")
         return to_checksum_address("0x" + word[12:].hex())
     if typ == "bytes32":
         return word
     if typ == "bool":
+        if word[-1] > 1 or any(word[:31]):
+            raise ValueError("a bool word that is neither 0 nor 1")
         return word[-1] == 1
     if typ.startswith("uint"):
-        return int.from_bytes(word, "big")
+        value = int.from_bytes(word, "big")
+        if value >> int(typ[4:] or 256):
+            raise ValueError(f"a {typ} word out of range")
+        return value
     if typ.startswith("int"):
-        return int.from_bytes(word, "big", signed=True)
+        value = int.from_bytes(word, "big", signed=True)
+        bits = int(typ[3:] or 256)
+        if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+            raise ValueError(f"an {typ} word out of range")
+        return value
     return decode([typ], word)[0]
 
 
