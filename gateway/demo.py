@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,9 @@ def run_demo(console: Console, *, data_dir: Path | None = None, fast: bool = Fal
     return directory
 
 
-def _story(console: Console, section: Any, runtime: Runtime, url: str, directory: Path, fast: bool) -> bool:
+def _story(
+    console: Console, section: Callable[[str], None], runtime: Runtime, url: str, directory: Path, fast: bool
+) -> bool:
     ledger = runtime.ledger
     chain = runtime.chain
     admin = httpx.Client(

@@ -109,14 +109,17 @@ class EventDecoder:
                 self.specs[key] = None
         self.names = {key: name for name, key in self.topics.items()}
 
-    def decode(self, log: Any) -> LedgerEvent | None:
+    def decode(self, log: Any, names: frozenset[str] | None = None) -> LedgerEvent | None:
+        """The ledger's event in `log` (only those named in `names`, if given), else None."""
         topics = log["topics"]
         data = log["data"]
-        if not isinstance(data, str) or not topics:
-            return self.ledger.decode_log(log)  # web3-formatted (eth-tester): the general path
+        if not topics or not all(isinstance(v, str) for v in (data, topics[0], log["blockNumber"])):
+            return self.ledger.decode_log(log, names)  # web3-formatted (eth-tester): the general path
         if log["address"].lower() != self.address:
             return None
         topic = topics[0].lower()
+        if names is not None and self.names.get(topic) not in names:
+            return None  # not asked for: not decoded at all
         spec = self.specs.get(topic)
         if spec is None:
             return self.ledger.decode_log(log) if topic in self.specs else None

@@ -524,7 +524,8 @@ class Ledger:
         return [ev for log in receipt["logs"] if (ev := self.decode_log(log)) is not None]
 
     def decode_log(self, log: Any, names: frozenset[str] | None = None) -> LedgerEvent | None:
-        """The ledger's event in `log` (only those named in `names`, if given), else None."""
+        """The ledger's event in `log` (only those named in `names`, if given), else None.
+        The general path, through eth-abi; `gateway.chain.events.EventDecoder` is the fast one."""
         if not log["topics"] or str(log["address"]).lower() != self._address_lower:
             return None
         spec = self._events.get(bytes(HexBytes(log["topics"][0])))
@@ -533,19 +534,12 @@ class Ledger:
         name, indexed, plain = spec
         args: dict[str, Any] = {}
         for (arg, typ), topic in zip(indexed, log["topics"][1:], strict=True):
-            args[arg] = _word(typ, bytes(HexBytes(topic)))
-        data = bytes(HexBytes(log["data"]))
-        if all(_is_word(typ) for _, typ in plain):
-            # Static one-word fields (every event but OperationRejected): read word by word;
-            # eth-abi's general decoder costs ten times more and the submitter decodes
-            # every log of every batch.
-            for i, (arg, typ) in enumerate(plain):
-                args[arg] = _word(typ, data[32 * i : 32 * i + 32])
-        else:
-            values = decode([t for _, t in plain], data)
-            for (arg, _), value in zip(plain, values, strict=True):
-                is_address = isinstance(value, str) and value.startswith("0x") and len(value) == 42
-                args[arg] = to_checksum_address(value) if is_address else value
+            args[arg] = decode([typ], bytes(HexBytes(topic)))[0]
+        values = decode([t for _, t in plain], bytes(HexBytes(log["data"])))
+        args.update((arg, value) for (arg, _), value in zip(plain, values, strict=True))
+        for arg, value in args.items():
+            if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
+                args[arg] = to_checksum_address(value)
         return LedgerEvent(
             name, args, _int(log["blockNumber"]), HexBytes(log["transactionHash"]).to_0x_hex(), _int(log["logIndex"])
         )
@@ -683,42 +677,6 @@ def _abi_tables() -> tuple[
             plain = [(i["name"], _abi_type(i)) for i in item["inputs"] if not i["indexed"]]
             events[topic] = (item["name"], indexed, plain)
     return functions, events
-
-
-_STATIC_WORDS = frozenset({"address", "bool", "bytes32"})
-
-
-def _is_word(typ: str) -> bool:
-    return typ in _STATIC_WORDS or (typ.startswith(("uint", "int")) and "[" not in typ)
-
-
-def _word(typ: str, word: bytes) -> Any:
-    """One ABI word of a static type, as eth-abi would decode it (addresses checksummed),
-    refusing what it refuses: a short word, non-zero padding, a value out of its type's range."""
-    if len(word) != 32:
-        raise ValueError(f"an ABI word is 32 bytes, not {len(word)}")
-    if typ == "address":
-        if any(word[:12]):
-            raise ValueError("an address word with non-zero padding")
-        return to_checksum_address("0x" + word[12:].hex())
-    if typ == "bytes32":
-        return word
-    if typ == "bool":
-        if word[-1] > 1 or any(word[:31]):
-            raise ValueError("a bool word that is neither 0 nor 1")
-        return word[-1] == 1
-    if typ.startswith("uint"):
-        value = int.from_bytes(word, "big")
-        if value >> int(typ[4:] or 256):
-            raise ValueError(f"a {typ} word out of range")
-        return value
-    if typ.startswith("int"):
-        value = int.from_bytes(word, "big", signed=True)
-        bits = int(typ[3:] or 256)
-        if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
-            raise ValueError(f"an {typ} word out of range")
-        return value
-    return decode([typ], word)[0]
 
 
 def _abi_type(param: dict[str, Any]) -> str:

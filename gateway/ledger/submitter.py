@@ -28,6 +28,7 @@ from hexbytes import HexBytes
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
+from gateway.chain.events import EventDecoder
 from gateway.chain.ledger import (
     EarnRecord,
     LedgerEvent,
@@ -130,6 +131,7 @@ class Submitter:
         self._paused_until: dict[str, float] = {}
         self._lock_conn: Any = None
         self._lock_file: BinaryIO | None = None
+        self._decoder = EventDecoder(runtime.ledger)  # a batch's receipt holds hundreds of logs
         self.is_leader = False
         self._last_head: tuple[int, str] = (-1, "")  # (number, hash) at the last full check
         self._canonical: dict[int, str] = {}  # block number -> hash, verified canonical
@@ -377,7 +379,7 @@ class Submitter:
                 return
             batch.status = "confirmed" if self.confirmations == 0 else "mined"
             self._fresh_mined = True  # the next round looks at its depth, whatever the head
-            events = [e for log_ in receipt["logs"] if (e := self.rt.ledger.decode_log(log_, RESULTS)) is not None]
+            events = [e for log_ in receipt["logs"] if (e := self._decoder.decode(log_, RESULTS)) is not None]
             rejected, accepted = self._results(batch.kind, [op.seq for op in ops], events, month)
             where = {"b_block": block_number, "b_hash": block_hash}
             if rejected:

@@ -346,26 +346,14 @@ def period(history: History, period_from: str | None, period_to: str | None) -> 
 
 
 @dataclass
-class PartnerLine:
-    partner_id: int
-    name: str
-    currency: str
-    issued: int
-    reversed: int
-    redeemed: int
-    net_points: int
-    net_amount: int
-
-
-@dataclass
 class AuditPage:
     history: History
     supply: int  # totalSupply at the last block, read from the contract
     liability: int  # the same, recomputed from the events
     period_from: int
     period_to: int
-    statement: Statement
-    partners: list[PartnerLine]
+    statement: Statement  # its partner lines, and their names (not on-chain) below
+    names: dict[int, str]
     months: list[MonthFigures]
 
 
@@ -380,19 +368,7 @@ def audit_page(runtime: Runtime, session: Session, history: History, start: int,
         period_from=start,
         period_to=end,
         statement=st,
-        partners=[
-            PartnerLine(
-                p.partner_id,
-                names.get(p.partner_id, ""),
-                p.currency,
-                p.issued,
-                p.reversed,
-                p.redeemed,
-                p.net_points,
-                p.net_amount,
-            )
-            for p in st.partners
-        ],
+        names=names,
         months=monthly(history, first_month=first, last_month=last),
     )
 
