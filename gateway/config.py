@@ -73,6 +73,9 @@ class GatewaySettings(BaseModel):
     # The tip per gas of every transaction the gateway sends (0 on a free-gas consortium chain;
     # an L2's going rate there).
     priority_fee_wei: int = Field(default=10**9, ge=0)
+    # Requests per second each API key may make (bursts of twice that) before 429s; one gateway
+    # process counts its own (see docs/gateway.md).
+    rate_limit_per_second: float = Field(default=200.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -8,8 +8,8 @@ the same message as EIP-712 JSON for wallets, and the tests check both agree.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from dataclasses import dataclass, field, fields
+from functools import cached_property, lru_cache
 from typing import Any, ClassVar
 
 import coincurve
@@ -225,8 +225,15 @@ def sign(domain: Domain, message: Message, private_key: bytes | str) -> CompactS
     if isinstance(private_key, str):
         private_key = bytes.fromhex(private_key.removeprefix("0x"))
     # coincurve (libsecp256k1) directly: eth_keys would derive the public key on every call.
-    signature = coincurve.PrivateKey(private_key).sign_recoverable(domain.digest(message), hasher=None)
+    signature = _signing_key(private_key).sign_recoverable(domain.digest(message), hasher=None)
     return CompactSignature.from_bytes(signature)
+
+
+@lru_cache(maxsize=256)
+def _signing_key(private_key: bytes) -> coincurve.PrivateKey:
+    # coincurve derives two public keys when it builds a PrivateKey (~100 us): a process that
+    # signs for the same few keys (a till, a gateway's managed partners) builds each once.
+    return coincurve.PrivateKey(private_key)
 
 
 def address_of(private_key: bytes | str) -> str:
@@ -261,8 +268,18 @@ class Receipt:
 
     def canonical(self) -> bytes:
         """Sorted keys, no spaces, UTF-8: the same bytes for the same receipt, everywhere."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        return self._canonical
 
     def ref(self) -> bytes:
         """keccak-256 of the canonical document: the receipt reference carried by events."""
-        return keccak(self.canonical())
+        return self._ref
+
+    # Computed once per (immutable) receipt: a gateway reads both several times per request.
+    @cached_property
+    def _canonical(self) -> bytes:
+        document = {f.name: getattr(self, f.name) for f in fields(self)}
+        return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @cached_property
+    def _ref(self) -> bytes:
+        return keccak(self._canonical)

@@ -17,6 +17,8 @@ import json
 import os
 import platform
 import secrets
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -38,6 +40,7 @@ from gateway.config import REPO_ROOT, get_settings
 from partners.signing import EarnMessage, address_of, sign
 
 MEMBERS = 500
+WRK_SCRIPT = Path(__file__).with_name("bench_earn.lua")
 
 
 def raw_mint_rate(kind: str, seconds: float) -> float:
@@ -109,7 +112,7 @@ def gateway_cpu_seconds(pid: int) -> float:
     return cpu_seconds(pid) + sum(cpu_seconds(int(child)) for child in children)
 
 
-async def drive(url: str, key: str, seconds: float, concurrency: int) -> tuple[list[float], float, float]:
+async def drive(url: str, key: str, seconds: float, concurrency: int, members: int) -> tuple[list[float], float, float]:
     latencies: list[float] = []
     counter = iter(range(10**9))
     headers = {"Authorization": f"Bearer {key}"}
@@ -121,7 +124,7 @@ async def drive(url: str, key: str, seconds: float, concurrency: int) -> tuple[l
             while time.perf_counter() - start < seconds:
                 n = next(counter)
                 body = {
-                    "member_id": f"m{n % MEMBERS}",
+                    "member_id": f"m{n % members}",
                     "receipt_id": f"B-{n}",
                     "amount_minor": 1000 + n % 5000,
                     "currency": "EUR",
@@ -136,13 +139,35 @@ async def drive(url: str, key: str, seconds: float, concurrency: int) -> tuple[l
     return latencies, start, time.perf_counter()
 
 
+def drive_wrk(url: str, key: str, seconds: float, concurrency: int, members: int) -> dict[str, float]:
+    """The same load from wrk (C, two threads): the driver costs the shared cores far less
+    than httpx does. Figures come from scripts/bench_earn.lua's one JSON line."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{concurrency}", f"-d{round(seconds)}s", "--timeout", "30s", "-s", str(WRK_SCRIPT), url],
+        env={**os.environ, "KEY": key, "MEMBERS": str(members)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    if figures["refused"] or figures["errors"]:
+        raise SystemExit(f"earns refused or failed under wrk: {figures}\n{out.stderr}")
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chain", choices=["anvil", "embedded"], default="anvil")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1, help="gateway processes (loyalty serve --workers)")
+    parser.add_argument("--driver", choices=["httpx", "wrk"], default="httpx", help="what sends the earns")
+    parser.add_argument("--members", type=int, default=MEMBERS, help="members the earns cycle through")
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--no-raw", action="store_true", help="skip the raw-chain measurements")
+    parser.add_argument("--profile", help="run the gateway under py-spy and write its collapsed stacks here")
     args = parser.parse_args()
     console = Console()
 
@@ -152,13 +177,21 @@ def main() -> None:
     command = [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(data_dir), "--port", str(port)]
     if node:
         command += ["--network", node.url, "--workers", str(args.workers)]
+    if args.profile:
+        spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--rate", "250"]
+        command = [*spy, "--subprocesses", "--threads", "-o", args.profile, "--", *command]
     log = open(data_dir.parent / "gateway.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
         command,
         cwd=REPO_ROOT,
         stdout=log,
         stderr=log,
-        env={**os.environ, "LOYALTY_GATEWAY__BATCH_MAX_OPERATIONS": "200"},
+        env={
+            **os.environ,
+            "LOYALTY_GATEWAY__BATCH_MAX_OPERATIONS": "200",
+            # One partner key sends everything here: lift its per-key limit out of the way.
+            "LOYALTY_GATEWAY__RATE_LIMIT_PER_SECOND": "1000000",
+        },
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -182,17 +215,26 @@ def main() -> None:
         ).json()
         key = partner["api_key"]
         with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("enrolling members", total=MEMBERS)
+            task = progress.add_task("enrolling members", total=args.members)
             with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
-                for i in range(MEMBERS):
+                for i in range(args.members):
                     client.post(
                         "/v1/members", json={"member_id": f"m{i}", "address": "0x" + secrets.token_bytes(20).hex()}
                     )
                     progress.advance(task)
         console.print(f"driving earns for {args.seconds:.0f} s with {args.concurrency} concurrent clients...")
         cpu_before = gateway_cpu_seconds(server.pid), (cpu_seconds(node.process.pid) if node else 0.0)
-        latencies, start, end = asyncio.run(drive(url, key, args.seconds, args.concurrency))
-        accepted = len(latencies)
+        if args.driver == "wrk":
+            start = time.perf_counter()
+            driven = drive_wrk(url, key, args.seconds, args.concurrency, args.members)
+            end = time.perf_counter()
+            accepted = int(driven["requests"])
+            p50, p99 = driven["p50_ms"], driven["p99_ms"]
+        else:
+            latencies, start, end = asyncio.run(drive(url, key, args.seconds, args.concurrency, args.members))
+            accepted = len(latencies)
+            quantiles = statistics.quantiles(latencies, n=100)
+            p50, p99 = quantiles[49] * 1000, quantiles[98] * 1000
         gateway_cpu = gateway_cpu_seconds(server.pid) - cpu_before[0]
         node_cpu = (cpu_seconds(node.process.pid) if node else 0.0) - cpu_before[1]
         with Progress(console=console, transient=True) as progress:
@@ -217,28 +259,34 @@ def main() -> None:
         sizes = next(line for line in metrics.splitlines() if line.startswith("loyalty_batch_size_sum"))
         batches = next(line for line in metrics.splitlines() if line.startswith("loyalty_batch_size_count"))
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        if args.profile:
+            server.send_signal(signal.SIGINT)  # py-spy writes its stacks on SIGINT and stops the gateway
+        else:
+            server.terminate()
+        server.wait(timeout=60)
         log.close()
         if node:
             node.close()
 
-    console.print("measuring the raw batched-mint rate of the same kind of chain (no gateway)...")
-    raw = raw_mint_rate(args.chain, 10)
-    console.print("measuring our ledger's raw batched-earn rate on the same kind of chain (no gateway)...")
-    raw_earn = raw_earn_rate(args.chain, 10)
-    quantiles = statistics.quantiles(latencies, n=100)
+    raw = raw_earn = float("nan")
+    if not args.no_raw:
+        console.print("measuring the raw batched-mint rate of the same kind of chain (no gateway)...")
+        raw = raw_mint_rate(args.chain, 10)
+        console.print("measuring our ledger's raw batched-earn rate on the same kind of chain (no gateway)...")
+        raw_earn = raw_earn_rate(args.chain, 10)
     figures = {
         "chain": args.chain,
         "seconds": args.seconds,
         "concurrency": args.concurrency,
         "workers": args.workers,
+        "driver": args.driver,
+        "members": args.members,
         "accepted": accepted,
         "confirmed": confirmed,
         "accepted_per_s": round(accepted / (end - start), 1),
         "confirmed_per_s": round(confirmed / (confirmed_at - start), 1),
-        "accept_p50_ms": round(quantiles[49] * 1000, 1),
-        "accept_p99_ms": round(quantiles[98] * 1000, 1),
+        "accept_p50_ms": round(p50, 1),
+        "accept_p99_ms": round(p99, 1),
         "raw_mint_per_s": round(raw, 1),
         "raw_earn_per_s": round(raw_earn, 1),
         "gateway_cpu_ms_per_earn": round(1000 * gateway_cpu / max(1, accepted), 2),

@@ -43,7 +43,6 @@ from gateway.web.pages import router as pages
 
 log = logging.getLogger("gateway.api")
 MAX_BODY_BYTES = 64 * 1024
-RATE_PER_SECOND = 200.0  # per API key, with bursts of twice that
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -106,10 +105,10 @@ class BodyLimit:
         await self.app(scope, bounded, send)
 
 
-def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second: float = RATE_PER_SECOND) -> FastAPI:
+def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second: float | None = None) -> FastAPI:
     metrics = Metrics()
     submitter = Submitter(runtime, metrics)
-    limiter = RateLimiter(rate_per_second)
+    limiter = RateLimiter(rate_per_second or runtime.settings.gateway.rate_limit_per_second)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -316,6 +315,7 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
                 partner_signature=signed(body.partner_signature),
                 prepared=prepared,
             ),
+            refuses_before_writing=True,
         )
         metrics.add("operations_accepted_total")
         return reply(response)

@@ -83,12 +83,19 @@ class ChainBackend(ABC):
 class _LockedTesterProvider(EthereumTesterProvider):
     """eth-tester is not thread-safe; the gateway's threads take turns."""
 
+    # Requests that only read: anything else may mine a block (eth-tester mines each
+    # transaction at once) and so moves the head.
+    _READS = ("eth_get", "eth_call", "eth_chainId", "eth_blockNumber", "eth_estimateGas", "eth_gasPrice")
+
     def __init__(self, tester: EthereumTester) -> None:
         super().__init__(tester)
         self._lock = threading.RLock()
+        self.head_timestamp: int | None = None  # cached by EmbeddedChain.latest_timestamp
 
     def make_request(self, method: Any, params: Any) -> Any:
         with self._lock:
+            if not str(method).startswith(self._READS):
+                self.head_timestamp = None
             return super().make_request(method, params)
 
 
@@ -121,7 +128,8 @@ class EmbeddedChain(ChainBackend):
                     else:
                         os.environ[k] = v
         self.tester = EthereumTester(self.backend)
-        self.w3 = Web3(_LockedTesterProvider(self.tester))
+        self._provider = _LockedTesterProvider(self.tester)
+        self.w3 = Web3(self._provider)
 
     @property
     def dev_keys(self) -> list[str]:
@@ -131,13 +139,28 @@ class EmbeddedChain(ChainBackend):
         return self.tester.take_snapshot()
 
     def revert(self, snapshot: Any) -> None:
-        self.tester.revert_to_snapshot(snapshot)
+        with self._provider._lock:
+            self._provider.head_timestamp = None
+            self.tester.revert_to_snapshot(snapshot)
 
     def travel_to(self, timestamp: int) -> None:
-        self.tester.time_travel(timestamp)
+        with self._provider._lock:
+            self._provider.head_timestamp = None
+            self.tester.time_travel(timestamp)
 
     def mine(self, blocks: int = 1) -> None:
-        self.tester.mine_blocks(blocks)
+        with self._provider._lock:
+            self._provider.head_timestamp = None
+            self.tester.mine_blocks(blocks)
+
+    def latest_timestamp(self) -> int:
+        # Every earn counts its deadline from this: through web3 and eth-tester's serializers
+        # it cost ~4 ms; from py-evm's head header, kept until something may have mined, ~0.
+        provider = self._provider
+        with provider._lock:
+            if provider.head_timestamp is None:
+                provider.head_timestamp = int(self.backend.chain.get_canonical_head().timestamp)
+            return provider.head_timestamp
 
     def close(self) -> None:
         db = self.backend.chain.chaindb.db

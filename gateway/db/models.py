@@ -151,29 +151,6 @@ class StoredReceipt(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     accepted_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
-    @classmethod
-    def of(cls, op: Operation) -> StoredReceipt:
-        """The custody copy of a just-flushed operation (its seq and created_at are set)."""
-        return cls(
-            operation_id=op.id,
-            seq=op.seq,
-            kind=op.kind,
-            partner_id=op.partner_id,
-            member_id=op.member_id,
-            receipt_id=op.receipt_id,
-            receipt_doc=op.receipt_doc,
-            receipt_ref=op.receipt_ref,
-            amount_minor=op.amount_minor,
-            currency=op.currency,
-            points=op.points,
-            nonce=op.nonce,
-            deadline=op.deadline,
-            signature=op.signature,
-            original_id=op.original_id,
-            reason=op.reason,
-            accepted_at=op.created_at,
-        )
-
 
 class Operation(Base):
     """One accepted write: the outbox row the submitter turns into a batch entry."""

@@ -25,10 +25,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.chain.ledger import LedgerRevert
-from gateway.db.models import ApiKey, Base, Member, Operation, Partner, StoredReceipt, utcnow
+from gateway.db.models import ApiKey, Base, Member, Operation, Partner, utcnow
 from gateway.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from gateway.ledger.rules import BPS, MAX_OP_POINTS, month_label
 from gateway.ledger.runtime import Runtime
+from gateway.ledger.writer import deferred
 from gateway.security import (
     encrypt_private_key,
     hash_api_key,
@@ -142,12 +143,22 @@ def idempotent(
 
 
 async def idempotent_async(
-    runtime: Runtime, *, scope: str, key: str | None, body: dict[str, Any], effect: Callable[[Session], Response]
+    runtime: Runtime,
+    *,
+    scope: str,
+    key: str | None,
+    body: dict[str, Any],
+    effect: Callable[[Session], Response],
+    refuses_before_writing: bool = False,
 ) -> Response:
-    """`idempotent` for an event loop: waits for the group commit without holding a thread."""
+    """`idempotent` for an event loop: waits for the group commit without holding a thread.
+
+    `refuses_before_writing`: `effect` raises its domain errors before its first write (see
+    WriteQueue), as `accept_earn` does."""
     digest = request_hash(body)
     try:
-        future = runtime.writer.submit(_idempotent_work(scope, key, digest, effect))
+        work = _idempotent_work(scope, key, digest, effect)
+        future = runtime.writer.submit(work, refuses_before_writing=refuses_before_writing)
         result: Response = await asyncio.wrap_future(future)
     except (IntegrityError, Conflict) as exc:
         return _race_winner(runtime, scope, key, digest, exc)
@@ -159,24 +170,28 @@ def _idempotent_work(
     scope: str, key: str | None, digest: str, effect: Callable[[Session], Response]
 ) -> Callable[[Session], Response]:
     def work(session: Session) -> Response:
-        if key is not None:  # a retry: the first answer, looked up inside the write transaction
+        group = deferred(session)
+        # A retry: the first answer, looked up inside the write transaction. In a group of
+        # bare jobs not looked up: a used key fails the group's insert and the careful re-run
+        # of the group finds it here.
+        if key is not None and group is None:
             stored = _stored(session, scope, key, digest)
             if stored is not None:
                 return stored
         response = effect(session)
         if key is not None:
-            # A lost race on the key fails here, inside this write's savepoint.
-            session.connection().execute(
-                _INSERT_IDEMPOTENCY,
-                {
-                    "scope": scope,
-                    "key": key,
-                    "request_hash": digest,
-                    "status_code": response.status,
-                    "response_body": json.dumps(response.body),
-                    "created_at": utcnow(),
-                },
-            )
+            row = {
+                "scope": scope,
+                "key": key,
+                "request_hash": digest,
+                "status_code": response.status,
+                "response_body": json.dumps(response.body),
+                "created_at": utcnow(),
+            }
+            if group is not None:
+                group.add(_insert_idempotency, row)
+            else:  # a lost race on the key fails here, inside this write's savepoint
+                session.connection().execute(_INSERT_IDEMPOTENCY, row)
         return response
 
     return work
@@ -403,21 +418,22 @@ def _partner_signature(
     )
 
 
-def _new_operation(*, receipt: Receipt, **fields: Any) -> Operation:
-    """An accepted operation with its canonical receipt document and that document's hash."""
-    return Operation(
-        id=secrets.token_hex(16),
-        status="accepted",
-        receipt_doc=receipt.canonical().decode(),
-        receipt_ref="0x" + receipt.ref().hex(),
+def _new_operation(*, receipt: Receipt, **fields: Any) -> dict[str, Any]:
+    """An accepted operation's row, with its canonical receipt document and that document's
+    hash. A plain dict: on the hot path an ORM instance costs more than the row it holds."""
+    return {
+        "id": secrets.token_hex(16),
+        "status": "accepted",
+        "receipt_doc": receipt.canonical().decode(),
+        "receipt_ref": "0x" + receipt.ref().hex(),
         **fields,
-    )
+    }
 
 
 # Core, on the session's connection: no ORM compile and bookkeeping on the hot path.
 _OPERATIONS = Base.metadata.tables["operations"]
-_OPERATION_COLUMNS = [c for c in _OPERATIONS.columns if c.key != "seq"]
-_INSERT_OPERATION = insert(_OPERATIONS)
+_OPERATION_KEYS = [c.key for c in _OPERATIONS.columns if c.key != "seq"]
+_INSERT_OPERATION_SEQ = insert(_OPERATIONS).returning(_OPERATIONS.c.id, _OPERATIONS.c.seq)
 _RECEIPTS = Base.metadata.tables["receipts"]
 _INSERT_RECEIPT = insert(_RECEIPTS)
 _IDEMPOTENCY = Base.metadata.tables["idempotency_keys"]
@@ -432,27 +448,56 @@ _RECEIPT_TAKEN = select(_OPERATIONS.c.id).where(
 )
 
 
-def _receipt_row(receipt: StoredReceipt) -> dict[str, Any]:
-    return {c.key: getattr(receipt, c.key) for c in _RECEIPTS.columns}
+# The custody copy's columns that it shares with the operation, under the same names.
+_RECEIPT_FROM_OPERATION = [c.key for c in _RECEIPTS.columns if c.key not in ("operation_id", "accepted_at")]
 
 
-def _accepted(session: Session, op: Operation, **extra: Any) -> Response:
+def _accepted(session: Session, op: dict[str, Any], **extra: Any) -> Response:
     """Stores the operation (in the caller's transaction) and the 202 the caller is owed."""
     # Core inserts: the unit of work's bookkeeping costs more than the rows on the hot path.
-    values = {c.key: v for c in _OPERATION_COLUMNS if (v := getattr(op, c.key)) is not None}
+    values = {c: v for c in _OPERATION_KEYS if (v := op.get(c)) is not None}
     values["created_at"] = values["updated_at"] = utcnow()  # the machine clock: the batch window counts from it
-    inserted = session.connection().execute(_INSERT_OPERATION, values).inserted_primary_key
-    assert inserted is not None
-    seq = inserted[0]
-    op.seq, op.created_at = seq, values["created_at"]
     # The custody copy `loyalty reindex` rebuilds the operation's index row from.
-    session.connection().execute(_INSERT_RECEIPT, _receipt_row(StoredReceipt.of(op)))
+    receipt = {c: values.get(c) for c in _RECEIPT_FROM_OPERATION}
+    receipt.update(operation_id=values["id"], accepted_at=values["created_at"])
+    group = deferred(session)
+    if group is not None:
+        group.add(_insert_accepted, (values, receipt))
+    else:
+        _insert_accepted(session, [(values, receipt)])
     return Response(
-        202, {"operation_id": op.id, "status": op.status, "points": op.points, "receipt_ref": op.receipt_ref, **extra}
+        202,
+        {
+            "operation_id": values["id"],
+            "status": values["status"],
+            "points": values.get("points"),
+            "receipt_ref": values["receipt_ref"],
+            **extra,
+        },
     )
 
 
+def _insert_accepted(session: Session, accepted: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    """Operations and their custody copies, one executemany per shape of row."""
+    connection = session.connection()
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for values, _ in accepted:  # an executemany takes rows with the same columns
+        shapes.setdefault(tuple(values), []).append(values)
+    seqs: dict[str, int] = {}
+    for rows in shapes.values():
+        inserted = connection.execute(_INSERT_OPERATION_SEQ, rows)
+        seqs.update((row.id, row.seq) for row in inserted)
+    receipts = [{**receipt, "seq": seqs[values["id"]]} for values, receipt in accepted]
+    connection.execute(_INSERT_RECEIPT, receipts)
+
+
+def _insert_idempotency(session: Session, rows: list[dict[str, Any]]) -> None:
+    session.connection().execute(_INSERT_IDEMPOTENCY, rows)
+
+
 def _duplicate_check(session: Session, partner_id: int, kind: str, receipt_id: str) -> None:
+    if deferred(session) is not None:
+        return  # the unique constraint refuses the group's insert; the careful re-run says which
     exists = (
         session.connection()
         .execute(_RECEIPT_TAKEN, {"partner_id": partner_id, "kind": kind, "receipt_id": receipt_id})
@@ -525,7 +570,7 @@ def expected_points(runtime: Runtime, partner: Partner, tier: int, spend: int) -
 def accept_earn(
     runtime: Runtime,
     session: Session,
-    *,
+    *,  # raises every domain error before its first write (the writer runs it without a savepoint)
     caller: Caller,
     member_id: str,
     receipt_id: str,
