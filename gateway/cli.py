@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
+import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,8 @@ from gateway.config import Settings, get_settings
 from gateway.errors import ConfigError, LoyaltyError
 from gateway.ledger.runtime import open_chain as runtime_chain
 from gateway.ledger.runtime import open_runtime, operator_key
+
+log = logging.getLogger("gateway.cli")
 
 console = Console()
 
@@ -128,7 +134,19 @@ def init(network: str | None, data_dir: Path | None) -> None:
     default=1,
     help="gateway processes on one port (JSON-RPC networks): all serve the API, one submits",
 )
-def serve(host: str | None, port: int | None, network: str | None, data_dir: Path | None, workers: int) -> None:
+@click.option(
+    "--submitter-process",
+    is_flag=True,
+    help="submit from a process of its own, restarted if it dies (JSON-RPC networks)",
+)
+def serve(
+    host: str | None,
+    port: int | None,
+    network: str | None,
+    data_dir: Path | None,
+    workers: int,
+    submitter_process: bool,
+) -> None:
     """Run the gateway (HTTP API and batch submitter); initializes an empty data directory."""
     import uvicorn
 
@@ -141,24 +159,115 @@ def serve(host: str | None, port: int | None, network: str | None, data_dir: Pat
     runtime = open_runtime(settings, data_dir=directory, network=network)
     host, port = host or settings.gateway.host, port or settings.gateway.port
     console.print(f"gateway on http://{host}:{port} (docs at /docs), ledger {runtime.ledger.address}")
-    if workers > 1:
-        if runtime.network == "embedded":
-            runtime.close()
-            raise click.UsageError("the embedded chain lives inside one process: --workers needs a JSON-RPC network")
-        runtime.close()  # initialized; each worker opens its own (caches, writer, submitter candidate)
-        os.environ["LOYALTY_SERVE_DATA_DIR"] = str(directory)
-        os.environ["LOYALTY_SERVE_NETWORK"] = runtime.network
-        uvicorn.run(
-            "gateway.api.serve:app_from_environment",
-            factory=True,
-            workers=workers,
-            host=host,
-            port=port,
-            log_level="warning",
+    if (workers > 1 or submitter_process) and runtime.network == "embedded":
+        runtime.close()
+        raise click.UsageError(
+            "the embedded chain lives inside one process: --workers and --submitter-process need a JSON-RPC network"
         )
-        return
+    supervisor = SubmitterSupervisor(directory, runtime.network) if submitter_process else None
     try:
-        uvicorn.run(create_app(runtime), host=host, port=port, log_level="warning")
+        if supervisor is not None:
+            supervisor.start()
+        if workers > 1 or supervisor is not None:
+            runtime.close()  # initialized; each worker opens its own (caches, writer, submitter candidate)
+            os.environ["LOYALTY_SERVE_DATA_DIR"] = str(directory)
+            os.environ["LOYALTY_SERVE_NETWORK"] = runtime.network
+            os.environ["LOYALTY_SERVE_SUBMITTER"] = "elsewhere" if supervisor is not None else "here"
+            uvicorn.run(
+                "gateway.api.serve:app_from_environment",
+                factory=True,
+                workers=workers,
+                host=host,
+                port=port,
+                log_level="warning",
+            )
+            return
+        try:
+            uvicorn.run(create_app(runtime), host=host, port=port, log_level="warning")
+        finally:
+            runtime.close()
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+
+
+class SubmitterSupervisor:
+    """`loyalty submit` as a child of `loyalty serve --submitter-process`: started with the
+    gateway, started again whenever it exits, stopped with the gateway. The child also stops
+    by itself when this process dies (it watches its parent), so a kill -9 of the gateway
+    leaves no submitter behind holding the lock."""
+
+    def __init__(self, data_dir: Path, network: str) -> None:
+        self.command = [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "submit",
+            "--data-dir",
+            str(data_dir),
+            "--network",
+            network,
+            "--parent",
+            str(os.getpid()),
+        ]
+        self.child: subprocess.Popen[bytes] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="submitter-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self.child = subprocess.Popen(self.command)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            child = self.child
+            if child is not None and child.poll() is not None and not self._stop.is_set():
+                log.warning("the submitter process exited (%s); starting it again", child.returncode)
+                self.child = subprocess.Popen(self.command)
+            self._stop.wait(0.5)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.child is not None and self.child.poll() is None:
+            self.child.terminate()
+            try:
+                self.child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+
+
+@main.command()
+@click.option("--network", required=True, help="network name or URL (a JSON-RPC network)")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--parent", type=int, default=None, help="stop when this process is gone")
+def submit(network: str, data_dir: Path | None, parent: int | None) -> None:
+    """Run only the batch submitter, beside `loyalty serve` processes on the same database."""
+    from gateway import logs
+    from gateway.ledger.submitter import Submitter
+
+    logs.configure()
+    settings = get_settings()
+    runtime = open_runtime(
+        settings, data_dir=(data_dir or settings.gateway.data_dir).resolve(), network=network, log=False
+    )
+    if runtime.network == "embedded":
+        runtime.close()
+        raise click.UsageError("the embedded chain lives inside the gateway's process: it submits there")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if parent is not None:
+
+        def watch_parent() -> None:
+            while not stop.wait(0.5):
+                if os.getppid() != parent:  # orphaned: the gateway that started us is gone
+                    stop.set()
+
+        threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
+    submitter = Submitter(runtime)
+    submitter.idle_poll = 0.05  # no wake-ups from accepted writes here: look often (a few cheap reads)
+    try:
+        submitter.run(stop)
     finally:
         runtime.close()
 

@@ -70,7 +70,7 @@ def _type_hash(cls: type[Message]) -> bytes:
     return _TYPE_HASHES[cls]
 
 
-def _word(solidity_type: str, value: Any) -> bytes:
+def abi_word(solidity_type: str, value: Any) -> bytes:
     """One static field as its 32-byte ABI word, refusing what eth-abi would refuse."""
     if solidity_type == "address":
         raw = bytes.fromhex(str(value).removeprefix("0x"))
@@ -102,7 +102,7 @@ class Message:
         # Every field is one static ABI word, so the encoding is the words side by side; done
         # by hand because eth-abi's general encoder costs more than the signature itself.
         words = [_type_hash(type(self))]
-        words.extend(_word(t, getattr(self, a)) for t, _, a in self.FIELDS)
+        words.extend(abi_word(t, getattr(self, a)) for t, _, a in self.FIELDS)
         return keccak(b"".join(words))
 
     def typed_data(self, domain: Domain) -> dict[str, Any]:
@@ -249,7 +249,7 @@ def earn_leaf(*, partner_id: int, member: str, receipt_ref: bytes, spend: int, p
         (partner_id, member, receipt_ref, spend, points, earn_month),
         strict=True,
     )
-    return keccak(b"".join(_word(t, v) for t, v in fields))  # abi.encode of static words
+    return keccak(b"".join(abi_word(t, v) for t, v in fields))  # abi.encode of static words
 
 
 @dataclass(frozen=True)

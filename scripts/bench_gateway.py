@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1, help="gateway processes (loyalty serve --workers)")
+    parser.add_argument("--submitter-process", action="store_true", help="loyalty serve --submitter-process (anvil)")
     parser.add_argument("--driver", choices=["httpx", "wrk"], default="httpx", help="what sends the earns")
     parser.add_argument("--members", type=int, default=MEMBERS, help="members the earns cycle through")
     parser.add_argument("--json", help="write the figures to this file")
@@ -177,8 +178,18 @@ def main() -> None:
     command = [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(data_dir), "--port", str(port)]
     if node:
         command += ["--network", node.url, "--workers", str(args.workers)]
+        if args.submitter_process:
+            command.append("--submitter-process")
     if args.profile:
-        spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--rate", "250"]
+        spy = [
+            str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            "100",
+            "--nonblocking",
+        ]
         command = [*spy, "--subprocesses", "--threads", "-o", args.profile, "--", *command]
     log = open(data_dir.parent / "gateway.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
@@ -279,6 +290,7 @@ def main() -> None:
         "seconds": args.seconds,
         "concurrency": args.concurrency,
         "workers": args.workers,
+        "submitter_process": args.submitter_process,
         "driver": args.driver,
         "members": args.members,
         "accepted": accepted,

@@ -20,4 +20,5 @@ def app_from_environment() -> FastAPI:
         network=os.environ["LOYALTY_SERVE_NETWORK"],
         log=False,
     )
-    return create_app(runtime)
+    # With `--submitter-process` the submitter runs (and is restarted) in a process of its own.
+    return create_app(runtime, run_submitter=os.environ.get("LOYALTY_SERVE_SUBMITTER") != "elsewhere")

@@ -11,7 +11,7 @@ import ast
 import json
 import time
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from partners.signing import (
     EarnMessage,
     RedeemMessage,
     ReverseMessage,
+    abi_word,
     earn_leaf,
 )
 
@@ -495,8 +496,16 @@ class Ledger:
         return sender.send(self.address, self.encode_call(function, *args), gas=gas)
 
     def encode_call(self, function: str, *args: Any) -> bytes:
-        """Calldata of `function(args)`, straight through eth-abi (web3's contract layer is slow)."""
+        """Calldata of `function(args)`, straight through eth-abi (web3's contract layer is slow).
+
+        A lone array of static tuples (earnBatch, redeemBatch: the submitter's every batch)
+        is laid out word by word instead, ~10x faster; tests compare both encodings."""
         selector, inputs, _ = self._fns[function]
+        fields = _static_tuple_array(inputs[0]) if len(inputs) == 1 == len(args) else None
+        if fields is not None:
+            rows = args[0]
+            head = (32).to_bytes(32, "big") + len(rows).to_bytes(32, "big")
+            return selector + head + b"".join(abi_word(t, v) for row in rows for t, v in zip(fields, row, strict=True))
         return selector + encode(inputs, args)
 
     # -------------------------------------------------------------- batches
@@ -677,6 +686,16 @@ def _abi_tables() -> tuple[
             plain = [(i["name"], _abi_type(i)) for i in item["inputs"] if not i["indexed"]]
             events[topic] = (item["name"], indexed, plain)
     return functions, events
+
+
+@lru_cache(maxsize=64)
+def _static_tuple_array(abi_type: str) -> tuple[str, ...] | None:
+    """The field types of `(t1,...,tn)[]` when every one is a word `abi_word` encodes, else None."""
+    if not (abi_type.startswith("(") and abi_type.endswith(")[]")) or "(" in abi_type[1:]:
+        return None
+    fields = tuple(abi_type[1:-3].split(","))
+    static = all(t in ("address", "bytes32") or (t.startswith("uint") and t[4:].isdigit()) for t in fields)
+    return fields if static else None
 
 
 def _abi_type(param: dict[str, Any]) -> str:

@@ -95,6 +95,25 @@ _SUBMITTED = (
 )
 
 
+_QUEUED = (
+    select(OPS.c.seq, OPS.c.created_at)
+    .where(OPS.c.kind == bindparam("kind"), OPS.c.status == "accepted")
+    .order_by(OPS.c.seq)
+    .limit(bindparam("limit"))
+)
+_BATCH_ROWS = (
+    select(OPS)
+    .where(
+        OPS.c.kind == bindparam("kind"),
+        OPS.c.status == "accepted",
+        OPS.c.seq >= bindparam("first"),
+        OPS.c.seq <= bindparam("last"),
+    )
+    .order_by(OPS.c.seq)
+    .limit(bindparam("limit"))  # on PostgreSQL a lower seq may commit late, inside the range
+)
+
+
 def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
@@ -138,6 +157,9 @@ class Submitter:
         self._next_wake = 0.0
         self._fresh_mined = False
         self._filling = False
+        # How long an idle round waits for news. In a gateway process, accepted writes wake
+        # the submitter at once (runtime.work_ready); alone in its process it looks again.
+        self.idle_poll = IDLE_POLL_SECONDS
 
     # ------------------------------------------------------------ leadership
 
@@ -196,7 +218,7 @@ class Submitter:
             if not busy:
                 # Sleep until a filling batch's window ends or, with nothing queued, until this
                 # process accepts new work or the poll interval passes (other processes' work).
-                pause = max(0.001, min(IDLE_POLL_SECONDS, self._next_wake - time.monotonic()))
+                pause = max(0.001, min(self.idle_poll, self._next_wake - time.monotonic()))
                 if self._filling:
                     stop.wait(pause)
                 else:
@@ -206,7 +228,7 @@ class Submitter:
 
     def step(self) -> bool:
         """One round: follow what is in flight, confirm, then submit new batches."""
-        self._next_wake, self._filling = time.monotonic() + IDLE_POLL_SECONDS, False
+        self._next_wake, self._filling = time.monotonic() + self.idle_poll, False
         busy = self.track()
         busy = self.confirm() or busy
         for kind in KINDS:
@@ -221,21 +243,20 @@ class Submitter:
         # Read, then talk to the chain with no database lock held, then write in one short
         # transaction: API requests never wait behind an RPC call.
         with self.rt.sessions() as session:
-            ops = session.execute(
-                select(OPS)
-                .where(OPS.c.kind == kind, OPS.c.status == "accepted")
-                .order_by(OPS.c.seq)
-                .limit(self.batch_max)
-            ).all()
-            if not ops:
+            conn = session.connection()
+            # First only the queue's shape (this runs many times while a batch fills up).
+            queued = conn.execute(_QUEUED, {"kind": kind, "limit": self.batch_max}).all()
+            if not queued:
                 return False
-            oldest = ops[0].created_at
+            oldest = queued[0].created_at
             age = (datetime.now(UTC) - (oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC))).total_seconds()
-            if len(ops) < self.batch_max and age < self.window:
+            if len(queued) < self.batch_max and age < self.window:
                 # Let the batch fill up for a moment; wake when its window ends.
                 self._next_wake = min(self._next_wake, time.monotonic() + self.window - age)
                 self._filling = True
                 return False
+            bounds = {"kind": kind, "first": queued[0].seq, "last": queued[-1].seq, "limit": self.batch_max}
+            ops = conn.execute(_BATCH_ROWS, bounds).all()
             data = self._calldata(session, kind, ops)
             nonce = self._next_nonce(session)
         sender = self.rt.relayer
@@ -266,7 +287,6 @@ class Submitter:
                 [{"b_seq": seq, "b_batch": batch.id, "b_index": i, "b_tx": tx_hash} for i, seq in enumerate(seqs)],
             )
         # Stored and committed: only now does the transaction leave this process.
-        self.metrics.observe("batch_size", [len(ops)])
         self._broadcast(raw)
         return True
 
@@ -337,7 +357,9 @@ class Submitter:
     def track(self) -> bool:
         """Reads receipts of broadcast batches; broadcasts again what the node has lost."""
         with self.rt.sessions() as session:
-            pending = list(session.scalars(select(Batch).where(Batch.status == "signed").order_by(Batch.nonce)))
+            pending = session.execute(
+                select(Batch.id, Batch.tx_hash, Batch.raw_tx).where(Batch.status == "signed").order_by(Batch.nonce)
+            ).all()
         busy = False
         for batch in pending:
             receipt = rpc(self.rt.chain.w3, "eth_getTransactionReceipt", [batch.tx_hash])

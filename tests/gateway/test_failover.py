@@ -4,6 +4,7 @@ one submits; kill the submitting one, the other takes over."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -183,3 +184,103 @@ def test_worker_processes_share_one_port_and_one_submitter(
     assert {r.id for r in rows} == ids and {r.status for r in rows} == {"confirmed"}
     assert sorted(earned_refs(anvil, data)) == sorted(r.receipt_ref for r in rows)  # once each
     assert nonces == list(range(len(nonces)))
+
+
+def _children(pid: int) -> set[int]:
+    return {int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()}
+
+
+def _submitter_of(pid: int) -> int | None:
+    for child in _children(pid):
+        try:
+            if b"submit" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0"):
+                return child
+        except FileNotFoundError:
+            continue
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return status != "Z"
+
+
+def test_submitter_process_is_restarted_and_dies_with_the_gateway(anvil: AnvilNode, tmp_path: Path) -> None:
+    """`loyalty serve --submitter-process`: the API process answers, a child submits; kill -9
+    the child and it comes back (nothing lost or doubled); kill -9 the gateway and the child
+    stops by itself instead of holding the submitter lock."""
+    data = tmp_path / "data"
+    data.mkdir()
+    port = free_port()
+    log = open(tmp_path / "gateway.log", "wb")  # noqa: SIM115 - closed below
+    command = [sys.executable, "-m", "gateway.cli", "serve", "--submitter-process", "--port", str(port)]
+    server = subprocess.Popen(
+        [*command, "--data-dir", str(data), "--network", anvil.url],
+        cwd=REPO_ROOT,
+        env={**os.environ, "LOYALTY_GATEWAY__BATCH_WINDOW_MS": "20"},
+        stdout=log,
+        stderr=log,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, (tmp_path / "gateway.log").read_text()
+            time.sleep(0.2)
+        assert httpx.get(f"{url}/healthz", timeout=5).json()["submitter_leader"] is False  # the child submits
+        admin = {"Authorization": f"Bearer {(data / 'admin.key').read_text().strip()}"}
+        partner = httpx.post(
+            f"{url}/v1/partners",
+            headers=admin,
+            timeout=30,
+            json={
+                "name": "T",
+                "currency": "EUR",
+                "earn_rate": {"points": 1, "per_minor_units": 100},
+                "allowance": 10**9,
+            },
+        ).json()
+        key = {"Authorization": f"Bearer {partner['api_key']}"}
+        assert httpx.post(f"{url}/v1/members", headers=key, json={"member_id": "m", "pin": "1234"}).status_code == 201
+        ids: set[str] = set()
+
+        def earn(n: int) -> None:
+            body = {"member_id": "m", "receipt_id": f"S-{n}", "amount_minor": 1000, "currency": "EUR"}
+            response = httpx.post(f"{url}/v1/earn", headers=key, json=body, timeout=30)
+            assert response.status_code == 202, response.text
+            ids.add(response.json()["operation_id"])
+
+        for n in range(20):
+            earn(n)
+        first = _submitter_of(server.pid)
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        for n in range(20, 40):  # accepted while no submitter runs; submitted once it is back
+            earn(n)
+        deadline = time.monotonic() + 30
+        while (second := _submitter_of(server.pid)) in (None, first):
+            assert time.monotonic() < deadline, "the submitter process was not started again"
+            time.sleep(0.1)
+        rows, nonces, _ = drain(f"sqlite:///{data / 'gateway.sqlite'}")
+        assert {r.id for r in rows} == ids and {r.status for r in rows} == {"confirmed"}
+        assert sorted(earned_refs(anvil, data)) == sorted(r.receipt_ref for r in rows)  # once each
+        assert nonces == list(range(len(nonces)))
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        deadline = time.monotonic() + 30
+        while _alive(second):
+            assert time.monotonic() < deadline, "the submitter outlived its gateway"
+            time.sleep(0.1)
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=30)
+        log.close()
