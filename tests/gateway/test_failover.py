@@ -9,6 +9,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -126,9 +129,10 @@ def test_the_other_gateway_takes_over_submission(anvil: AnvilNode, tmp_path: Pat
     assert nonces == list(range(len(nonces)))
 
 
-def test_worker_processes_share_one_port_and_one_submitter(
-    anvil: AnvilNode, tmp_path: Path, database_url: str | None
-) -> None:
+@contextmanager
+def serving(anvil: AnvilNode, tmp_path: Path, *options: str, database_url: str | None = None) -> Iterator[Served]:
+    """`loyalty serve OPTIONS` on anvil, up and answering, with a partner and a member "m";
+    stopped (if still running) on the way out."""
     data = tmp_path / "data"
     data.mkdir()
     port = free_port()
@@ -136,7 +140,7 @@ def test_worker_processes_share_one_port_and_one_submitter(
     if database_url is not None:
         env["LOYALTY_DATABASE_URL"] = database_url
     log = open(tmp_path / "gateway.log", "wb")  # noqa: SIM115 - closed below
-    command = [sys.executable, "-m", "gateway.cli", "serve", "--workers", "3", "--port", str(port)]
+    command = [sys.executable, "-m", "gateway.cli", "serve", *options, "--port", str(port)]
     server = subprocess.Popen(
         [*command, "--data-dir", str(data), "--network", anvil.url], cwd=REPO_ROOT, env=env, stdout=log, stderr=log
     )
@@ -165,24 +169,42 @@ def test_worker_processes_share_one_port_and_one_submitter(
         ).json()
         key = {"Authorization": f"Bearer {partner['api_key']}"}
         assert httpx.post(f"{url}/v1/members", headers=key, json={"member_id": "m", "pin": "1234"}).status_code == 201
-        ids = set()
-        for n in range(60):  # a new connection each time: the kernel spreads them over the workers
-            body = {"member_id": "m", "receipt_id": f"W-{n}", "amount_minor": 1000, "currency": "EUR"}
-            response = httpx.post(f"{url}/v1/earn", headers=key, json=body, timeout=30)
-            assert response.status_code == 202, response.text
-            ids.add(response.json()["operation_id"])
-        workers = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
-        # Which process answers is the kernel's choice; whichever did, at most one submits.
-        health = [httpx.get(f"{url}/healthz", timeout=5).json() for _ in range(30)]
-        leaders = {h["process"] for h in health if h["submitter_leader"]}
-        rows, nonces, _ = drain(database_url or f"sqlite:///{data / 'gateway.sqlite'}")
+        yield Served(server, url, key, data)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=30)
         log.close()
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[bytes]
+    url: str
+    key: dict[str, str]  # the partner's Authorization header
+    data: Path
+
+    def earn(self, receipt_id: str) -> str:
+        body = {"member_id": "m", "receipt_id": receipt_id, "amount_minor": 1000, "currency": "EUR"}
+        response = httpx.post(f"{self.url}/v1/earn", headers=self.key, json=body, timeout=30)
+        assert response.status_code == 202, response.text
+        return str(response.json()["operation_id"])
+
+
+def test_worker_processes_share_one_port_and_one_submitter(
+    anvil: AnvilNode, tmp_path: Path, database_url: str | None
+) -> None:
+    with serving(anvil, tmp_path, "--workers", "3", database_url=database_url) as gw:
+        # A new connection each time: the kernel spreads them over the workers.
+        ids = {gw.earn(f"W-{n}") for n in range(60)}
+        workers = Path(f"/proc/{gw.process.pid}/task/{gw.process.pid}/children").read_text().split()
+        # Which process answers is the kernel's choice; whichever did, at most one submits.
+        health = [httpx.get(f"{gw.url}/healthz", timeout=5).json() for _ in range(30)]
+        leaders = {h["process"] for h in health if h["submitter_leader"]}
+        rows, nonces, _ = drain(database_url or f"sqlite:///{gw.data / 'gateway.sqlite'}")
     assert len(workers) >= 3 and len(leaders) <= 1, (workers, health)  # 3 workers (+ a helper process)
     assert {r.id for r in rows} == ids and {r.status for r in rows} == {"confirmed"}
-    assert sorted(earned_refs(anvil, data)) == sorted(r.receipt_ref for r in rows)  # once each
+    assert sorted(earned_refs(anvil, gw.data)) == sorted(r.receipt_ref for r in rows)  # once each
     assert nonces == list(range(len(nonces)))
 
 
@@ -212,75 +234,24 @@ def test_submitter_process_is_restarted_and_dies_with_the_gateway(anvil: AnvilNo
     """`loyalty serve --submitter-process`: the API process answers, a child submits; kill -9
     the child and it comes back (nothing lost or doubled); kill -9 the gateway and the child
     stops by itself instead of holding the submitter lock."""
-    data = tmp_path / "data"
-    data.mkdir()
-    port = free_port()
-    log = open(tmp_path / "gateway.log", "wb")  # noqa: SIM115 - closed below
-    command = [sys.executable, "-m", "gateway.cli", "serve", "--submitter-process", "--port", str(port)]
-    server = subprocess.Popen(
-        [*command, "--data-dir", str(data), "--network", anvil.url],
-        cwd=REPO_ROOT,
-        env={**os.environ, "LOYALTY_GATEWAY__BATCH_WINDOW_MS": "20"},
-        stdout=log,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, (tmp_path / "gateway.log").read_text()
-            time.sleep(0.2)
-        assert httpx.get(f"{url}/healthz", timeout=5).json()["submitter_leader"] is False  # the child submits
-        admin = {"Authorization": f"Bearer {(data / 'admin.key').read_text().strip()}"}
-        partner = httpx.post(
-            f"{url}/v1/partners",
-            headers=admin,
-            timeout=30,
-            json={
-                "name": "T",
-                "currency": "EUR",
-                "earn_rate": {"points": 1, "per_minor_units": 100},
-                "allowance": 10**9,
-            },
-        ).json()
-        key = {"Authorization": f"Bearer {partner['api_key']}"}
-        assert httpx.post(f"{url}/v1/members", headers=key, json={"member_id": "m", "pin": "1234"}).status_code == 201
-        ids: set[str] = set()
-
-        def earn(n: int) -> None:
-            body = {"member_id": "m", "receipt_id": f"S-{n}", "amount_minor": 1000, "currency": "EUR"}
-            response = httpx.post(f"{url}/v1/earn", headers=key, json=body, timeout=30)
-            assert response.status_code == 202, response.text
-            ids.add(response.json()["operation_id"])
-
-        for n in range(20):
-            earn(n)
-        first = _submitter_of(server.pid)
+    with serving(anvil, tmp_path, "--submitter-process") as gw:
+        assert httpx.get(f"{gw.url}/healthz", timeout=5).json()["submitter_leader"] is False  # the child submits
+        ids = {gw.earn(f"S-{n}") for n in range(20)}
+        first = _submitter_of(gw.process.pid)
         assert first is not None
         os.kill(first, signal.SIGKILL)
-        for n in range(20, 40):  # accepted while no submitter runs; submitted once it is back
-            earn(n)
+        ids |= {gw.earn(f"S-{n}") for n in range(20, 40)}  # accepted meanwhile, submitted once it is back
         deadline = time.monotonic() + 30
-        while (second := _submitter_of(server.pid)) in (None, first):
+        while (second := _submitter_of(gw.process.pid)) in (None, first):
             assert time.monotonic() < deadline, "the submitter process was not started again"
             time.sleep(0.1)
-        rows, nonces, _ = drain(f"sqlite:///{data / 'gateway.sqlite'}")
+        rows, nonces, _ = drain(f"sqlite:///{gw.data / 'gateway.sqlite'}")
         assert {r.id for r in rows} == ids and {r.status for r in rows} == {"confirmed"}
-        assert sorted(earned_refs(anvil, data)) == sorted(r.receipt_ref for r in rows)  # once each
+        assert sorted(earned_refs(anvil, gw.data)) == sorted(r.receipt_ref for r in rows)  # once each
         assert nonces == list(range(len(nonces)))
-        server.send_signal(signal.SIGKILL)
-        server.wait()
+        gw.process.send_signal(signal.SIGKILL)
+        gw.process.wait()
         deadline = time.monotonic() + 30
         while _alive(second):
             assert time.monotonic() < deadline, "the submitter outlived its gateway"
             time.sleep(0.1)
-    finally:
-        if server.poll() is None:
-            server.terminate()
-            server.wait(timeout=30)
-        log.close()
