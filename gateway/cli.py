@@ -214,8 +214,13 @@ class SubmitterSupervisor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="submitter-supervisor", daemon=True)
 
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        # A session of its own: a terminal's Ctrl-C reaches the gateway, which then stops the
+        # child itself, instead of both at once (the child would be restarted meanwhile).
+        return subprocess.Popen(self.command, start_new_session=True)
+
     def start(self) -> None:
-        self.child = subprocess.Popen(self.command)
+        self.child = self._spawn()
         self._thread.start()
 
     def _watch(self) -> None:
@@ -223,7 +228,7 @@ class SubmitterSupervisor:
             child = self.child
             if child is not None and child.poll() is not None and not self._stop.is_set():
                 log.warning("the submitter process exited (%s); starting it again", child.returncode)
-                self.child = subprocess.Popen(self.command)
+                self.child = self._spawn()
             self._stop.wait(0.5)
 
     def stop(self) -> None:
