@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -87,16 +88,23 @@ class _LockedTesterProvider(EthereumTesterProvider):
     # transaction at once) and so moves the head.
     _READS = ("eth_get", "eth_call", "eth_chainId", "eth_blockNumber", "eth_estimateGas", "eth_gasPrice")
 
-    def __init__(self, tester: EthereumTester) -> None:
+    def __init__(self, tester: EthereumTester, head_timestamp: Callable[[], int]) -> None:
         super().__init__(tester)
         self._lock = threading.RLock()
-        self.head_timestamp: int | None = None  # cached by EmbeddedChain.latest_timestamp
+        self._read_head_timestamp = head_timestamp
+        self.head_timestamp = head_timestamp()  # what EmbeddedChain.latest_timestamp answers
 
     def make_request(self, method: Any, params: Any) -> Any:
         with self._lock:
-            if not str(method).startswith(self._READS):
-                self.head_timestamp = None
-            return super().make_request(method, params)
+            try:
+                return super().make_request(method, params)
+            finally:
+                if not str(method).startswith(self._READS):
+                    self.note_head()
+
+    def note_head(self) -> None:
+        """Re-reads the head's time (the caller holds the lock): after anything that may mine."""
+        self.head_timestamp = self._read_head_timestamp()
 
 
 class EmbeddedChain(ChainBackend):
@@ -128,7 +136,9 @@ class EmbeddedChain(ChainBackend):
                     else:
                         os.environ[k] = v
         self.tester = EthereumTester(self.backend)
-        self._provider = _LockedTesterProvider(self.tester)
+        self._provider = _LockedTesterProvider(
+            self.tester, lambda: int(self.backend.chain.get_canonical_head().timestamp)
+        )
         self.w3 = Web3(self._provider)
 
     @property
@@ -140,27 +150,26 @@ class EmbeddedChain(ChainBackend):
 
     def revert(self, snapshot: Any) -> None:
         with self._provider._lock:
-            self._provider.head_timestamp = None
             self.tester.revert_to_snapshot(snapshot)
+            self._provider.note_head()
 
     def travel_to(self, timestamp: int) -> None:
         with self._provider._lock:
-            self._provider.head_timestamp = None
             self.tester.time_travel(timestamp)
+            self._provider.note_head()
 
     def mine(self, blocks: int = 1) -> None:
         with self._provider._lock:
-            self._provider.head_timestamp = None
             self.tester.mine_blocks(blocks)
+            self._provider.note_head()
 
     def latest_timestamp(self) -> int:
-        # Every earn counts its deadline from this: through web3 and eth-tester's serializers
-        # it cost ~4 ms; from py-evm's head header, kept until something may have mined, ~0.
-        provider = self._provider
-        with provider._lock:
-            if provider.head_timestamp is None:
-                provider.head_timestamp = int(self.backend.chain.get_canonical_head().timestamp)
-            return provider.head_timestamp
+        # Every earn counts its deadline from this. Through web3 and eth-tester's serializers
+        # it cost ~4 ms; it is now re-read from py-evm's head header after anything that may
+        # mine, and read here without the lock: while the submitter's batch or its tier
+        # refresh runs (seconds, in py-evm), the head is the block it was, and earns need not
+        # wait for it.
+        return self._provider.head_timestamp
 
     def close(self) -> None:
         db = self.backend.chain.chaindb.db
