@@ -439,7 +439,11 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
         except Exception as exc:  # noqa: BLE001
             checks["database_error"] = str(exc)
         healthy = "chain_block" in checks and checks.get("database") == "ok"
-        checks["submitter_leader"] = submitter.is_leader
+        checks["submitter_leader"] = submitter.is_leader  # this process submits
+        try:
+            checks["submitter_running"] = submitter.someone_leads()  # some process does
+        except Exception as exc:  # noqa: BLE001 - health reports any failure
+            checks["submitter_error"] = str(exc)
         checks["process"] = os.getpid()  # which gateway process answered (with --workers)
         return JSONResponse(
             {"status": "ok" if healthy else "unavailable", **checks}, status_code=200 if healthy else 503

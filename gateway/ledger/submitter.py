@@ -114,6 +114,15 @@ _BATCH_ROWS = (
 )
 
 
+# pg_try_advisory_lock(bigint) shows in pg_locks as classid (high 32 bits), objid (low 32
+# bits), objsubid 1, in the current database.
+_ADVISORY_HELD = text(
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    " AND classid = 0 AND objid = :k AND objsubid = 1"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
+)
+
+
 def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
@@ -192,6 +201,23 @@ class Submitter:
             got = False
         self.is_leader = got
         return got
+
+    def someone_leads(self) -> bool:
+        """Whether any process (this one or another) holds the submitter lock right now: for
+        /healthz, since with several processes or `--submitter-process` the one answering
+        is seldom the submitter. Looks without taking the lock for longer than a moment."""
+        if self.is_leader:
+            return True
+        if self.rt.engine.dialect.name == "postgresql":
+            with self.rt.engine.connect() as conn:
+                return bool(conn.execute(_ADVISORY_HELD, {"k": ADVISORY_LOCK_KEY}).scalar())
+        with open(self.rt.data_dir / "submitter.lock", "a+b") as handle:
+            try:  # a shared lock is refused while someone holds the exclusive one
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            return False
 
     def release(self) -> None:
         if self._lock_conn is not None:

@@ -388,6 +388,7 @@ def test_accepted_operations_survive_a_restart_and_apply_once(tmp_path: Path, da
 def test_health_and_metrics(gw: Gateway) -> None:
     health = gw.client.get("/healthz")
     assert health.status_code == 200 and health.json()["status"] == "ok" and health.json()["database"] == "ok"
+    assert health.json()["submitter_running"] is False  # this fixture runs its submitter by hand
     key = gw.partner()["api_key"]
     gw.post("/v1/members", key, {"member_id": "card-1", "pin": "1234"})
     for i in range(3):

@@ -76,7 +76,9 @@ def test_the_other_gateway_takes_over_submission(anvil: AnvilNode, tmp_path: Pat
             time.sleep(0.2)
         assert leader is not None, "no gateway became the submitter"
         follower = second if leader is first else first
-        assert not httpx.get(f"{follower.url}/healthz").json()["submitter_leader"]  # exactly one submits
+        health = httpx.get(f"{follower.url}/healthz").json()
+        assert not health["submitter_leader"]  # exactly one submits,
+        assert health["submitter_running"]  # and the other knows someone does
 
         accepted: dict[str, str] = {}
         stop = threading.Event()
@@ -236,6 +238,10 @@ def test_submitter_process_is_restarted_and_dies_with_the_gateway(anvil: AnvilNo
     stops by itself instead of holding the submitter lock."""
     with serving(anvil, tmp_path, "--submitter-process") as gw:
         assert httpx.get(f"{gw.url}/healthz", timeout=5).json()["submitter_leader"] is False  # the child submits
+        deadline = time.monotonic() + 30
+        while not httpx.get(f"{gw.url}/healthz", timeout=5).json()["submitter_running"]:
+            assert time.monotonic() < deadline, "/healthz never saw the child submitting"
+            time.sleep(0.2)
         ids = {gw.earn(f"S-{n}") for n in range(20)}
         first = _submitter_of(gw.process.pid)
         assert first is not None
