@@ -118,8 +118,13 @@ def test_reorged_operations_are_confirmed_again_not_lost_or_doubled(anvil: Anvil
             for i in range(5)
         ]
         submitter.step()  # signs, stores and broadcasts the batch
-        submitter.step()  # reads its receipt
-        first = client.get(f"/v1/operations/{ids[0]}", headers=key).json()
+        deadline = time.monotonic() + 30
+        while True:  # reads its receipt (anvil may answer a moment after the broadcast)
+            submitter.step()
+            first = client.get(f"/v1/operations/{ids[0]}", headers=key).json()
+            if first["block_number"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert first["status"] == "submitted" and first["block_number"]  # mined, not yet deep enough
         anvil.mine(2)
         submitter.step()
