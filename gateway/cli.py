@@ -252,12 +252,13 @@ def submit(network: str, data_dir: Path | None, parent: int | None) -> None:
 
     logs.configure()
     settings = get_settings()
+    named = settings.networks.get(network)
+    if named is not None and named.kind == "embedded":
+        # Refused before anything is opened: the gateway process is using that chain's files.
+        raise click.UsageError("the embedded chain lives inside the gateway's process: it submits there")
     runtime = open_runtime(
         settings, data_dir=(data_dir or settings.gateway.data_dir).resolve(), network=network, log=False
     )
-    if runtime.network == "embedded":
-        runtime.close()
-        raise click.UsageError("the embedded chain lives inside the gateway's process: it submits there")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

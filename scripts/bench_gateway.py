@@ -181,6 +181,8 @@ def main() -> None:
         if args.submitter_process:
             command.append("--submitter-process")
     if args.profile:
+        if not (Path(sys.executable).parent / "py-spy").exists():
+            raise SystemExit("--profile needs py-spy in this virtualenv: .venv/bin/pip install py-spy")
         spy = [
             str(Path(sys.executable).parent / "py-spy"),
             "record",

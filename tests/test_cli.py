@@ -123,3 +123,10 @@ def test_a_wrong_key_encryption_key_is_refused_at_start(tmp_path: Path, monkeypa
         get_settings.cache_clear()
     assert result.exit_code != 0
     assert isinstance(result.exception, LoyaltyError) and "does not open the keys" in str(result.exception)
+
+
+def test_submit_refuses_the_embedded_chain_before_opening_anything(tmp_path: Path) -> None:
+    # The embedded chain's files belong to the gateway process that runs it.
+    result = CliRunner().invoke(main, ["submit", "--network", "embedded", "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 2 and "the embedded chain lives inside the gateway's process" in result.output
+    assert not (tmp_path / "data").exists()

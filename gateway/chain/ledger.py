@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.types import TxReceipt
 
 from gateway.chain.compiler import ARTIFACTS_DIR
+from gateway.chain.merkle import merkle_proofs
 from gateway.config import CoalitionSettings
 from gateway.errors import ChainError
 from partners.signing import (
@@ -186,6 +187,25 @@ class EarnRecord:
             points=self.points,
             earn_month=self.earn_month,
         )
+
+
+def earn_records(batch_id: int, earn_month: int, earned: list[LedgerEvent]) -> list[EarnRecord]:
+    """One earn batch's records from its `Earned` events (in log order), each with its proof
+    against the batch's Merkle root: what a reversal later proves its earn with."""
+    drafts = [
+        EarnRecord(
+            batch_id,
+            e.args["partnerId"],
+            e.args["member"],
+            bytes(e.args["receiptRef"]),
+            int(e.args["spend"]),
+            int(e.args["points"]),
+            earn_month,
+        )
+        for e in earned
+    ]
+    proofs = merkle_proofs([d.leaf() for d in drafts])
+    return [replace(d, proof=proof) for d, proof in zip(drafts, proofs, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -385,38 +405,10 @@ class BatchResult:
 
     def earn_records(self) -> list[EarnRecord]:
         """The accepted earns of an earn batch, each with its proof against the batch root."""
-        from gateway.chain.merkle import merkle_proof
-
         earned = self.named("Earned")
         if not earned:
             return []
-        committed = self.named("EarnBatchCommitted")[0]
-        drafts = [
-            EarnRecord(
-                committed.args["batchId"],
-                e.args["partnerId"],
-                e.args["member"],
-                e.args["receiptRef"],
-                e.args["spend"],
-                e.args["points"],
-                self.earn_month,
-            )
-            for e in earned
-        ]
-        leaves = [d.leaf() for d in drafts]
-        return [
-            EarnRecord(
-                d.batch_id,
-                d.partner_id,
-                d.member,
-                d.receipt_ref,
-                d.spend,
-                d.points,
-                d.earn_month,
-                merkle_proof(leaves, i),
-            )
-            for i, d in enumerate(drafts)
-        ]
+        return earn_records(int(self.named("EarnBatchCommitted")[0].args["batchId"]), self.earn_month, earned)
 
 
 class Ledger:

@@ -37,8 +37,7 @@ from sqlalchemy.orm import Session
 from web3 import Web3
 
 from gateway.chain.events import block_headers, fetch_events
-from gateway.chain.ledger import KIND_EARN, KIND_REDEEM, KIND_REVERSE, EarnRecord, Ledger, LedgerEvent, decode_error
-from gateway.chain.merkle import merkle_proof
+from gateway.chain.ledger import KIND_EARN, KIND_REDEEM, KIND_REVERSE, Ledger, LedgerEvent, decode_error, earn_records
 from gateway.db.models import Base, Batch, Member, Operation, Partner, StoredReceipt
 from gateway.errors import Conflict
 from gateway.ledger.rules import month_of
@@ -206,22 +205,10 @@ def _earn_proofs(tx: _Tx, month: int) -> dict[int, tuple[int, int, str]]:
     earned = [e for e in tx.items if e.name == "Earned"]
     if not earned or tx.committed is None:
         return {}
-    batch_id = int(tx.committed.args["batchId"])
-    leaves = [
-        EarnRecord(
-            batch_id,
-            e.args["partnerId"],
-            e.args["member"],
-            bytes(e.args["receiptRef"]),
-            e.args["spend"],
-            e.args["points"],
-            month,
-        ).leaf()
-        for e in earned
-    ]
+    records = earn_records(int(tx.committed.args["batchId"]), month, earned)
     return {
-        e.log_index: (batch_id, month, json.dumps(["0x" + p.hex() for p in merkle_proof(leaves, i)]))
-        for i, e in enumerate(earned)
+        e.log_index: (r.batch_id, month, json.dumps(["0x" + p.hex() for p in r.proof]))
+        for e, r in zip(earned, records, strict=True)
     }
 
 

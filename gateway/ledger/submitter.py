@@ -37,10 +37,10 @@ from gateway.chain.ledger import (
     SignedRedeem,
     SignedReverse,
     decode_error,
+    earn_records,
     rpc,
     rpc_many,
 )
-from gateway.chain.merkle import merkle_proofs
 from gateway.db.models import Base, Batch, Member, Operation
 from gateway.errors import ChainError
 from gateway.ledger.rules import month_of
@@ -472,24 +472,12 @@ class Submitter:
         self.metrics.add("operations_rejected_total", len(rejected))
         if kind == "earn" and accepted:
             committed = next(e for e in events if e.name == "EarnBatchCommitted")
-            batch_number = int(committed.args["batchId"])
-            leaves = [
-                EarnRecord(
-                    batch_number,
-                    e.args["partnerId"],
-                    e.args["member"],
-                    bytes(e.args["receiptRef"]),
-                    int(e.args["spend"]),
-                    int(e.args["points"]),
-                    month,
-                ).leaf()
-                for e in accepted_events
-            ]
-            for row, proof in zip(accepted, merkle_proofs(leaves), strict=True):
+            records = earn_records(int(committed.args["batchId"]), month, accepted_events)
+            for row, record in zip(accepted, records, strict=True):
                 row.update(
-                    b_earn_batch=batch_number,
+                    b_earn_batch=record.batch_id,
                     b_earn_month=month,
-                    b_earn_proof=json.dumps(["0x" + p.hex() for p in proof]),
+                    b_earn_proof=json.dumps(["0x" + p.hex() for p in record.proof]),
                 )
         return rejected, accepted
 

@@ -73,6 +73,30 @@ class GatewayProcess:
         self.log.close()
 
 
+def enrol(url: str, data_dir: Path, member_id: str, *, member_url: str | None = None) -> dict[str, str]:
+    """A managed EUR partner (1 point per 100 minor units) made with the admin key in
+    `data_dir`, and one custodial member (through `member_url` if given); returns the
+    partner's Authorization header."""
+    admin = {"Authorization": f"Bearer {(data_dir / 'admin.key').read_text().strip()}"}
+    partner = httpx.post(
+        f"{url}/v1/partners",
+        headers=admin,
+        timeout=30,
+        json={
+            "name": "Till",
+            "currency": "EUR",
+            "earn_rate": {"points": 1, "per_minor_units": 100},
+            "allowance": 10**9,
+        },
+    )
+    assert partner.status_code == 201, partner.text
+    key = {"Authorization": f"Bearer {partner.json()['api_key']}"}
+    body = {"member_id": member_id, "pin": "1234"}
+    enrolled = httpx.post(f"{member_url or url}/v1/members", headers=key, json=body, timeout=30)
+    assert enrolled.status_code == 201, enrolled.text
+    return key
+
+
 def drain(database_url: str, seconds: float = 60) -> tuple[list[Any], list[int], str]:
     """Waits until no operation is in flight; returns (operations, batch nonces, relayer)."""
     engine = sa.create_engine(database_url)
@@ -118,22 +142,7 @@ def test_kill_9_under_load_loses_nothing_and_doubles_nothing(anvil: AnvilNode, t
     gateway = GatewayProcess(tmp_path / "data", anvil.url)
     gateway.start()
     try:
-        admin = {"Authorization": f"Bearer {(tmp_path / 'data' / 'admin.key').read_text().strip()}"}
-        partner = httpx.post(
-            f"{gateway.url}/v1/partners",
-            headers=admin,
-            json={
-                "name": "Till",
-                "currency": "EUR",
-                "earn_rate": {"points": 1, "per_minor_units": 100},
-                "allowance": 10**9,
-            },
-        ).json()
-        key = {"Authorization": f"Bearer {partner['api_key']}"}
-        assert (
-            httpx.post(f"{gateway.url}/v1/members", headers=key, json={"member_id": "m1", "pin": "1234"}).status_code
-            == 201
-        )
+        key = enrol(gateway.url, tmp_path / "data", "m1")
 
         accepted: dict[str, str] = {}  # receipt id -> operation id, from 202 answers
         stop = threading.Event()

@@ -19,7 +19,7 @@ import pytest
 
 from gateway.chain.backends import AnvilNode, free_port
 from gateway.config import REPO_ROOT
-from tests.gateway.test_crash import GatewayProcess, drain, earned_refs
+from tests.gateway.test_crash import GatewayProcess, drain, earned_refs, enrol
 
 
 @pytest.fixture
@@ -51,25 +51,8 @@ def test_the_other_gateway_takes_over_submission(anvil: AnvilNode, tmp_path: Pat
         os.environ.pop("LOYALTY_DATABASE_URL", None)
     gateways = [first, second]
     try:
-        admin = {"Authorization": f"Bearer {(tmp_path / 'data' / 'admin.key').read_text().strip()}"}
-        partner = httpx.post(
-            f"{first.url}/v1/partners",
-            headers=admin,
-            timeout=30,
-            json={
-                "name": "Till",
-                "currency": "EUR",
-                "earn_rate": {"points": 1, "per_minor_units": 100},
-                "allowance": 10**9,
-            },
-        ).json()
-        key = {"Authorization": f"Bearer {partner['api_key']}"}
-        assert (
-            httpx.post(
-                f"{second.url}/v1/members", headers=key, timeout=30, json={"member_id": "m1", "pin": "1234"}
-            ).status_code
-            == 201
-        )
+        # The partner made through one process, its member through the other.
+        key = enrol(first.url, tmp_path / "data", "m1", member_url=second.url)
 
         deadline = time.monotonic() + 20
         while (leader := _leader(gateways)) is None and time.monotonic() < deadline:
@@ -157,20 +140,7 @@ def serving(anvil: AnvilNode, tmp_path: Path, *options: str, database_url: str |
                 pass
             assert time.monotonic() < deadline and server.poll() is None, (tmp_path / "gateway.log").read_text()
             time.sleep(0.2)
-        admin = {"Authorization": f"Bearer {(data / 'admin.key').read_text().strip()}"}
-        partner = httpx.post(
-            f"{url}/v1/partners",
-            headers=admin,
-            timeout=30,
-            json={
-                "name": "T",
-                "currency": "EUR",
-                "earn_rate": {"points": 1, "per_minor_units": 100},
-                "allowance": 10**9,
-            },
-        ).json()
-        key = {"Authorization": f"Bearer {partner['api_key']}"}
-        assert httpx.post(f"{url}/v1/members", headers=key, json={"member_id": "m", "pin": "1234"}).status_code == 201
+        key = enrol(url, data, "m")
         yield Served(server, url, key, data)
     finally:
         if server.poll() is None:
