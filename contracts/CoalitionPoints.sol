@@ -621,7 +621,9 @@ contract CoalitionPoints is ICoalitionPoints, ERC20, AccessControlDefaultAdminRu
         a.tailPoints = 0;
     }
 
-    /// @dev Inserts a bucket older than the tail into the sorted ring.
+    /// @dev Inserts a bucket older than the tail into the sorted ring, or merges it into the
+    /// bucket of the same month. Finds the place first and only then moves anything: moving
+    /// while scanning and then merging once duplicated a bucket inside the ring (issue 10).
     function _insert(Account memory a, address member, uint24 expiry, uint256 points) private {
         mapping(uint16 => uint256) storage ring = _ring[member];
         uint16 i = a.count;
@@ -635,10 +637,13 @@ contract CoalitionPoints is ICoalitionPoints, ERC20, AccessControlDefaultAdminRu
                 return;
             }
             if (e < expiry) break;
-            ring[_at(a, i)] = ring[slot];
             --i;
         }
         if (a.count >= _MAX_RING) revert TooManyBuckets(member);
+        // Make room at `i`: shift the newer buckets [i, count) up one slot, newest first.
+        for (uint16 j = a.count; j > i; --j) {
+            ring[_at(a, j)] = ring[_at(a, j - 1)];
+        }
         ring[_at(a, i)] = _pack(expiry, points);
         ++a.count;
     }
