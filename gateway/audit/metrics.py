@@ -1,0 +1,359 @@
+"""Programme metrics (SPEC section 5, r2) from chain events alone.
+
+The figures a programme is run on, for any period [from, to) and coalition-wide or for one
+partner: members active, new members, repeat-purchase rate, average days between purchases,
+redemption and breakage rates, members at churn risk, liability, the flow matrix (points
+earned at one partner and redeemed at another) and campaign results.
+
+Every figure is a function of the ledger's events and their blocks' times, so a partner can
+recompute the operator's numbers (docs/auditors.md has a standalone script that does). The
+definitions, where the SPEC leaves room:
+- a purchase is an `Earned` event; issuance is earns plus awards plus campaign bonuses;
+- members active: earned or redeemed in the period (for a partner: at that partner);
+- new members: the member's first earn ever (for a partner: its first earn there) is in the
+  period;
+- repeat-purchase rate: of the members with an earn in the period, the share with two or
+  more; average days between purchases: the mean gap between a member's consecutive earns
+  inside the period (for a partner: its earns there);
+- redemption rate: points redeemed in the period / points issued in the period; breakage
+  rate: points that expired in the period (their month ended inside it, swept or not) /
+  points issued in the period; both coalition-wide or, for a partner, its own points: a
+  point is attributed to the partner that issued it;
+- which partner's points a redemption, reversal, transfer or expiry consumes: the contract
+  consumes the earliest-expiring points first; inside one expiry month (one bucket on-chain)
+  points are consumed in the order they were issued (first in, first out). This is the
+  convention of the flow matrix and of per-partner breakage and liability;
+- members at churn risk: a live balance at the period's end and no earn in the
+  `churn_days` before it (for a partner: members who earned there, holding a live balance,
+  with no earn there in those days);
+- liability: live points at the period's end (for a partner: live points it issued), and
+  their settlement value at the point value in force then.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.chain.ledger import LedgerEvent
+from gateway.ledger.rules import NEVER, month_of, month_start
+
+DAY = 86_400
+ZERO = "0x0000000000000000000000000000000000000000"
+ISSUING = ("Earned", "Awarded")
+
+
+@dataclass
+class CampaignResult:
+    campaign_id: int
+    partner_id: int
+    bonus: int = 0
+    purchases: int = 0
+    spend: int = 0
+    members: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "campaign_id": self.campaign_id,
+            "partner_id": self.partner_id,
+            "bonus_points": self.bonus,
+            "purchases": self.purchases,
+            "spend_minor": self.spend,
+            "members_reached": self.members,
+        }
+
+
+@dataclass
+class Metrics:
+    period_from: int
+    period_to: int
+    partner_id: int | None
+    churn_days: int
+    point_value: int = 0
+    currency: str = ""
+    members_active: int = 0
+    new_members: int = 0
+    purchasers: int = 0
+    repeat_purchasers: int = 0
+    purchase_gaps: int = 0
+    purchase_gap_seconds: int = 0
+    issued: int = 0  # earns, awards and bonuses
+    bonus: int = 0
+    redeemed: int = 0
+    reversed: int = 0
+    expired: int = 0
+    members_at_risk: int = 0
+    liability_points: int = 0
+    flows: dict[tuple[int, int], int] = field(default_factory=dict)  # (earned at, redeemed at) -> points
+    campaigns: list[CampaignResult] = field(default_factory=list)
+
+    @property
+    def repeat_purchase_rate(self) -> float | None:
+        return self.repeat_purchasers / self.purchasers if self.purchasers else None
+
+    @property
+    def average_days_between_purchases(self) -> float | None:
+        return self.purchase_gap_seconds / self.purchase_gaps / DAY if self.purchase_gaps else None
+
+    @property
+    def redemption_rate(self) -> float | None:
+        return self.redeemed / self.issued if self.issued else None
+
+    @property
+    def breakage_rate(self) -> float | None:
+        return self.expired / self.issued if self.issued else None
+
+    def as_json(self) -> dict[str, Any]:
+        value = self.point_value
+        return {
+            "from": self.period_from,
+            "to": self.period_to,
+            "partner_id": self.partner_id,
+            "churn_days": self.churn_days,
+            "members_active": self.members_active,
+            "new_members": self.new_members,
+            "repeat_purchase_rate": _round(self.repeat_purchase_rate),
+            "average_days_between_purchases": _round(self.average_days_between_purchases),
+            "points_issued": self.issued,
+            "points_bonus": self.bonus,
+            "points_redeemed": self.redeemed,
+            "points_reversed": self.reversed,
+            "points_expired": self.expired,
+            "redemption_rate": _round(self.redemption_rate),
+            "breakage_rate": _round(self.breakage_rate),
+            "members_at_churn_risk": self.members_at_risk,
+            "liability_points": self.liability_points,
+            "liability_value_minor": self.liability_points * value,
+            "point_value_minor": value,
+            "currency": self.currency,
+            "flows": [
+                {"earned_at": a, "redeemed_at": b, "points": p, "value_minor": p * value}
+                for (a, b), p in sorted(self.flows.items())
+            ],
+            "campaigns": [c.as_json() for c in self.campaigns],
+        }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)
+
+
+@dataclass
+class _Member:
+    # expiry month -> lots [partner, points], oldest first (one on-chain bucket)
+    buckets: dict[int, deque[list[int]]] = field(default_factory=dict)
+    first_earn: dict[int, int] = field(default_factory=dict)  # partner (0: any) -> time
+    last_earn: dict[int, int] = field(default_factory=dict)  # partner (0: any) -> time
+
+
+class MetricsReplay:
+    """Applies events in chain order, keeping each member's points as lots by issuing partner."""
+
+    def __init__(self) -> None:
+        self.members: dict[str, _Member] = {}
+        self.point_value: tuple[int, str] = (0, "")
+        # Everything below is logged with its time, so any period can be read off afterwards.
+        self.earns: list[tuple[int, int, str, int, int]] = []  # (time, partner, member, points, bonus)
+        self.issues: list[tuple[int, int, int]] = []  # (time, partner, points): awards
+        self.redemptions: list[tuple[int, int, str, int]] = []  # (time, partner, member, points)
+        self.reversals: list[tuple[int, int, int]] = []  # (time, partner, points)
+        self.flows: list[tuple[int, int, int, int]] = []  # (time, earned at, redeemed at, points)
+        # (time, campaign, partner, member, spend, bonus)
+        self.campaign_earns: list[tuple[int, int, int, str, int, int]] = []
+
+    def member(self, address: str) -> _Member:
+        key = address.lower()
+        state = self.members.get(key)
+        if state is None:
+            state = self.members[key] = _Member()
+        return state
+
+    def apply(self, e: LedgerEvent, t: int) -> None:
+        a = e.args
+        if e.name == "Earned":
+            self._earned(a, t)
+        elif e.name == "Awarded":
+            points = int(a["points"])
+            self._credit(a["member"], int(a["partnerId"]), points, int(a.get("expiryMonth", NEVER)))
+            self.issues.append((t, int(a["partnerId"]), points))
+        elif e.name == "Redeemed":
+            partner, points = int(a["partnerId"]), int(a["points"])
+            self.redemptions.append((t, partner, a["member"].lower(), points))
+            for origin, part, _ in self._take(a["member"], points, month_of(t)):
+                self.flows.append((t, origin, partner, part))
+        elif e.name == "Reversed":
+            self.reversals.append((t, int(a["partnerId"]), int(a["points"])))
+            self._take(a["member"], int(a["points"]), month_of(t))
+        elif e.name == "Transfer" and a["from"] != ZERO and a["to"] != ZERO:
+            for origin, part, expiry in self._take(a["from"], int(a["value"]), month_of(t)):
+                self._credit(a["to"], origin, part, expiry)
+        elif e.name == "PointValueSet":
+            self.point_value = (int(a["minorUnitsPerPoint"]), bytes(a["currency"]).decode())
+
+    def _earned(self, a: dict[str, Any], t: int) -> None:
+        partner, member = int(a["partnerId"]), a["member"]
+        points = int(a["points"])
+        bonus = int(a.get("bonus", 0))
+        self._credit(member, partner, points, int(a["expiryMonth"]))
+        self.earns.append((t, partner, member.lower(), points, bonus))
+        state = self.member(member)
+        for key in (0, partner):
+            state.first_earn.setdefault(key, t)
+            state.last_earn[key] = t
+        campaign = int(a.get("campaignId", 0))
+        if campaign:
+            self.campaign_earns.append((t, campaign, partner, member.lower(), int(a["spend"]), bonus))
+
+    def _credit(self, member: str, partner: int, points: int, expiry: int) -> None:
+        lots = self.member(member).buckets.setdefault(expiry, deque())
+        if lots and lots[-1][0] == partner:
+            lots[-1][1] += points
+        else:
+            lots.append([partner, points])
+
+    def _take(self, member: str, points: int, month: int) -> list[tuple[int, int, int]]:
+        """Consumes live points earliest expiry first, oldest lot first: (partner, points, expiry)."""
+        buckets = self.member(member).buckets
+        taken: list[tuple[int, int, int]] = []
+        for expiry in sorted(e for e in buckets if e >= month):
+            lots = buckets[expiry]
+            while points and lots:
+                lot = lots[0]
+                part = min(points, lot[1])
+                taken.append((lot[0], part, expiry))
+                lot[1] -= part
+                points -= part
+                if lot[1] == 0:
+                    lots.popleft()
+            if not lots:
+                del buckets[expiry]
+            if not points:
+                break
+        return taken
+
+
+def replay_until(events: Iterable[LedgerEvent], times: dict[int, int], until: int) -> MetricsReplay:
+    """Replays the events of blocks timed before `until`."""
+    replay = MetricsReplay()
+    for event in events:
+        t = times[event.block_number]
+        if t >= until:
+            break
+        replay.apply(event, t)
+    return replay
+
+
+def metrics_of(
+    events: list[LedgerEvent],
+    times: dict[int, int],
+    *,
+    period_from: int,
+    period_to: int,
+    partner_id: int | None = None,
+    churn_days: int = 60,
+    replay: MetricsReplay | None = None,
+) -> Metrics:
+    """The programme metrics of [period_from, period_to) from events in chain order and their
+    blocks' timestamps; `replay` may be one already run up to `period_to`."""
+    r = replay if replay is not None else replay_until(events, times, period_to)
+    value, currency = r.point_value
+    m = Metrics(period_from, period_to, partner_id, churn_days, value, currency)
+
+    def mine(partner: int) -> bool:
+        return partner_id is None or partner == partner_id
+
+    def inside(t: int) -> bool:
+        return period_from <= t < period_to
+
+    active: set[str] = set()
+    purchases: dict[str, list[int]] = {}
+    for t, partner, member, points, bonus in r.earns:
+        if inside(t) and mine(partner):
+            m.issued += points
+            m.bonus += bonus
+            active.add(member)
+            purchases.setdefault(member, []).append(t)
+    for t, partner, points in r.issues:
+        if inside(t) and mine(partner):
+            m.issued += points
+    for t, partner, member, points in r.redemptions:
+        if inside(t) and mine(partner):
+            m.redeemed += points
+            active.add(member)
+    for t, partner, points in r.reversals:
+        if inside(t) and mine(partner):
+            m.reversed += points
+    m.members_active = len(active)
+    m.purchasers = len(purchases)
+    m.repeat_purchasers = sum(1 for ts in purchases.values() if len(ts) >= 2)
+    for ts in purchases.values():
+        m.purchase_gaps += len(ts) - 1
+        m.purchase_gap_seconds += ts[-1] - ts[0]  # the sum of consecutive gaps
+
+    key = 0 if partner_id is None else partner_id
+    end_month, horizon = month_of(period_to), period_to - churn_days * DAY
+    for state in r.members.values():
+        first = state.first_earn.get(key)
+        if first is not None and inside(first):
+            m.new_members += 1
+        live = 0
+        for expiry, lots in state.buckets.items():
+            points = sum(p for origin, p in lots if mine(origin))
+            if expiry >= end_month:
+                live += points
+            elif expiry != NEVER and period_from < month_start(expiry + 1) <= period_to:
+                m.expired += points  # its month ended inside the period
+        m.liability_points += live
+        last = state.last_earn.get(key)
+        if live and (last is None or last < horizon) and (partner_id is None or last is not None):
+            m.members_at_risk += 1
+
+    for t, origin, redeemed_at, points in r.flows:
+        if inside(t) and (partner_id is None or partner_id in (origin, redeemed_at)):
+            m.flows[(origin, redeemed_at)] = m.flows.get((origin, redeemed_at), 0) + points
+
+    campaigns: dict[int, tuple[CampaignResult, set[str]]] = {}
+    for t, campaign, partner, member, spend, bonus in r.campaign_earns:
+        if inside(t) and mine(partner):
+            result, reached = campaigns.setdefault(campaign, (CampaignResult(campaign, partner), set()))
+            result.bonus += bonus
+            result.purchases += 1
+            result.spend += spend
+            reached.add(member)
+    for result, reached in campaigns.values():
+        result.members = len(reached)
+    m.campaigns = [campaigns[c][0] for c in sorted(campaigns)]
+    return m
+
+
+def monthly_metrics(
+    events: list[LedgerEvent],
+    times: dict[int, int],
+    *,
+    first_month: int,
+    last_month: int,
+    partner_id: int | None = None,
+    churn_days: int = 60,
+) -> list[tuple[int, Metrics]]:
+    """Metrics of each calendar month in [first_month, last_month]; the last one ends at the
+    latest block time given, if that is earlier than the month's end."""
+    rows = []
+    end_of_history = max(times.values()) + 1 if times else month_start(last_month + 1)
+    for month in range(first_month, last_month + 1):
+        period_to = min(month_start(month + 1), max(end_of_history, month_start(month) + 1))
+        rows.append(
+            (
+                month,
+                metrics_of(
+                    events,
+                    times,
+                    period_from=month_start(month),
+                    period_to=period_to,
+                    partner_id=partner_id,
+                    churn_days=churn_days,
+                ),
+            )
+        )
+    return rows
