@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.audit.metrics import metrics_of, monthly_metrics
+from gateway.audit.metrics_charts import flows_csv, metrics_csv, render_metrics_chart
 from gateway.chain.events import fetch_events, timestamps
 from gateway.chain.ledger import artifact
 from gateway.ledger.rules import month_start
@@ -158,3 +159,18 @@ def test_the_standalone_script_of_the_auditors_page_gives_the_same_figures(
     ).as_json()
     assert theirs == {k: ours[k] for k in theirs}
     assert theirs["points_issued"] == {None: 330, EUR: 160, GBP: 120}[partner]
+
+
+def test_chart_and_csv_show_the_figures(world: World, history: dict, tmp_path: Path) -> None:
+    m0, end, events, times = history["m0"], history["end"], history["events"], history["times"]
+    total = metrics_of(events, times, period_from=month_start(m0), period_to=end)
+    rows = monthly_metrics(events, times, first_month=m0, last_month=m0 + 14)
+    png = render_metrics_chart(rows, total, names={EUR: "Bean & Leaf", GBP: "FreshMart", JPY: "Sora Air"})
+    assert png.startswith(b"\x89PNG") and len(png) > 20_000
+    artifacts = Path(__file__).parent.parent / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / f"metrics-{world.chain.name}.png").write_bytes(png)
+    table = metrics_csv(rows, total).splitlines()
+    assert table[0].startswith("period,members_active,new_members,repeat_purchase_rate")
+    assert table[-1].split(",")[:2] == ["total", "5"] and len(table) == 17
+    assert flows_csv(total).splitlines()[1:] == ["1,3,100,200", "2,1,40,80", "2,3,20,40"]
