@@ -33,11 +33,13 @@ from rich.console import Console
 from rich.progress import Progress
 from web3 import Web3
 
+from gateway.audit.metrics import metrics_of
+from gateway.audit.report import load_history
 from gateway.audit.verify import AuditReport, Replay, verify_chain
 from gateway.chain.backends import AnvilNode, RpcChain, anvil_dev_keys
 from gateway.chain.ledger import Ledger, LedgerEvent, Sender, SignedEarn, rpc, wait_for_receipt
 from gateway.config import get_settings
-from gateway.ledger.rules import month_of
+from gateway.ledger.rules import month_of, month_start
 from partners.signing import Domain, EarnMessage, address_of, sign
 
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -311,6 +313,7 @@ def chain_bench(console: Console, args: argparse.Namespace) -> dict[str, object]
                     )
                 )
         report, phases = audit(console, chain.w3, ledger)
+        metrics_phases = metrics_bench(console, chain.w3, ledger) if args.metrics else {}
     finally:
         if node is not None:
             node.close()
@@ -324,6 +327,30 @@ def chain_bench(console: Console, args: argparse.Namespace) -> dict[str, object]
         "audit_seconds": phases.pop("total"),
         **{f"{name.replace(' ', '_')}_seconds": seconds for name, seconds in phases.items()},
         "operations_per_s": round(report.operations / max(sum(phases.values()), 1e-9)),
+        **metrics_phases,
+    }
+
+
+def metrics_bench(console: Console, w3: Web3, ledger: Ledger) -> dict[str, float]:
+    """What `loyalty audit metrics` does for the whole history: read the events and their
+    blocks' times, then replay them into the programme metrics."""
+    start = time.perf_counter()
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("metrics: reading events", total=None)
+
+        def moved(stage: str, done: int, total: int) -> None:
+            progress.update(task, description=f"metrics: {stage}", completed=done, total=total)
+
+        history = load_history(w3, ledger, from_block=ledger.deployment_block, progress=moved)
+    read = time.perf_counter() - start
+    start = time.perf_counter()
+    figures = metrics_of(history.events, history.times, period_from=0, period_to=history.to_timestamp + 1)
+    computed = time.perf_counter() - start
+    console.print(f"metrics: {figures.members_active:,} members active, redemption rate {figures.redemption_rate}")
+    return {
+        "metrics_reading_seconds": round(read, 1),
+        "metrics_replay_seconds": round(computed, 1),
+        "metrics_seconds": round(read + computed, 1),
     }
 
 
@@ -340,12 +367,21 @@ def replay_bench(console: Console, args: argparse.Namespace) -> dict[str, object
                 progress.update(task, completed=i)
         elapsed = time.perf_counter() - start
     assert not replay.discrepancies, replay.discrepancies[:3]
-    return {
+    figures: dict[str, object] = {
         "operations": replay.operations,
         "events": len(events),
         "seconds": round(elapsed, 2),
         "operations_per_s": round(replay.operations / elapsed),
     }
+    if args.metrics:
+        # The same stream dated: one block per event, in the middle of its month.
+        dated = [LedgerEvent(e.name, e.args, i, "0x", 0) for i, (e, _) in enumerate(events)]
+        times = {i: month_start(month) + 14 * 86_400 + i % 86_400 for i, (_, month) in enumerate(events)}
+        start = time.perf_counter()
+        metrics = metrics_of(dated, times, period_from=0, period_to=max(times.values()) + 1)
+        figures["metrics_seconds"] = round(time.perf_counter() - start, 2)
+        figures["metrics_members_active"] = metrics.members_active
+    return figures
 
 
 def main() -> None:
@@ -360,6 +396,7 @@ def main() -> None:
     parser.add_argument("--url", help="an anvil node to use instead of starting one")
     parser.add_argument("--record", help="JSON file: where the generated ledger is (written, or reused)")
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--metrics", action="store_true", help="also time the programme metrics")
     args = parser.parse_args()
     console = Console()
     if args.chain:
