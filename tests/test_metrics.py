@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.audit.metrics import metrics_of, monthly_metrics
-from gateway.audit.metrics_charts import flows_csv, metrics_csv, render_metrics_chart
+from gateway.audit.metrics_charts import flows_csv, metrics_csv, metrics_text, money, render_metrics_chart
 from gateway.chain.events import fetch_events, timestamps
 from gateway.chain.ledger import artifact
 from gateway.ledger.rules import month_start
@@ -174,3 +174,14 @@ def test_chart_and_csv_show_the_figures(world: World, history: dict, tmp_path: P
     assert table[0].startswith("period,members_active,new_members,repeat_purchase_rate")
     assert table[-1].split(",")[:2] == ["total", "5"] and len(table) == 17
     assert flows_csv(total).splitlines()[1:] == ["1,3,100,200", "2,1,40,80", "2,3,20,40"]
+
+
+def test_terminal_table_names_partners_and_shows_money_in_currency_units(world: World, history: dict) -> None:
+    m0, end, events, times = history["m0"], history["end"], history["events"], history["times"]
+    total = metrics_of(events, times, period_from=month_start(m0), period_to=end)
+    text = metrics_text(total, names={EUR: "Bean & Leaf", GBP: "FreshMart", JPY: "Sora Air"})
+    assert "members at churn risk (no earn for 60 days)" in text
+    assert "repeat-purchase rate                         40.0%" in text
+    assert "liability, value                             1.20 EUR" in text  # 60 points at 2 cents
+    assert "FreshMart    Bean & Leaf      40  0.80 EUR" in text
+    assert money(972, "EUR") == "9.72 EUR" and money(972, "JPY") == "972 JPY" and money(1, "KWD") == "0.001 KWD"

@@ -147,3 +147,74 @@ def flows_csv(total: Metrics) -> str:
     for (a, b), points in sorted(total.flows.items()):
         writer.writerow([a, b, points, points * total.point_value])
     return out.getvalue()
+
+
+def _shown(value: float | None, *, percent: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f}%" if percent else f"{value:,.1f}"
+
+
+# ISO 4217 currencies whose minor unit is not a hundredth.
+MINOR_DIGITS = {"JPY": 0, "KRW": 0, "ISK": 0, "CLP": 0, "VND": 0, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3}
+
+
+def money(minor: int, currency: str) -> str:
+    """Minor units shown as what they are: 972 EUR cents is "9.72 EUR", never "972 EUR"."""
+    if not currency:
+        return f"{minor:,} (minor units)"
+    digits = MINOR_DIGITS.get(currency, 2)
+    return f"{minor / 10**digits:,.{digits}f} {currency}"
+
+
+def metrics_text(total: Metrics, *, names: dict[int, str] | None = None) -> str:
+    """The period's figures as the terminal shows them: a headline table, then the flows."""
+    from gateway.audit.report import day_label, text_table
+
+    names = names or {}
+    who = "coalition" if total.partner_id is None else names.get(total.partner_id, f"partner {total.partner_id}")
+    lines = [f"Programme metrics, {who}, {day_label(total.period_from)} to {day_label(total.period_to - 1)}", ""]
+    figures: list[list[object]] = [
+        ["members active", total.members_active],
+        ["new members", total.new_members],
+        ["repeat-purchase rate", _shown(total.repeat_purchase_rate, percent=True)],
+        ["average days between purchases", _shown(total.average_days_between_purchases)],
+        ["points issued (earns, awards, bonus)", total.issued],
+        ["  of which campaign bonus", total.bonus],
+        ["points redeemed", total.redeemed],
+        ["points reversed", total.reversed],
+        ["points expired (breakage)", total.expired],
+        ["redemption rate", _shown(total.redemption_rate, percent=True)],
+        ["breakage rate", _shown(total.breakage_rate, percent=True)],
+        [f"members at churn risk (no earn for {total.churn_days} days)", total.members_at_risk],
+        ["liability, points", total.liability_points],
+        ["liability, value", money(total.liability_points * total.point_value, total.currency)],
+    ]
+    lines.append(text_table(["figure", "value"], [[k, v if isinstance(v, int) else str(v)] for k, v in figures]))
+    if total.flows:
+        rows: list[list[object]] = [
+            [
+                names.get(a, f"partner {a}"),
+                names.get(b, f"partner {b}"),
+                p,
+                money(p * total.point_value, total.currency),
+            ]
+            for (a, b), p in sorted(total.flows.items())
+        ]
+        lines += ["Flow: points earned at one partner, redeemed at another", ""]
+        lines.append(text_table(["earned at", "redeemed at", "points", "value"], rows))
+    if total.campaigns:
+        rows = [
+            [
+                f"#{c.campaign_id}",
+                names.get(c.partner_id, f"partner {c.partner_id}"),
+                c.bonus,
+                c.purchases,
+                c.spend,
+                c.members,
+            ]
+            for c in total.campaigns
+        ]
+        lines += ["Campaigns", ""]
+        lines.append(text_table(["campaign", "partner", "bonus points", "purchases", "spend (minor)", "members"], rows))
+    return "\n".join(lines)
