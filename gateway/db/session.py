@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ def make_engine(url: str, *, writer: bool = False) -> Engine:
     upgrade; readers use plain deferred transactions and, in WAL mode, never wait for it.
     """
     if url.startswith("sqlite"):
+        _private_file(url)
         # One connection for all writers: they queue in the pool (first come, first served)
         # instead of in SQLite's busy handler, whose growing sleeps give seconds-long tails.
         pool = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60} if writer else {}
@@ -47,6 +49,18 @@ def make_engine(url: str, *, writer: bool = False) -> Engine:
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _private_file(url: str) -> None:
+    """Creates the SQLite file readable by its owner only (it holds encrypted keys and key
+    hashes); SQLite gives its -wal and -shm files the same mode. An existing file is made
+    private too, since files made before this check were 0644."""
+    path = url.split("///", 1)[1] if "///" in url else ""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
