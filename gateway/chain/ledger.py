@@ -30,6 +30,7 @@ from gateway.chain.jsonrpc import quantity as _int
 from gateway.chain.merkle import merkle_proofs
 from gateway.core.config import CoalitionSettings
 from gateway.core.errors import ChainError, ErrorCode
+from gateway.points.rules import NEVER as NEVER  # the contract's "never expires" month
 from partners.signing import (
     CompactSignature,
     Domain,
@@ -41,7 +42,6 @@ from partners.signing import (
 )
 
 KIND_EARN, KIND_REDEEM, KIND_REVERSE = 1, 2, 3
-NEVER = 2**24 - 1
 
 
 @cache
