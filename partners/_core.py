@@ -1,5 +1,8 @@
 """The SDK's logic without I/O: each API call is a generator that yields HTTP calls and sleeps.
 
+Longer than 400 lines: one sans-IO generator per API call; the sync and async clients drive
+the same ones, so they cannot drift apart.
+
 `PartnerClient` drives these generators with httpx.Client and time.sleep, `AsyncPartnerClient`
 with httpx.AsyncClient and asyncio.sleep, so the two flavours share every request body,
 signature, retry decision and error mapping and cannot drift apart.

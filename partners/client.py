@@ -1,5 +1,8 @@
 """Typed clients of the gateway's HTTP API (SPEC section 6) for partners' tills and web shops.
 
+Longer than 400 lines: the sync and the async client side by side, method for method the
+same surface.
+
     from partners.client import PartnerClient
 
     with PartnerClient("https://gateway.example", api_key) as client:

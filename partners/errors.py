@@ -171,15 +171,68 @@ class WaitTimeout(PartnerSdkError, TimeoutError):
         self.operation = operation
 
 
+# Every machine code the gateway answers with, and the exception it becomes. The SDK keeps its
+# own table (it never imports the gateway); tests/test_error_codes.py checks that it knows
+# every code of the gateway's catalogue, with a class of the right status.
 _BY_CODE: dict[str, type[GatewayError]] = {
+    # 400: the request could not be read
+    "malformed_json": BadRequest,
+    "bad_input": BadRequest,
+    "method_not_allowed": GatewayError,
+    "http_error": GatewayError,
+    # 401
+    "missing_api_key": Unauthorized,
+    "invalid_api_key": Unauthorized,
+    "unauthorized": Unauthorized,
+    # 403
+    "wrong_role": Forbidden,
+    "forbidden": Forbidden,
     "invalid_pin": InvalidPin,
     "pin_locked": PinLocked,
+    # 404
+    "not_found": NotFound,
+    "unknown_api_key": NotFound,
+    "unknown_partner": NotFound,
+    "unknown_member": NotFound,
+    "unknown_receipt": NotFound,
+    "unknown_operation": NotFound,
+    "unknown_job": NotFound,
+    "unknown_transaction": NotFound,
+    "unknown_event": NotFound,
+    # 409
     "duplicate_receipt": DuplicateReceipt,
     "insufficient_points": InsufficientPoints,
     "earn_not_confirmed": EarnNotConfirmed,
+    "duplicate_member": Conflict,
+    "duplicate_address": Conflict,
+    "conflict": Conflict,
+    "ledger_revert": Conflict,
+    "reindex_refused": Conflict,
+    # 413
+    "payload_too_large": PayloadTooLarge,
+    "too_large": PayloadTooLarge,
+    # 422
+    "validation_error": ValidationFailed,
+    "invalid_request": ValidationFailed,
     "idempotency_mismatch": IdempotencyMismatch,
     "invalid_signature": InvalidSignature,
+    "invalid_partner": ValidationFailed,
+    "pin_required": ValidationFailed,
+    "wrong_currency": ValidationFailed,
+    "zero_points": ValidationFailed,
+    "amount_out_of_range": ValidationFailed,
+    "signature_required": ValidationFailed,
+    "reversal_exceeds_earn": ValidationFailed,
+    "not_a_receipt": ValidationFailed,
+    # 429
+    "rate_limited": RateLimited,
+    # 5xx
     "chain_unavailable": ChainUnavailable,
+    "not_deployed": ChainUnavailable,
+    "internal_error": ServerError,
+    "loyalty_error": ServerError,
+    "configuration_error": ServerError,
+    "compile_error": ServerError,
 }
 
 _BY_STATUS: dict[int, type[GatewayError]] = {

@@ -38,8 +38,8 @@ from gateway.audit.report import load_history
 from gateway.audit.verify import AuditReport, Replay, verify_chain
 from gateway.chain.backends import AnvilNode, RpcChain, anvil_dev_keys
 from gateway.chain.ledger import Ledger, LedgerEvent, Sender, SignedEarn, rpc, wait_for_receipt
-from gateway.config import get_settings
-from gateway.ledger.rules import month_of, month_start
+from gateway.core.config import get_settings
+from gateway.points.rules import month_of, month_start
 from partners.signing import Domain, EarnMessage, address_of, sign
 
 ZERO = "0x0000000000000000000000000000000000000000"

@@ -36,7 +36,7 @@ from rich.progress import Progress
 
 from gateway.chain.backends import AnvilNode, ChainBackend, EmbeddedChain, free_port
 from gateway.chain.ledger import Ledger, Sender, SignedEarn, artifact
-from gateway.config import REPO_ROOT, get_settings
+from gateway.core.config import REPO_ROOT, get_settings
 from partners.signing import EarnMessage, address_of, sign
 
 MEMBERS = 500

@@ -18,9 +18,14 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from gateway.config import get_settings
-from gateway.ledger import service
-from gateway.ledger.runtime import Runtime, open_runtime
+from gateway.accounts.members import create_member
+from gateway.accounts.partners import create_partner
+from gateway.app.bootstrap import open_runtime
+from gateway.app.runtime import Runtime
+from gateway.core.config import get_settings
+from gateway.core.security import Caller
+from gateway.operations.accept import Prepared, accept_earn, prepare_earn, prepare_earn_cached
+from gateway.operations.idempotency import Response, idempotent_async
 
 MEMBERS = 20
 
@@ -32,21 +37,19 @@ def writer_cpu_seconds() -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def accept(runtime: Runtime, caller: service.Caller, run: str, earns: int, concurrency: int) -> None:
+async def accept(runtime: Runtime, caller: Caller, run: str, earns: int, concurrency: int) -> None:
     numbers = iter(range(earns))
 
     async def till() -> None:
         for n in numbers:
             member_id = f"m{n % MEMBERS}"
             body = {"member_id": member_id, "receipt_id": f"{run}-{n}", "amount_minor": 1000, "currency": "EUR"}
-            prepared = service.prepare_earn_cached(runtime, caller=caller, member_id=member_id, self_signed=False)
+            prepared = prepare_earn_cached(runtime, caller=caller, member_id=member_id, self_signed=False)
             if prepared is None:
-                prepared = service.prepare_earn(runtime, caller=caller, member_id=member_id, self_signed=False)
+                prepared = prepare_earn(runtime, caller=caller, member_id=member_id, self_signed=False)
 
-            def effect(
-                session: Session, body: dict[str, object] = body, prepared: service.Prepared = prepared
-            ) -> service.Response:
-                return service.accept_earn(
+            def effect(session: Session, body: dict[str, object] = body, prepared: Prepared = prepared) -> Response:
+                return accept_earn(
                     runtime,
                     session,
                     caller=caller,
@@ -61,7 +64,7 @@ async def accept(runtime: Runtime, caller: service.Caller, run: str, earns: int,
 
             # Every other request carries an Idempotency-Key, as retrying tills send them.
             key = f"{run}-{n}" if n % 2 else None
-            await service.idempotent_async(
+            await idempotent_async(
                 runtime, scope="bench", key=key, body=body, effect=effect, refuses_before_writing=True
             )
 
@@ -76,7 +79,7 @@ def main() -> None:
     runtime = open_runtime(get_settings(), data_dir=Path(tempfile.mkdtemp(prefix="bench-writer-")) / "data", log=False)
     try:
         with runtime.writes.begin() as session:
-            partner = service.create_partner(
+            partner = create_partner(
                 runtime,
                 session,
                 name="Bench",
@@ -85,12 +88,12 @@ def main() -> None:
                 rate_per_minor_units=100,
                 allowance=10**15,
                 signer_address=None,
-            ).body
-        caller = service.Caller("bench", "partner", partner["partner_id"])
+            )
+        caller = Caller("bench", "partner", partner["partner_id"])
         with runtime.writes.begin() as session:
             for i in range(MEMBERS):
                 address = "0x" + secrets.token_bytes(20).hex()
-                service.create_member(runtime, session, caller=caller, member_id=f"m{i}", address=address, pin=None)
+                create_member(runtime, session, caller=caller, member_id=f"m{i}", address=address, pin=None)
         runtime.writer.start()
         asyncio.run(accept(runtime, caller, "warm", 200, args.concurrency))
         cpu, groups, jobs, start = (

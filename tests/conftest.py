@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.chain.backends import anvil_binary
-from gateway.errors import ChainError
+from gateway.core.errors import ChainError
 from tests.support import World, anvil_required, make_chain
 
 

@@ -18,8 +18,8 @@ from gateway.chain.ledger import (
     SignedRedeem,
     SignedReverse,
 )
-from gateway.config import CoalitionSettings, TierSettings
-from gateway.ledger.rules import month_of, month_start
+from gateway.core.config import CoalitionSettings, TierSettings
+from gateway.points.rules import month_of, month_start
 from partners.signing import Domain, EarnMessage, RedeemMessage, ReverseMessage, address_of, sign
 
 FAR_DEADLINE = 2**40

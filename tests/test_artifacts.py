@@ -6,7 +6,7 @@ import pytest
 
 from gateway.chain.compiler import ARTIFACT_CONTRACTS, collect_sources, compile_contracts, sources_hash
 from gateway.chain.ledger import artifact
-from gateway.config import get_settings
+from gateway.core.config import get_settings
 
 EIP170_LIMIT = 24_576
 

@@ -18,7 +18,7 @@ from gateway.audit.report import History, load_history, monthly, outstanding, re
 from gateway.audit.verify import verify_chain
 from gateway.chain.backends import AnvilNode, EmbeddedChain
 from gateway.cli import main
-from gateway.ledger.rules import month_label, month_start
+from gateway.points.rules import month_label, month_start
 from tests.conftest import _anvil_available
 from tests.support import World, anvil_required, member
 

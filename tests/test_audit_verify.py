@@ -10,7 +10,7 @@ from gateway.audit.verify import ZERO, Replay, verify_chain
 from gateway.chain.backends import AnvilNode
 from gateway.chain.events import EventDecoder, fetch_events, get_logs
 from gateway.chain.ledger import LedgerEvent, Sender
-from gateway.ledger.rules import PointsModel
+from gateway.points.rules import PointsModel
 from tests.support import World, member
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from gateway.chain.backends import AnvilNode
 from gateway.chain.ledger import Ledger, Sender
 from gateway.cli import main
-from gateway.errors import LoyaltyError
+from gateway.core.errors import LoyaltyError
 from tests.support import member
 
 
@@ -92,15 +92,15 @@ def test_partner_add_onboards_on_chain_and_prints_a_working_key(tmp_path: Path) 
     refused = CliRunner().invoke(main, [*command, "--allowance", "-1", "--data-dir", str(data)])
     assert refused.exit_code == 2 and "--allowance" in refused.output
 
-    from gateway.config import get_settings
-    from gateway.ledger import service
-    from gateway.ledger.runtime import open_runtime
+    from gateway.accounts.keys import authenticate
+    from gateway.app.bootstrap import open_runtime
+    from gateway.core.config import get_settings
 
     runtime = open_runtime(get_settings(), data_dir=data, log=False)
     try:
         on_chain = runtime.ledger.partner(1)
         with runtime.sessions() as session:
-            caller = service.authenticate(session, key)
+            caller = authenticate(session, key)
     finally:
         runtime.close()
     assert (on_chain["signer"].lower(), on_chain["currency"], on_chain["allowance"]) == (signer, "GBP", 5000)
@@ -113,7 +113,7 @@ def test_a_wrong_key_encryption_key_is_refused_at_start(tmp_path: Path, monkeypa
     command = ["partner", "add", "--currency", "EUR", "--points", "1", "--per", "100", "--allowance", "10"]
     assert CliRunner().invoke(main, [*command, "--name", "A", "--data-dir", str(data)]).exit_code == 0
     monkeypatch.setenv("LOYALTY_KEY_ENCRYPTION_KEY", "another-key-of-more-than-32-characters")
-    from gateway.config import get_settings
+    from gateway.core.config import get_settings
 
     get_settings.cache_clear()
     try:

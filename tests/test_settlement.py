@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.audit.settlement import settlement
 from gateway.chain.backends import AnvilNode
-from gateway.ledger.rules import month_start
+from gateway.points.rules import month_start
 from tests.support import World, member
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from gateway.api.app import create_app
-from gateway.config import get_settings
-from gateway.ledger.runtime import open_runtime
+from gateway.api.main import create_app
+from gateway.app.bootstrap import open_runtime
+from gateway.core.config import get_settings
 
 
 def app_from_environment() -> FastAPI:

@@ -19,11 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from web3 import Web3
 
-from gateway.audit.verify import RESULT_EVENT
 from gateway.chain.events import get_logs
 from gateway.chain.ledger import Ledger, decode_error
+from gateway.chain.outcomes import RESULT_EVENT
+from gateway.core.errors import ErrorCode, Invalid, NotFound
 from gateway.db.models import Operation, StoredReceipt
-from gateway.errors import Invalid, NotFound
 
 SEARCH_PAGE_BLOCKS = 50_000  # a topic-filtered search returns few logs: large pages are cheap
 
@@ -126,7 +126,7 @@ def stored_receipt_proof(
         query = query.where(StoredReceipt.kind == kind)
     stored = list(session.scalars(query.order_by(StoredReceipt.seq)))
     if not stored:
-        raise NotFound(f"no receipt {receipt_id} of partner {partner_id}", code="unknown_receipt")
+        raise NotFound(f"no receipt {receipt_id} of partner {partner_id}", code=ErrorCode.UNKNOWN_RECEIPT)
     doc = next((r for r in stored if r.kind == "earn"), stored[0])
     op = session.scalar(select(Operation).where(Operation.id == doc.operation_id))
     recomputed = receipt_hash(doc.receipt_doc.encode())
@@ -161,13 +161,15 @@ def document_of(text: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise Invalid(f"the receipt file is not JSON: {exc}", code="malformed_json") from exc
+        raise Invalid(f"the receipt file is not JSON: {exc}", code=ErrorCode.MALFORMED_JSON) from exc
     if isinstance(data, dict) and isinstance(data.get("receipt_canonical"), str):
         data = json.loads(data["receipt_canonical"])
     elif isinstance(data, dict) and isinstance(data.get("receipt"), dict):
         data = data["receipt"]
     if not isinstance(data, dict) or "kind" not in data or "partner_id" not in data:
-        raise Invalid("the file holds no receipt document (an object with kind, partner_id...)", code="not_a_receipt")
+        raise Invalid(
+            "the file holds no receipt document (an object with kind, partner_id...)", code=ErrorCode.NOT_A_RECEIPT
+        )
     return data
 
 

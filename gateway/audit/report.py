@@ -1,5 +1,8 @@
 """Liability by month, its chart, and the folder an auditor hands on, from chain events alone.
 
+Longer than 400 lines: the monthly figures, the chart and the folder's files are one report
+over the same History; split, each part would import the others.
+
 Per UTC calendar month (the contract's months: year * 12 + month - 1) the points issued,
 redeemed, reversed and expired, and the outstanding liability at the month's end: the points
 still spendable when the next month begins, which is what `totalSupply` reports then. Points
@@ -27,7 +30,7 @@ from gateway.audit.settlement import Statement, statement_of
 from gateway.audit.verify import AuditReport, Replay
 from gateway.chain.events import fetch_events
 from gateway.chain.ledger import Ledger, LedgerEvent, rpc
-from gateway.ledger.rules import month_label, month_of, month_start
+from gateway.points.rules import month_label, month_of, month_start
 
 # (stage, done, total): "reading ledger events" in blocks, then "reading block times" in blocks.
 Progress = Callable[[str, int, int], None]

@@ -20,7 +20,7 @@ from web3 import Web3
 from gateway.audit.verify import Replay
 from gateway.chain.events import fetch_events, timestamps
 from gateway.chain.ledger import Ledger, LedgerEvent, rpc
-from gateway.ledger.rules import NEVER, month_of, month_start
+from gateway.points.rules import NEVER, month_of, month_start
 
 
 @dataclass

@@ -1,5 +1,8 @@
 """Chain-only audit: replay every ledger event with the plain-Python rules and compare.
 
+Longer than 400 lines: the replay is one pass over the events, and the index comparison reads
+the state that pass builds.
+
 An auditor needs only an RPC endpoint and the contract's address (and deployment block).
 Every event from the deployment block is fetched (paged eth_getLogs), replayed into the
 rules model of gateway/ledger/rules.py, and the result compared with the contract's own
@@ -22,8 +25,9 @@ from web3 import Web3
 
 from gateway.chain.events import collector_paused, fetch_events, timestamps
 from gateway.chain.ledger import Ledger, LedgerEvent, rpc
+from gateway.chain.outcomes import RESULT_EVENT
 from gateway.db.models import Operation, StoredReceipt
-from gateway.ledger.rules import BPS, NEVER, PartnerModel, PointsModel, month_label, month_of
+from gateway.points.rules import BPS, NEVER, PartnerModel, PointsModel, month_label, month_of
 
 ZERO = "0x0000000000000000000000000000000000000000"
 VIEWS_PER_BATCH = 1_500
@@ -276,8 +280,6 @@ def _match_index(
 
 
 # ------------------------------------------------------------------ the gateway's index
-
-RESULT_EVENT = {"earn": "Earned", "redemption": "Redeemed", "reversal": "Reversed"}
 
 
 @dataclass(frozen=True)

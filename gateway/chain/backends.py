@@ -25,8 +25,8 @@ from web3 import EthereumTesterProvider, HTTPProvider, Web3
 from web3.types import Wei
 
 from gateway.chain.embedded_store import PATH_VARIABLE
-from gateway.config import REPO_ROOT
-from gateway.errors import ChainError
+from gateway.core.config import REPO_ROOT
+from gateway.core.errors import ChainError
 
 # anvil's development accounts come from this public mnemonic; never funded on a real network.
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"

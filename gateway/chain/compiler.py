@@ -14,11 +14,13 @@ from typing import Any
 
 import solcx
 
-from gateway.config import REPO_ROOT, CompilerSettings
-from gateway.errors import CompileError
+from gateway.core.config import REPO_ROOT, CompilerSettings, shipped
+from gateway.core.errors import CompileError
 
 CONTRACTS_DIR = REPO_ROOT / "contracts"
-ARTIFACTS_DIR = CONTRACTS_DIR / "artifacts"
+COMPILED_DIR = CONTRACTS_DIR / "artifacts"  # what `loyalty compile` writes (committed)
+# Where the artifacts are read from: the checkout's, or the copies an installed package carries.
+ARTIFACTS_DIR = shipped("contracts", "artifacts")
 NODE_MODULES = REPO_ROOT / "node_modules"
 SOLCJS_ADAPTER = CONTRACTS_DIR / "tools" / "solc-standard-json"
 # Source files compiled, relative to the repository root; the artifacts are for these contracts.
@@ -159,7 +161,7 @@ def compile_contracts(settings: CompilerSettings, compiler: Compiler | None = No
     return artifacts
 
 
-def write_artifacts(artifacts: dict[str, dict[str, Any]], directory: Path = ARTIFACTS_DIR) -> list[Path]:
+def write_artifacts(artifacts: dict[str, dict[str, Any]], directory: Path = COMPILED_DIR) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, artifact in artifacts.items():

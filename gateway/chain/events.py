@@ -17,8 +17,9 @@ from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from web3 import EthereumTesterProvider, Web3
 
+from gateway.chain.jsonrpc import quantity as _int
 from gateway.chain.ledger import Ledger, LedgerEvent, _abi_tables, rpc
-from gateway.errors import ChainError
+from gateway.core.errors import ChainError
 
 PAGE_BLOCKS = 2_000  # pages of get_logs, and of the events of eth-tester
 FIRST_PAGE_BLOCKS = 100  # a node's first page; later ones are sized to about TARGET_LOGS logs
@@ -297,10 +298,6 @@ def _transfer_windows(events: list[LedgerEvent], to_block: int) -> list[tuple[in
     if opened is not None:
         windows.append((opened, to_block))
     return windows
-
-
-def _int(value: Any) -> int:
-    return int(value, 16) if isinstance(value, str) else int(value)
 
 
 def block_headers(w3: Web3, numbers: Iterable[int]) -> dict[int, tuple[int, str]]:

@@ -26,9 +26,11 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.types import TxReceipt
 
 from gateway.chain.compiler import ARTIFACTS_DIR
+from gateway.chain.jsonrpc import quantity as _int
 from gateway.chain.merkle import merkle_proofs
-from gateway.config import CoalitionSettings
-from gateway.errors import ChainError
+from gateway.core.config import CoalitionSettings
+from gateway.core.errors import ChainError, ErrorCode
+from gateway.points.rules import NEVER as NEVER  # the contract's "never expires" month
 from partners.signing import (
     CompactSignature,
     Domain,
@@ -40,7 +42,6 @@ from partners.signing import (
 )
 
 KIND_EARN, KIND_REDEEM, KIND_REVERSE = 1, 2, 3
-NEVER = 2**24 - 1
 
 
 @cache
@@ -105,8 +106,7 @@ def _plain(value: Any) -> Any:
 class LedgerRevert(ChainError):
     """A transaction or call reverted with a decoded contract error."""
 
-    code = "ledger_revert"
-    status = 409
+    code = ErrorCode.LEDGER_REVERT
 
     def __init__(self, error: DecodedError) -> None:
         super().__init__(str(error), error=error.name, args=error.args)
@@ -653,10 +653,6 @@ def _tester_revert_data(message: str) -> bytes | None:
             return None
         return value if isinstance(value, bytes) else None
     return None
-
-
-def _int(value: Any) -> int:
-    return int(value, 16) if isinstance(value, str) else int(value)
 
 
 @cache

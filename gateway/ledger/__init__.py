@@ -1,1 +1,1 @@
-"""Ledger domain: the points rules and (later) the services behind the API."""
+"""Old home of the points rules, kept only as an import path (see rules.py here)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,12 +20,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from gateway.api.errors import http_status
+from gateway.app.runtime import Runtime
 from gateway.audit.report import History, render_chart
-from gateway.errors import LoyaltyError, RateLimited
-from gateway.ledger.rules import month_label
-from gateway.ledger.runtime import Runtime
+from gateway.core.errors import LoyaltyError, RateLimited, TooLarge
+from gateway.core.ratelimit import TokenBuckets
+from gateway.points.rules import month_label
 from gateway.web import reads
-from gateway.web.reads import BadInput, TooLarge
+from gateway.web.reads import BadInput
 
 log = logging.getLogger("gateway.web")
 HERE = Path(__file__).parent
@@ -80,25 +81,9 @@ templates.filters.update(
 )
 
 
-class ClientLimiter:
-    """A token bucket per client address: page views are cheap, but not free, and member
-    lookups should not be a way to walk through every card number."""
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.buckets: dict[str, tuple[float, float]] = {}
-        self.lock = threading.Lock()
-
-    def allow(self, client: str) -> bool:
-        now = time.monotonic()
-        with self.lock:
-            if len(self.buckets) > 10_000:  # forget idle clients rather than grow without bound
-                self.buckets = {k: v for k, v in self.buckets.items() if now - v[1] < 60}
-            tokens, last = self.buckets.get(client, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            allowed = tokens >= 1
-            self.buckets[client] = (tokens - 1 if allowed else tokens, now)
-            return allowed
+# Page views are cheap, but not free, and member lookups should not be a way to walk through
+# every card number: a token bucket per client address.
+ClientLimiter = TokenBuckets
 
 
 page_views = ClientLimiter(rate=5, burst=60)
@@ -136,7 +121,7 @@ class PageRoute(APIRoute):
                     raise RateLimited("Too many pages from your address in a short time; wait a few seconds.")
                 return await handler(request)
             except LoyaltyError as exc:
-                return error_page(request, exc.status, exc.message)
+                return error_page(request, http_status(exc), exc.message)
             except Exception:
                 log.exception("page failed: %s", request.url.path)
                 return error_page(request, 500, "Something went wrong on our side; nothing was changed.")

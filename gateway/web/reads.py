@@ -1,5 +1,8 @@
 """What the member and auditor pages show: read from the chain, with names from the index.
 
+Longer than 400 lines: every read the pages make, kept together so that no page reads the
+database or the chain itself.
+
 Nothing here renders HTML (gateway/web/pages.py does). Everything returned is public on the
 chain already (balances, events, receipt hashes), plus partner names and the list of a
 member's operations the gateway accepted. Stored receipt documents never leave this module:
@@ -22,6 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from web3.exceptions import TransactionNotFound
 
+from gateway.accounts.members import member_view
+from gateway.app.runtime import Runtime
 from gateway.audit.report import (
     History,
     MonthFigures,
@@ -34,11 +39,11 @@ from gateway.audit.report import (
 )
 from gateway.audit.settlement import Statement
 from gateway.chain.ledger import LedgerEvent
+from gateway.chain.outcomes import KIND_OF_EVENT
+from gateway.core.errors import ErrorCode, LoyaltyError, NotFound, TooLarge
 from gateway.db.models import Member, Operation, Partner
-from gateway.errors import LoyaltyError, NotFound
-from gateway.ledger import service
-from gateway.ledger.rules import NEVER, month_label
-from gateway.ledger.runtime import Runtime
+from gateway.operations.kinds import Kind, Status
+from gateway.points.rules import NEVER, month_label
 from partners.signing import Receipt
 
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -49,19 +54,12 @@ DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_QUERY_CHARS = 200
 MAX_RECEIPT_BYTES = 16 * 1024
 RECENT_OPERATIONS = 25
-KIND_OF_EVENT = {"Earned": "earn", "Redeemed": "redemption", "Reversed": "reversal"}
 
 
 class BadInput(LoyaltyError):
     """A page was asked something it cannot read (a malformed id, date, hash...)."""
 
-    code = "bad_input"
-    status = 400
-
-
-class TooLarge(LoyaltyError):
-    code = "too_large"
-    status = 413
+    code = ErrorCode.BAD_INPUT
 
 
 def partner_names(session: Session) -> dict[int, str]:
@@ -103,7 +101,7 @@ def find_member(session: Session, query: str) -> Member:
             "an address is 0x followed by 40 hexadecimal digits."
         )
     if member is None:
-        raise NotFound("No member has this id or address in this network.", code="unknown_member")
+        raise NotFound("No member has this id or address in this network.", code=ErrorCode.UNKNOWN_MEMBER)
     return member
 
 
@@ -136,7 +134,7 @@ class MemberPage:
 
 
 def member_page(runtime: Runtime, session: Session, member: Member) -> MemberPage:
-    view = service.member_view(runtime, session, member_id=member.member_id)  # the chain's views at one block
+    view = member_view(runtime, session, member_id=member.member_id)  # the chain's views at one block
     tiers = runtime.settings.coalition.tiers
     index = int(view["tier_index"])
     following = tiers[index + 1] if index + 1 < len(tiers) else None
@@ -145,14 +143,14 @@ def member_page(runtime: Runtime, session: Session, member: Member) -> MemberPag
     rows = session.scalars(
         select(Operation)
         # A refused operation never reaches the chain: it stays between the partner and the gateway.
-        .where(Operation.member_id == member.member_id, Operation.status != "rejected")
+        .where(Operation.member_id == member.member_id, Operation.status != Status.REJECTED)
         .order_by(Operation.seq.desc())
         .limit(RECENT_OPERATIONS)
     )
     movements = []
     for op in rows:
-        sign = 1 if op.kind == "earn" else -1
-        on_chain = op.status == "confirmed" and op.tx_hash is not None and op.log_index is not None
+        sign = 1 if op.kind == Kind.EARN else -1
+        on_chain = op.status == Status.CONFIRMED and op.tx_hash is not None and op.log_index is not None
         movements.append(
             Movement(
                 kind=op.kind,
@@ -160,8 +158,8 @@ def member_page(runtime: Runtime, session: Session, member: Member) -> MemberPag
                 points=sign * op.points if op.points is not None else None,
                 status=op.status,
                 accepted_at=op.created_at,
-                spend_minor=op.amount_minor if op.kind == "earn" else None,
-                currency=op.currency if op.kind == "earn" else None,
+                spend_minor=op.amount_minor if op.kind == Kind.EARN else None,
+                currency=op.currency if op.kind == Kind.EARN else None,
                 proof=f"/proof/{op.tx_hash}/{op.log_index}?op={op.id}" if on_chain else None,
             )
         )
@@ -244,12 +242,14 @@ def proof(runtime: Runtime, session: Session, *, tx_hash: str, log_index: str, o
     try:
         receipt = w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
     except TransactionNotFound:
-        raise NotFound("This chain has no transaction with that hash.", code="unknown_transaction") from None
+        raise NotFound("This chain has no transaction with that hash.", code=ErrorCode.UNKNOWN_TRANSACTION) from None
     position = int(log_index)
     log = next((item for item in receipt["logs"] if int(item["logIndex"]) == position), None)
     event = runtime.ledger.decode_log(log) if log is not None else None
     if event is None:
-        raise NotFound("That transaction has no event of the points ledger at this log index.", code="unknown_event")
+        raise NotFound(
+            "That transaction has no event of the points ledger at this log index.", code=ErrorCode.UNKNOWN_EVENT
+        )
     names = partner_names(session)
     ref = event.args.get("receiptRef")
     return Proof(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gateway.chain.backends import EmbeddedChain
 from gateway.chain.ledger import Ledger, Sender
-from gateway.config import REPO_ROOT
+from gateway.core.config import REPO_ROOT
 from tests.support import World, member
 
 

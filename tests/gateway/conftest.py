@@ -12,10 +12,11 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from gateway.api.app import create_app
-from gateway.config import GatewaySettings, Settings
-from gateway.ledger.runtime import Runtime, open_runtime
-from gateway.ledger.submitter import Submitter
+from gateway.api.main import create_app
+from gateway.app.bootstrap import open_runtime
+from gateway.app.runtime import Runtime
+from gateway.core.config import GatewaySettings, Settings
+from gateway.submitter.loop import Submitter
 from tests.support import anvil_required
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

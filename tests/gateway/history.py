@@ -15,10 +15,10 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from gateway.api.app import create_app
-from gateway.ledger.rules import month_start
-from gateway.ledger.runtime import open_runtime
-from gateway.ledger.submitter import queue_depth
+from gateway.api.main import create_app
+from gateway.app.bootstrap import open_runtime
+from gateway.operations.queries import queue_depth
+from gateway.points.rules import month_start
 from tests.gateway.conftest import Gateway, make_settings
 
 DAY = 86_400

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from gateway.ledger.runtime import open_runtime
-from gateway.ledger.submitter import Submitter
+from gateway.app.bootstrap import open_runtime
+from gateway.submitter.loop import Submitter
 from partners.signing import EarnMessage, Receipt, RedeemMessage, address_of, sign
 from tests.gateway.conftest import Gateway, make_settings
 from tests.support import key_for
@@ -339,7 +339,7 @@ def test_accepted_operations_survive_a_restart_and_apply_once(tmp_path: Path, da
     runtime = open_runtime(settings, data_dir=data, log=False)
     from fastapi.testclient import TestClient
 
-    from gateway.api.app import create_app
+    from gateway.api.main import create_app
 
     admin = (data / "admin.key").read_text().strip()
     with TestClient(create_app(runtime, run_submitter=False)) as client:
@@ -407,7 +407,7 @@ def test_rate_limit_answers_429(tmp_path: Path) -> None:
     runtime = open_runtime(make_settings(None), data_dir=tmp_path / "data", log=False)
     from fastapi.testclient import TestClient
 
-    from gateway.api.app import create_app
+    from gateway.api.main import create_app
 
     admin = {"Authorization": f"Bearer {(tmp_path / 'data' / 'admin.key').read_text().strip()}"}
     with TestClient(create_app(runtime, run_submitter=False, rate_per_second=5)) as client:
@@ -423,7 +423,7 @@ def test_rate_limit_answers_429(tmp_path: Path) -> None:
 def test_production_refuses_the_development_key_encryption_key(monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import ValidationError
 
-    from gateway.config import Settings
+    from gateway.core.config import Settings
 
     monkeypatch.setenv("LOYALTY_ENV", "production")
     monkeypatch.delenv("LOYALTY_KEY_ENCRYPTION_KEY", raising=False)

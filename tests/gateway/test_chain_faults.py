@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.api.app import create_app
+from gateway.api.main import create_app
+from gateway.app.bootstrap import open_runtime
 from gateway.chain.backends import AnvilNode
-from gateway.ledger.runtime import open_runtime
-from gateway.ledger.submitter import Submitter
+from gateway.submitter.loop import Submitter
 from tests.gateway.conftest import make_settings
 
 

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from gateway.chain.backends import AnvilNode, free_port
 from gateway.chain.ledger import Ledger
-from gateway.config import REPO_ROOT
+from gateway.core.config import REPO_ROOT
 
 
 class GatewayProcess:

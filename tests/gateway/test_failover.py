@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from gateway.chain.backends import AnvilNode, free_port
-from gateway.config import REPO_ROOT
+from gateway.core.config import REPO_ROOT
 from tests.gateway.test_crash import GatewayProcess, drain, earned_refs, enrol
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from gateway.chain.backends import AnvilNode
 from gateway.cli import main
-from gateway.config import get_settings
+from gateway.core.config import get_settings
 from tests.gateway.conftest import Gateway
 from tests.gateway.history import History, drain, gateway_on, scripted_history
 

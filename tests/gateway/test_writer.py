@@ -10,9 +10,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from gateway.errors import Conflict, Invalid
-from gateway.ledger import service
-from gateway.ledger.writer import WriteQueue
+from gateway.core.errors import Conflict, Invalid
+from gateway.core.security import Caller
+from gateway.db.writer import WriteQueue
+from gateway.operations.accept import accept_earn, prepare_earn
+from gateway.operations.idempotency import Response, idempotent_async
 from tests.gateway.conftest import Gateway
 
 
@@ -29,12 +31,12 @@ def _hold(writer: WriteQueue) -> threading.Event:
     return release
 
 
-def _earn(gw: Gateway, caller: service.Caller, receipt_id: str, amount: int, currency: str = "EUR") -> Any:
+def _earn(gw: Gateway, caller: Caller, receipt_id: str, amount: int, currency: str = "EUR") -> Any:
     body = {"member_id": "card-1", "receipt_id": receipt_id, "amount_minor": amount, "currency": currency}
-    prepared = service.prepare_earn(gw.runtime, caller=caller, member_id="card-1", self_signed=False)
+    prepared = prepare_earn(gw.runtime, caller=caller, member_id="card-1", self_signed=False)
 
-    def effect(session: Session) -> service.Response:
-        return service.accept_earn(
+    def effect(session: Session) -> Response:
+        return accept_earn(
             gw.runtime,
             session,
             caller=caller,
@@ -53,7 +55,7 @@ def _earn(gw: Gateway, caller: service.Caller, receipt_id: str, amount: int, cur
 def test_one_group_answers_each_job_as_if_alone(gw: Gateway) -> None:
     partner = gw.partner()
     gw.post("/v1/members", partner["api_key"], {"member_id": "card-1", "pin": "1234"})
-    caller = service.Caller("test", "partner", partner["partner_id"])
+    caller = Caller("test", "partner", partner["partner_id"])
     jobs = [
         ("k-1", *_earn(gw, caller, "R-1", 1000)),  # accepted
         ("k-1", *_earn(gw, caller, "R-1", 1000)),  # the same request again: the same answer
@@ -67,7 +69,7 @@ def test_one_group_answers_each_job_as_if_alone(gw: Gateway) -> None:
         release = _hold(gw.runtime.writer)
         calls = [
             asyncio.ensure_future(
-                service.idempotent_async(
+                idempotent_async(
                     gw.runtime, scope="test", key=key, body=body, effect=effect, refuses_before_writing=True
                 )
             )
@@ -93,7 +95,7 @@ def test_one_group_answers_each_job_as_if_alone(gw: Gateway) -> None:
 def test_a_caller_that_stops_waiting_does_not_stop_the_writer(gw: Gateway) -> None:
     partner = gw.partner()
     gw.post("/v1/members", partner["api_key"], {"member_id": "card-1", "pin": "1234"})
-    caller = service.Caller("test", "partner", partner["partner_id"])
+    caller = Caller("test", "partner", partner["partner_id"])
     writer = gw.runtime.writer
     release = _hold(writer)
     _, effect = _earn(gw, caller, "R-gone", 1000)

@@ -15,11 +15,12 @@ import pytest
 import sqlalchemy as sa
 import uvicorn
 
-from gateway.api.app import create_app
+from gateway.api.main import create_app
+from gateway.app.bootstrap import open_runtime
+from gateway.app.runtime import Runtime
 from gateway.chain.backends import free_port
 from gateway.chain.ledger import LedgerEvent
-from gateway.config import GatewaySettings, Settings
-from gateway.ledger.runtime import Runtime, open_runtime
+from gateway.core.config import GatewaySettings, Settings
 
 
 @dataclass

@@ -17,7 +17,7 @@ import pytest
 from eth_account import Account
 
 from gateway.chain.backends import free_port
-from gateway.config import REPO_ROOT
+from gateway.core.config import REPO_ROOT
 from partners.client import AsyncPartnerClient, PartnerClient, RetryPolicy, SessionNonces
 from partners.errors import (
     DuplicateReceipt,

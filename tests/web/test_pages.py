@@ -19,10 +19,11 @@ import httpx
 import pytest
 import uvicorn
 
-from gateway.api.app import create_app
+from gateway.api.main import create_app
+from gateway.app.bootstrap import open_runtime
+from gateway.app.runtime import Runtime
 from gateway.chain.backends import free_port
-from gateway.ledger.rules import month_of, month_start
-from gateway.ledger.runtime import Runtime, open_runtime
+from gateway.points.rules import month_of, month_start
 from tests.gateway.conftest import make_settings
 from tests.support import anvil_required
 

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from dataclasses import dataclass
 
 from eth_account import Account
 from eth_typing import HexStr
@@ -24,6 +25,15 @@ from eth_typing import HexStr
 API_KEY_PREFIX = "lk_"
 KEYSTORE_PBKDF2_ITERATIONS = 10_000
 PIN_SCRYPT_N = 2**14
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated API key: who is asking, in which role, for which partner."""
+
+    key_id: str
+    role: str
+    partner_id: int | None
 
 
 def new_api_key() -> tuple[str, str, str]:

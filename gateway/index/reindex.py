@@ -1,5 +1,8 @@
 """`loyalty reindex`: rebuild the gateway's index from the chain and the stored receipts.
 
+Longer than 400 lines: one rebuild in one transaction; its steps share the connection, the
+decoded events and the custody rows.
+
 The database holds two kinds of data (gateway/db/models.py). Custody data exists nowhere
 else and is never touched here: API keys, partners' and custodial members' encrypted keys,
 PIN hashes, members' ids and addresses, Idempotency-Key answers, and every receipt as it
@@ -22,7 +25,6 @@ gateway's submitter holds the database's advisory lock.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,19 +39,20 @@ from sqlalchemy.orm import Session
 from web3 import Web3
 
 from gateway.chain.events import block_headers, fetch_events
-from gateway.chain.ledger import KIND_EARN, KIND_REDEEM, KIND_REVERSE, Ledger, LedgerEvent, decode_error, earn_records
+from gateway.chain.ledger import Ledger, LedgerEvent, decode_error, earn_records
+from gateway.chain.outcomes import KIND_OF_EVENT, KIND_OF_REJECTION, error_code
+from gateway.core.errors import Conflict, ErrorCode
 from gateway.db.models import Base, Batch, Member, Operation, Partner, StoredReceipt
-from gateway.errors import Conflict
-from gateway.ledger.rules import month_of
-from gateway.ledger.submitter import ADVISORY_LOCK_KEY, RESULT_EVENTS, _snake
+from gateway.operations.kinds import IN_FLIGHT
+from gateway.operations.store import proof_to_column
+from gateway.points.rules import month_of
+from gateway.submitter.leadership import try_advisory_lock
 
-KIND_OF_EVENT = {event: kind for kind, event in RESULT_EVENTS.items()}
-KIND_OF_REJECTION = {KIND_EARN: "earn", KIND_REDEEM: "redemption", KIND_REVERSE: "reversal"}
 INDEX_TABLES = [Base.metadata.tables["batches"], Base.metadata.tables["operations"]]
 
 
 class ReindexRefused(Conflict):
-    code = "reindex_refused"
+    code = ErrorCode.REINDEX_REFUSED
 
 
 @dataclass
@@ -159,9 +162,7 @@ def _submitter_lock(engine: Engine) -> Connection | None:
     if engine.dialect.name != "postgresql":
         return None
     conn = engine.connect()
-    got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY}).scalar()
-    conn.commit()
-    if not got:
+    if not try_advisory_lock(conn):
         conn.close()
         raise ReindexRefused("a gateway's submitter is running on this database: stop the gateway first")
     return conn
@@ -175,10 +176,7 @@ def _lock_tables(conn: Connection) -> None:
 
 def _refuse_if_pending(session: Session) -> None:
     pending = int(
-        session.scalar(
-            select(func.count()).select_from(Operation).where(Operation.status.in_(("accepted", "submitted")))
-        )
-        or 0
+        session.scalar(select(func.count()).select_from(Operation).where(Operation.status.in_(IN_FLIGHT))) or 0
     )
     if pending:
         raise ReindexRefused(
@@ -206,10 +204,7 @@ def _earn_proofs(tx: _Tx, month: int) -> dict[int, tuple[int, int, str]]:
     if not earned or tx.committed is None:
         return {}
     records = earn_records(int(tx.committed.args["batchId"]), month, earned)
-    return {
-        e.log_index: (r.batch_id, month, json.dumps(["0x" + p.hex() for p in r.proof]))
-        for e, r in zip(earned, records, strict=True)
-    }
+    return {e.log_index: (r.batch_id, month, proof_to_column(r.proof)) for e, r in zip(earned, records, strict=True)}
 
 
 def _raw_transaction(tx: Any) -> str:
@@ -276,7 +271,7 @@ def _outcomes(
                 error = decode_error(e.args["reason"])
                 if receipt.operation_id not in outcomes or outcomes[receipt.operation_id].status == "rejected":
                     outcomes[receipt.operation_id] = _Outcome(
-                        "rejected", tx_hash, number, error=(_snake(error.name), str(error))
+                        "rejected", tx_hash, number, error=(error_code(error.name), str(error))
                     )
             else:
                 kind = KIND_OF_EVENT[e.name]

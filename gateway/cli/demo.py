@@ -23,15 +23,16 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from gateway.api.app import create_app
+from gateway.api.main import create_app
+from gateway.app.bootstrap import open_runtime
+from gateway.app.runtime import Runtime
 from gateway.audit.report import default_period, load_history, statement_text, write_folder
 from gateway.audit.verify import read_index, verify_chain
 from gateway.chain.backends import free_port
 from gateway.chain.ledger import SignedRedeem
-from gateway.config import Settings, get_settings
+from gateway.core.config import Settings, get_settings
 from gateway.db.models import Partner
-from gateway.ledger.rules import month_label, month_of, month_start
-from gateway.ledger.runtime import Runtime, open_runtime
+from gateway.points.rules import month_label, month_of, month_start
 from partners.client import PartnerClient
 from partners.errors import GatewayError
 from partners.redemption import sign_redemption

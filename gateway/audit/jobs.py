@@ -1,34 +1,25 @@
-"""`loyalty audit verify` over HTTP: a background job an auditor starts and polls.
-
-    POST /v1/audit/verify            -> 202 the job (a new one, or the one already running)
-    GET  /v1/audit/verify            -> the latest job (202 and a new one if there is none)
-    GET  /v1/audit/verify/{job_id}   -> {status: running|done|failed, progress, ..., discrepancies, ok}
+"""Verification jobs: `loyalty audit verify` as a background job an auditor starts and polls
+(the routes are gateway/api/routes/audit.py).
 
 The job runs the same verification as the command: every ledger event replayed with the
 rules and compared with the contract's views, then the gateway's index and stored receipts
 matched with the events. One job runs at a time (it reads the whole chain); the last few
 are kept in this process's memory, so a restarted gateway starts from none.
-
-No `from __future__ import annotations` here: FastAPI reads the route annotations.
 """
+
+from __future__ import annotations
 
 import logging
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
-from fastapi.responses import JSONResponse
-
+from gateway.app.runtime import Runtime
 from gateway.audit.verify import AuditReport, Discrepancy, GatewayIndex, read_index, verify_chain
-from gateway.errors import NotFound
-from gateway.ledger.runtime import Runtime
-from gateway.ledger.service import Caller
+from gateway.core.errors import ErrorCode, NotFound
 
 log = logging.getLogger("gateway.audit")
 KEEP_JOBS = 20
@@ -91,7 +82,7 @@ class VerifyJobs:
     """Starts verifications in a thread, one at a time, and remembers the last few."""
 
     runtime: Runtime
-    jobs: "OrderedDict[str, VerifyJob]" = field(default_factory=OrderedDict)
+    jobs: OrderedDict[str, VerifyJob] = field(default_factory=OrderedDict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
@@ -113,7 +104,9 @@ class VerifyJobs:
     def get(self, job_id: str) -> VerifyJob:
         job = self.jobs.get(job_id)
         if job is None:
-            raise NotFound(f"no verification job {job_id} (jobs live in the gateway's memory)", code="unknown_job")
+            raise NotFound(
+                f"no verification job {job_id} (jobs live in the gateway's memory)", code=ErrorCode.UNKNOWN_JOB
+            )
         return job
 
     def latest(self) -> VerifyJob | None:
@@ -156,47 +149,3 @@ class VerifyJobs:
             log.exception("verification job %s failed", job.id)
             job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
         job.finished_at = datetime.now(UTC)
-
-
-def install(app: FastAPI, runtime: Runtime, auditor: Callable[..., Caller | Awaitable[Caller]]) -> VerifyJobs:
-    """Adds the routes to `app`; `auditor` is the app's dependency admitting auditor keys.
-    Stops a running job when the app shuts down."""
-    jobs = VerifyJobs(runtime)
-    Auditor = Annotated[Caller, Depends(auditor)]
-    router = APIRouter(tags=["audit"])
-
-    def answer(job: VerifyJob, status: int) -> JSONResponse:
-        return JSONResponse(job.as_json(), status_code=status, headers={"Location": f"/v1/audit/verify/{job.id}"})
-
-    @router.post("/v1/audit/verify", status_code=202)
-    def start_verification(who: Auditor) -> JSONResponse:
-        """Starts a verification (or returns the one running): replay, views, index, receipts."""
-        job, _ = jobs.start()
-        return answer(job, 202)
-
-    @router.get("/v1/audit/verify")
-    def latest_verification(who: Auditor) -> JSONResponse:
-        """The latest verification job; starts one (202) if there has been none."""
-        job = jobs.latest()
-        if job is None:
-            job, _ = jobs.start()
-            return answer(job, 202)
-        return answer(job, 200)
-
-    @router.get("/v1/audit/verify/{job_id}")
-    def verification(job_id: str, who: Auditor) -> JSONResponse:
-        """A verification job: its status, progress and, when done, every discrepancy."""
-        return answer(jobs.get(job_id), 200)
-
-    app.include_router(router)
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(target: FastAPI) -> AsyncIterator[Any]:
-        async with inner(target) as state:
-            yield state
-        jobs.stop()
-
-    app.router.lifespan_context = lifespan
-    app.state.audit_jobs = jobs
-    return jobs

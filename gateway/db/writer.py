@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.errors import LoyaltyError
+from gateway.core.errors import LoyaltyError
 
 GROUP = "write_group"  # the Session.info key of the running group's deferred rows
 

@@ -1,14 +1,12 @@
-"""The gateway's running parts in one place: settings, chain, ledger contract, keys, database.
+"""The runtime container: the gateway's running parts in one place (settings, chain, ledger
+contract, keys, database, group-commit writer) and the hot-path caches that ride with them.
 
-`open_runtime` is what `loyalty init` and `loyalty serve` call: on an empty data directory it
-deploys the ledger, creates the database and writes the first admin key; afterwards it opens
-what is there.
+It is opened by `gateway.app.bootstrap.open_runtime`; domain services take it as their first
+argument. It imports no domain folder.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,16 +15,14 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.chain.backends import ChainBackend, EmbeddedChain, RpcChain, anvil_dev_keys
+from gateway.app.deployment import Deployment
+from gateway.chain.backends import ChainBackend, EmbeddedChain
 from gateway.chain.ledger import Ledger, Sender
-from gateway.config import Settings
-from gateway.db.models import ApiKey, Member, Partner
-from gateway.db.session import database_url, make_engine, make_sessionmaker, migrate
-from gateway.errors import ConfigError, NotFound
-from gateway.ledger.writer import WriteQueue
-from gateway.security import decrypt_private_key, new_api_key
-
-ANVIL_CHAIN_ID = 31337
+from gateway.core.config import Settings
+from gateway.core.errors import ConfigError, ErrorCode, NotFound
+from gateway.core.security import Caller, decrypt_private_key
+from gateway.db.models import Member, Partner
+from gateway.db.writer import WriteQueue
 
 
 @dataclass
@@ -41,7 +37,7 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]  # reads
     writes: sessionmaker[Session]  # write transactions (BEGIN IMMEDIATE on SQLite)
-    deployment: dict[str, object]
+    deployment: Deployment
     write_engine: Engine | None = None
     writer: WriteQueue = field(init=False)
     operator_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -57,7 +53,7 @@ class Runtime:
     # gateway process stops working within seconds; this process forgets it at once).
     _members: dict[str, tuple[str, bool]] = field(default_factory=dict)
     _partners: dict[int, Partner] = field(default_factory=dict)
-    _callers: dict[str, tuple[object, float]] = field(default_factory=dict)
+    _callers: dict[str, tuple[Caller, float]] = field(default_factory=dict)
     CALLER_TTL_SECONDS = 5.0
     # Managed partners' signature nonces, reserved from the database in blocks: the contract's
     # nonces are an unordered bitmap, so a block left unused after a crash costs nothing,
@@ -106,13 +102,13 @@ class Runtime:
         for address, tier in zip(addresses, tiers, strict=True):
             self._tiers[address] = (int(tier), now)
 
-    def cached_caller(self, key_hash: str) -> object | None:
+    def cached_caller(self, key_hash: str) -> Caller | None:
         cached = self._callers.get(key_hash)
         if cached is not None and time.monotonic() - cached[1] < self.CALLER_TTL_SECONDS:
             return cached[0]
         return None
 
-    def remember_caller(self, key_hash: str, caller: object) -> None:
+    def remember_caller(self, key_hash: str, caller: Caller) -> None:
         self._callers[key_hash] = (caller, time.monotonic())
 
     def forget_callers(self) -> None:
@@ -139,7 +135,7 @@ class Runtime:
             with self.sessions() as session:
                 cached = session.get(Partner, partner_id)
                 if cached is None:
-                    raise NotFound(f"no partner {partner_id}", code="unknown_partner")
+                    raise NotFound(f"no partner {partner_id}", code=ErrorCode.UNKNOWN_PARTNER)
                 session.expunge(cached)
             self._partners[partner_id] = cached
         return cached
@@ -191,120 +187,3 @@ class Runtime:
         if self.write_engine is not None:
             self.write_engine.dispose()
         self.chain.close()
-
-
-def open_chain(settings: Settings, network: str, data_dir: Path | None) -> ChainBackend:
-    """A network name from the settings, or an http(s):// JSON-RPC URL."""
-    timeout = settings.gateway.rpc_timeout_seconds
-    if network.startswith(("http://", "https://")):
-        return RpcChain(network, timeout=timeout)
-    net = settings.networks.get(network)
-    if net is None:
-        raise ConfigError(f"unknown network {network!r}; known: {', '.join(settings.networks)} or a URL")
-    if net.kind == "embedded":
-        return EmbeddedChain(data_dir / "chain.sqlite" if data_dir else None)
-    if not net.rpc_url:
-        raise ConfigError(f"network {network!r} has no rpc_url")
-    return RpcChain(net.rpc_url, timeout=timeout)
-
-
-def operator_key(settings: Settings, chain: ChainBackend) -> str:
-    """The operator's key: from settings, or a development chain's own funded account."""
-    if settings.deployer_key is not None:
-        return settings.deployer_key.get_secret_value()
-    if settings.env == "development":
-        if chain.dev_keys:
-            return chain.dev_keys[0]
-        if chain.chain_id == ANVIL_CHAIN_ID:
-            return anvil_dev_keys()[0]  # a local anvil node: its public development account
-    raise ConfigError("set LOYALTY_DEPLOYER_KEY: this network has no development account")
-
-
-def relayer_key(settings: Settings, chain: ChainBackend) -> str:
-    if settings.relayer_key is not None:
-        return settings.relayer_key.get_secret_value()
-    if settings.env == "development":
-        if chain.dev_keys:
-            return chain.dev_keys[1]
-        if chain.chain_id == ANVIL_CHAIN_ID:
-            return anvil_dev_keys()[1]
-    return operator_key(settings, chain)
-
-
-def open_runtime(settings: Settings, *, data_dir: Path, network: str | None = None, log: bool = True) -> Runtime:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    record_path = data_dir / "deployment.json"
-    record: dict[str, object] | None = json.loads(record_path.read_text()) if record_path.exists() else None
-    network = network or (str(record["network"]) if record else "embedded")
-    chain = open_chain(settings, network, data_dir)
-    tip = settings.gateway.priority_fee_wei
-    operator = Sender(chain.w3, operator_key(settings, chain), priority_fee=tip)
-    relayer = Sender(chain.w3, relayer_key(settings, chain), priority_fee=tip)
-    if record is None:
-        ledger = Ledger.deploy(operator, settings.coalition)
-        record = ledger.deployment_record(network=network)
-        record_path.write_text(json.dumps(record, indent=2) + "\n")
-        if log:
-            print(f"deployed the ledger at {ledger.address} on chain {ledger.chain_id}")
-    else:
-        if int(str(record["chain_id"])) != chain.chain_id:
-            raise ConfigError(f"{record_path} is for chain {record['chain_id']}, the network is {chain.chain_id}")
-        ledger = Ledger(chain.w3, str(record["address"]))
-        ledger.deployment_block = int(str(record["deployment_block"]))
-    url = database_url(data_dir, settings.database_url)
-    migrate(url)
-    engine = make_engine(url)
-    write_engine = make_engine(url, writer=True) if url.startswith("sqlite") else engine
-    runtime = Runtime(
-        settings,
-        data_dir,
-        network,
-        chain,
-        ledger,
-        operator,
-        relayer,
-        engine,
-        make_sessionmaker(engine),
-        make_sessionmaker(write_engine),
-        record,
-        write_engine if write_engine is not engine else None,
-    )
-    runtime.chain_time = chain.latest_timestamp()
-    _first_admin_key(runtime, log=log)
-    _check_key_encryption_key(runtime)
-    return runtime
-
-
-def _check_key_encryption_key(runtime: Runtime) -> None:
-    """Refuses to start when the key-encryption key does not open the stored keys: better now
-    than at the first managed earn."""
-    with runtime.sessions() as session:
-        sample = session.scalar(select(Partner.encrypted_key).where(Partner.encrypted_key.is_not(None)).limit(1))
-        sample = sample or session.scalar(
-            select(Member.encrypted_key).where(Member.encrypted_key.is_not(None)).limit(1)
-        )
-    if sample is None:
-        return
-    try:
-        runtime.private_key(sample)
-    except Exception as exc:  # noqa: BLE001 - any failure means the wrong key
-        runtime.close()
-        raise ConfigError(
-            "LOYALTY_KEY_ENCRYPTION_KEY does not open the keys stored in this database (a different key?)"
-        ) from exc
-
-
-def _first_admin_key(runtime: Runtime, *, log: bool) -> None:
-    path = runtime.data_dir / "admin.key"
-    with runtime.writes.begin() as session:
-        if session.scalar(select(ApiKey).where(ApiKey.role == "admin").limit(1)) is not None:
-            return
-        key_id, key, key_hash = new_api_key()
-        session.add(ApiKey(id=key_id, key_hash=key_hash, role="admin"))
-        # Written before the commit: if the write fails, no unknowable admin key exists.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key + "\n")
-        os.chmod(path, 0o600)
-    if log:
-        print(f"the first admin API key is in {path} (mode 0600)")

@@ -1,0 +1,1 @@
+"""API keys, partners, members and their PINs."""

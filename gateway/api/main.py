@@ -1,0 +1,60 @@
+"""The v1 HTTP API (SPEC section 6): the app factory. Routes live in gateway/api/routes by
+area; dependencies in deps.py; domain errors become JSON in errors.py, and only there.
+
+No `from __future__ import annotations` in the API's modules: FastAPI reads the annotations.
+"""
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from gateway.api import errors
+from gateway.api.middleware import MAX_BODY_BYTES, BodyLimit
+from gateway.api.routes import admin, audit, health, members, operations
+from gateway.app.runtime import Runtime
+from gateway.audit.jobs import VerifyJobs
+from gateway.core.metrics import Metrics
+from gateway.core.ratelimit import TokenBuckets
+from gateway.submitter.loop import Submitter
+from gateway.web.pages import router as pages
+
+
+def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second: float | None = None) -> FastAPI:
+    metrics = Metrics()
+    submitter = Submitter(runtime, metrics)
+    jobs = VerifyJobs(runtime)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        thread = threading.Thread(target=submitter.run, args=(stop,), name="submitter", daemon=True)
+        runtime.writer.start()
+        if run_submitter:
+            thread.start()
+        yield
+        stop.set()
+        if run_submitter:
+            thread.join(timeout=10)
+        runtime.writer.stop()
+        jobs.stop()  # a running verification gives up between two pages of events
+
+    app = FastAPI(
+        title="Coalition points gateway",
+        version="1",
+        lifespan=lifespan,
+        description="Partners issue and redeem coalition points; every point is on-chain. "
+        'Errors are JSON: {"error": {"code", "message"}}.',
+    )
+    app.state.runtime, app.state.submitter, app.state.metrics = runtime, submitter, metrics
+    app.state.audit_jobs = jobs
+    app.state.limiter = TokenBuckets(rate_per_second or runtime.settings.gateway.rate_limit_per_second)
+    errors.install(app)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    for area in (admin, members, operations, audit, health):
+        app.include_router(area.router)
+    # The member and auditor pages (HTML, gateway/web), after the API: routes are tried in
+    # order, and the API's requests are the many.
+    app.include_router(pages)
+    return app

@@ -1,0 +1,200 @@
+"""Response bodies of the v1 API, as the routes' `response_model`s: what OpenAPI (/docs) shows.
+
+The routes build their JSON themselves (the hot path skips a second validation); these models
+describe it, and tests/gateway/test_api_schemas.py checks real answers against them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Body(BaseModel):
+    # Documentation of what is sent; a field added to an answer is not an error here.
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorDetail(Body):
+    code: str
+    message: str
+
+
+class ErrorBody(Body):
+    """Every refusal: `{"error": {"code", "message", ...extra fields}}`."""
+
+    error: ErrorDetail
+
+
+class EarnRateOut(Body):
+    points: int
+    per_minor_units: int
+
+
+class PartnerCreated(Body):
+    partner_id: int
+    api_key: str
+    signer_address: str
+    managed: bool
+    name: str
+    currency: str
+    allowance: int
+    earn_rate: EarnRateOut
+
+
+class ApiKeyCreated(Body):
+    key_id: str
+    api_key: str
+    role: str
+    partner_id: int | None
+
+
+class ApiKeySelf(Body):
+    key_id: str
+    role: str
+    partner_id: int | None
+    created_at: str | None
+
+
+class MemberCreated(Body):
+    member_id: str
+    address: str
+    custodial: bool
+
+
+class MemberUnlocked(Body):
+    member_id: str
+    locked: bool
+
+
+class Expiring(Body):
+    month: str
+    points: int
+
+
+class MemberView(Body):
+    member_id: str
+    address: str
+    custodial: bool
+    balance: int
+    tier: str | int
+    tier_index: int
+    qualifying_points: int
+    expiring: list[Expiring]
+    block_number: int
+
+
+class OperationError(Body):
+    code: str
+    message: str | None
+
+
+class OperationView(Body):
+    operation_id: str
+    kind: str
+    status: str
+    partner_id: int
+    member_id: str
+    receipt_id: str
+    receipt_ref: str
+    points: int | None
+    amount_minor: int | None
+    currency: str | None
+    tx_hash: str | None
+    block_number: int | None
+    block_hash: str | None
+    log_index: int | None
+    earn_month: int | None
+    error: OperationError | None
+    accepted_at: str
+
+
+class Activity(Body):
+    items: list[OperationView]
+    next_cursor: int | None
+
+
+class Accepted(Body):
+    """202: the operation is stored and will reach the chain in a batch."""
+
+    operation_id: str
+    status: str
+    points: int | None
+    receipt_ref: str
+    earn_leaf: str | None = None  # reversals: the leaf of the earn they reverse
+
+
+class LedgerInfo(Body):
+    chain_id: int
+    address: str
+    deployment_block: int
+    abi: list[dict[str, Any]]
+    compiler: str
+
+
+class ReceiptProof(Body):
+    partner_id: int | None
+    receipt_id: str | None
+    kind: str | None
+    receipt: dict[str, Any]
+    receipt_canonical: str
+    receipt_hash: str
+    event: dict[str, Any] | None
+    matches: bool
+
+
+class SettlementStatement(Body):
+    period: dict[str, int]
+    point_value: dict[str, Any]
+    partners: list[dict[str, Any]]
+    breakage: dict[str, int]
+    liability: dict[str, int]
+    net_amount_total: int
+    balanced: bool
+
+
+class VerifyProgress(Body):
+    phase: str
+    blocks_read: int
+    blocks_total: int
+
+
+class DiscrepancyOut(Body):
+    kind: str
+    where: str
+    expected: Any
+    found: Any
+    text: str
+
+
+class VerifyJob(Body):
+    job_id: str
+    status: str
+    started_at: str
+    finished_at: str | None
+    progress: VerifyProgress
+    from_block: int | None
+    to_block: int | None
+    events: int | None
+    operations: int | None
+    members: int | None
+    supply: int | None
+    index_operations: int | None
+    discrepancies: list[DiscrepancyOut]
+    ok: bool | None
+    error: str | None
+
+
+class Health(Body):
+    """200 when the chain and the database answer, else 503 with the failing check's error."""
+
+    status: str
+    chain_block: int | None = None
+    chain_error: str | None = None
+    database: str | None = None
+    database_error: str | None = None
+    submitter_leader: bool
+    submitter_running: bool | None = None
+    submitter_error: str | None = None
+    process: int

@@ -1,0 +1,1 @@
+"""Shared foundations: settings, errors and their codes, secrets, logs, metrics, rate limits."""

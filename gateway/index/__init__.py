@@ -1,0 +1,1 @@
+"""Rebuilding the gateway's index from the chain and the stored receipts."""

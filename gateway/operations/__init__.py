@@ -1,0 +1,1 @@
+"""Accepting operations (earn, redemption, reversal): signatures, the outbox store, queries."""

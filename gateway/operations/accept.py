@@ -1,0 +1,361 @@
+"""Accepting earns, redemptions and reversals durably (the outbox); raises domain errors, never HTTP ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway.accounts.members import WrongPin, get_member, record_wrong_pin
+from gateway.accounts.partners import get_partner
+from gateway.app.runtime import Runtime
+from gateway.core.errors import Conflict, ErrorCode, Forbidden, Invalid, NotFound
+from gateway.core.security import (
+    Caller,
+    verify_pin,
+)
+from gateway.db.models import Operation, Partner
+from gateway.operations.idempotency import Response
+from gateway.operations.kinds import IN_FLIGHT, Kind, Status
+from gateway.operations.signatures import (
+    MANAGED_DEADLINE_SECONDS,
+    SignedFields,
+    now,
+    sign_for_partner,
+    signing_time,
+    verify_signature,
+)
+from gateway.operations.store import check_duplicate, new_operation, store_accepted
+from gateway.points.rules import BPS, MAX_OP_POINTS, points_for
+from partners.signing import (
+    EarnMessage,
+    Receipt,
+    RedeemMessage,
+    ReverseMessage,
+    earn_leaf,
+    sign,
+)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a write needs from the chain (and the PIN check), gathered before its database
+    transaction so that no lock is held while the chain or scrypt is busy."""
+
+    address: str
+    tier: int = 0
+    balance: int = 0
+    pin_ok: bool = False
+    nonce: int | None = None  # a managed partner's signature nonce, reserved in advance
+
+
+def prepare_earn(runtime: Runtime, *, caller: Caller, member_id: str, self_signed: bool) -> Prepared:
+    found = runtime.member_address(member_id)
+    if found is None:
+        raise NotFound(f"no member {member_id}", code=ErrorCode.UNKNOWN_MEMBER)
+    assert caller.partner_id is not None
+    # A managed partner's nonce is reserved here, outside the write transaction (a nonce
+    # left unused by a refused request is harmless: the contract's nonces are a bitmap).
+    nonce = None if self_signed else runtime.partner_nonce(caller.partner_id)
+    return Prepared(found[0], tier=runtime.tier_of(found[0]), nonce=nonce)
+
+
+def prepare_earn_cached(runtime: Runtime, *, caller: Caller, member_id: str, self_signed: bool) -> Prepared | None:
+    """`prepare_earn` from this process's caches alone (no database, no chain), or None: the
+    event loop takes this path and hands a miss to a worker thread."""
+    found = runtime.cached_member(member_id)
+    tier = runtime.cached_tier(found[0]) if found else None
+    if found is None or tier is None:
+        return None
+    nonce = None
+    if not self_signed:
+        assert caller.partner_id is not None
+        nonce = runtime.reserved_nonce(caller.partner_id)
+        if nonce is None:
+            return None
+    return Prepared(found[0], tier=tier, nonce=nonce)
+
+
+def prepare_redemption(runtime: Runtime, *, member_id: str, pin: str | None) -> Prepared:
+    with runtime.sessions() as session:
+        member = get_member(session, member_id)
+    pin_ok = False
+    if member.custodial and pin is not None and not member.locked:
+        if not verify_pin(pin, str(member.pin_hash)):
+            raise WrongPin(member_id)
+        pin_ok = True
+    return Prepared(member.address, balance=runtime.ledger.balance_of(member.address), pin_ok=pin_ok)
+
+
+def expected_points(runtime: Runtime, partner: Partner, tier: int, spend: int) -> int:
+    tiers = runtime.settings.coalition.tiers
+    multiplier = tiers[tier].multiplier_bps if tier < len(tiers) else BPS
+    return points_for(spend, partner.rate_points, partner.rate_per_minor_units, multiplier)
+
+
+def accept_earn(
+    runtime: Runtime,
+    session: Session,
+    *,  # raises every domain error before its first write (the writer runs it without a savepoint)
+    caller: Caller,
+    member_id: str,
+    receipt_id: str,
+    amount_minor: int,
+    currency: str,
+    issued_at: str | None,
+    partner_signature: SignedFields | None,
+    prepared: Prepared,
+) -> Response:
+    assert caller.partner_id is not None
+    partner = runtime.partner_terms(caller.partner_id)
+    if currency != partner.currency:
+        raise Invalid(
+            f"{partner.name} issues points for {partner.currency}, not {currency}", code=ErrorCode.WRONG_CURRENCY
+        )
+    check_duplicate(session, partner.id, Kind.EARN, receipt_id)
+    points = expected_points(runtime, partner, prepared.tier, amount_minor)
+    if points == 0:
+        raise Invalid("this purchase earns no points at the member's rate", code=ErrorCode.ZERO_POINTS)
+    if points > MAX_OP_POINTS:
+        raise Invalid("this purchase would earn more points than one operation may", code=ErrorCode.AMOUNT_OUT_OF_RANGE)
+    receipt = Receipt(
+        kind=Kind.EARN,
+        partner_id=partner.id,
+        receipt_id=receipt_id,
+        member_id=member_id,
+        amount_minor=amount_minor,
+        currency=currency,
+        issued_at=issued_at or now().isoformat(),
+    )
+    nonce, deadline, signature = sign_for_partner(
+        runtime,
+        partner,
+        partner_signature,
+        issued_at,
+        lambda n, d: EarnMessage(partner.id, prepared.address, amount_minor, receipt.ref(), n, d),
+        reserved_nonce=prepared.nonce,
+    )
+    op = new_operation(
+        kind=Kind.EARN,
+        partner_id=partner.id,
+        member_id=member_id,
+        receipt_id=receipt_id,
+        receipt=receipt,
+        amount_minor=amount_minor,
+        currency=currency,
+        points=points,
+        nonce=Decimal(nonce),
+        deadline=deadline,
+        signature=signature,
+    )
+    return store_accepted(session, op)
+
+
+def accept_redemption(
+    runtime: Runtime,
+    session: Session,
+    *,
+    caller: Caller,
+    member_id: str,
+    receipt_id: str,
+    points: int,
+    pin: str | None,
+    member_signature: SignedFields | None,
+    issued_at: str | None,
+    prepared: Prepared,
+) -> Response:
+    assert caller.partner_id is not None
+    partner = get_partner(session, caller.partner_id)
+    member = get_member(session, member_id, for_update=True)
+    check_duplicate(session, partner.id, Kind.REDEMPTION, receipt_id)
+    receipt = Receipt(
+        kind=Kind.REDEMPTION,
+        partner_id=partner.id,
+        receipt_id=receipt_id,
+        member_id=member_id,
+        points=points,
+        issued_at=issued_at or now().isoformat(),
+    )
+    domain = runtime.ledger.domain
+    if member.custodial:
+        if pin is None:
+            raise Invalid("a custodial member authorizes with a PIN", code=ErrorCode.PIN_REQUIRED)
+        if member.locked:
+            raise Forbidden(
+                "redemptions are locked after too many wrong PINs; an admin can unlock", code=ErrorCode.PIN_LOCKED
+            )
+        if not verify_pin(pin, str(member.pin_hash)):
+            raise WrongPin(member_id)
+        member.failed_pin_attempts = 0
+        nonce, deadline = member.next_nonce, signing_time(runtime) + MANAGED_DEADLINE_SECONDS
+        member.next_nonce += 1
+        message = RedeemMessage(member.address, partner.id, points, receipt.ref(), nonce, deadline)
+        signature = sign(domain, message, runtime.private_key(str(member.encrypted_key))).hex()
+    else:
+        if member_signature is None or issued_at is None:
+            raise Invalid(
+                "a self-custody member signs the redemption: send signature, nonce, deadline and issued_at",
+                code=ErrorCode.SIGNATURE_REQUIRED,
+            )
+        nonce, deadline = member_signature.nonce, member_signature.deadline
+        message = RedeemMessage(member.address, partner.id, points, receipt.ref(), nonce, deadline)
+        signature = verify_signature(domain, message, member_signature.signature, member.address).hex()
+    balance = prepared.balance
+    pending = session.scalar(
+        select(func.coalesce(func.sum(Operation.points), 0)).where(
+            Operation.member_id == member_id,
+            Operation.kind.in_((Kind.REDEMPTION, Kind.REVERSAL)),
+            Operation.status.in_(IN_FLIGHT),
+        )
+    )
+    if balance - int(pending or 0) < points:
+        raise Conflict(
+            f"member {member_id} has {balance} points ({pending} already being spent), not {points}",
+            code=ErrorCode.INSUFFICIENT_POINTS,
+            balance=balance,
+        )
+    op = new_operation(
+        kind=Kind.REDEMPTION,
+        partner_id=partner.id,
+        member_id=member_id,
+        receipt_id=receipt_id,
+        receipt=receipt,
+        points=points,
+        nonce=Decimal(nonce),
+        deadline=deadline,
+        signature=signature,
+    )
+    return store_accepted(session, op)
+
+
+def accept_reversal(
+    runtime: Runtime,
+    session: Session,
+    *,
+    caller: Caller,
+    receipt_id: str,
+    refund_id: str | None,
+    points: int | None,
+    amount_minor: int | None,
+    reason: str,
+    partner_signature: SignedFields | None,
+    issued_at: str | None,
+) -> Response:
+    assert caller.partner_id is not None
+    partner = get_partner(session, caller.partner_id, for_update=partner_signature is None)
+    earn = session.scalar(
+        select(Operation).where(
+            Operation.partner_id == partner.id, Operation.kind == Kind.EARN, Operation.receipt_id == receipt_id
+        )
+    )
+    if earn is None:
+        raise NotFound(f"no earn for receipt {receipt_id}", code=ErrorCode.UNKNOWN_RECEIPT)
+    if earn.status != Status.CONFIRMED or earn.earn_batch_id is None or earn.points is None:
+        raise Conflict(
+            f"the earn for receipt {receipt_id} is {earn.status}, not confirmed yet",
+            code=ErrorCode.EARN_NOT_CONFIRMED,
+            operation_id=earn.id,
+        )
+    if (points is None) == (amount_minor is None):
+        raise Invalid("give exactly one of points and amount_minor", code=ErrorCode.VALIDATION_ERROR)
+    if points is None:
+        assert amount_minor is not None and earn.amount_minor
+        if amount_minor > earn.amount_minor:
+            raise Invalid("the refund is larger than the purchase", code=ErrorCode.REVERSAL_EXCEEDS_EARN)
+        points = earn.points * amount_minor // earn.amount_minor
+        if points == 0:
+            raise Invalid("this refund takes back no points", code=ErrorCode.ZERO_POINTS)
+    already = session.scalar(
+        select(func.coalesce(func.sum(Operation.points), 0)).where(
+            Operation.original_id == earn.id, Operation.status != Status.REJECTED
+        )
+    )
+    if points > earn.points - int(already or 0):
+        raise Invalid(
+            f"the earn issued {earn.points} points and {already} are already reversed",
+            code=ErrorCode.REVERSAL_EXCEEDS_EARN,
+        )
+    refund = refund_id or receipt_id
+    check_duplicate(session, partner.id, Kind.REVERSAL, refund)
+    member = get_member(session, earn.member_id)
+    receipt = Receipt(
+        kind=Kind.REVERSAL,
+        partner_id=partner.id,
+        receipt_id=refund,
+        member_id=earn.member_id,
+        amount_minor=amount_minor,
+        currency=partner.currency if amount_minor else None,
+        points=points,
+        issued_at=issued_at or now().isoformat(),
+        extra={"original_receipt_id": receipt_id, "reason": reason},
+    )
+    leaf = earn_leaf(
+        partner_id=partner.id,
+        member=member.address,
+        receipt_ref=bytes.fromhex(earn.receipt_ref[2:]),
+        spend=int(earn.amount_minor or 0),
+        points=earn.points,
+        earn_month=int(earn.earn_month or 0),
+    )
+    nonce, deadline, signature = sign_for_partner(
+        runtime,
+        partner,
+        partner_signature,
+        issued_at,
+        lambda n, d: ReverseMessage(partner.id, leaf, points, receipt.ref(), n, d),
+    )
+    op = new_operation(
+        kind=Kind.REVERSAL,
+        partner_id=partner.id,
+        member_id=earn.member_id,
+        receipt_id=refund,
+        receipt=receipt,
+        amount_minor=amount_minor,
+        currency=receipt.currency,
+        points=points,
+        nonce=Decimal(nonce),
+        deadline=deadline,
+        signature=signature,
+        original_id=earn.id,
+        reason=reason,
+    )
+    return store_accepted(session, op, earn_leaf="0x" + leaf.hex())
+
+
+def redeem(
+    runtime: Runtime,
+    *,
+    store: Callable[[Callable[[Session], Response]], Response],
+    caller: Caller,
+    member_id: str,
+    receipt_id: str,
+    points: int,
+    pin: str | None,
+    member_signature: SignedFields | None,
+    issued_at: str | None,
+) -> Response:
+    """Checks the PIN (or the member's signature) and accepts the redemption through `store`
+    (the idempotent write). A wrong PIN is counted in its own transaction before the refusal
+    goes up: MAX_PIN_ATTEMPTS in a row lock the member's redemptions."""
+    try:
+        prepared = prepare_redemption(runtime, member_id=member_id, pin=pin)
+        return store(
+            lambda session: accept_redemption(
+                runtime,
+                session,
+                caller=caller,
+                member_id=member_id,
+                receipt_id=receipt_id,
+                points=points,
+                pin=pin,
+                member_signature=member_signature,
+                issued_at=issued_at,
+                prepared=prepared,
+            )
+        )
+    except WrongPin as exc:
+        record_wrong_pin(runtime, exc.member_id)
+        raise

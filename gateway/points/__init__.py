@@ -1,0 +1,1 @@
+"""The points rules of SPEC section 2 as plain Python: the one model and formula."""

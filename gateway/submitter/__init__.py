@@ -1,0 +1,1 @@
+"""The batch submitter: leadership, batches, broadcast, receipts and reorgs."""

@@ -1,0 +1,181 @@
+"""Following broadcast batches: their receipts, decoded into each operation's result."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from hexbytes import HexBytes
+from sqlalchemy import bindparam, select, update
+
+from gateway.app.runtime import Runtime
+from gateway.chain.events import EventDecoder
+from gateway.chain.jsonrpc import quantity
+from gateway.chain.ledger import LedgerEvent, decode_error, earn_records, rpc
+from gateway.chain.outcomes import REJECTED, RESULT_EVENT, error_code
+from gateway.core.metrics import Metrics
+from gateway.db.models import Base, Batch
+from gateway.operations.kinds import BatchStatus, Kind, Status
+from gateway.operations.store import proof_to_column
+from gateway.points.rules import month_of
+
+log = logging.getLogger("gateway.submitter")
+
+# The events a batch's results are read from (its Transfer logs are not needed).
+RESULTS = frozenset({*RESULT_EVENT.values(), REJECTED, "EarnBatchCommitted"})
+
+OPS = Base.metadata.tables["operations"]
+# The per-operation writes of a batch, as Core executemany statements: one round trip for a
+# batch of hundreds, none of the ORM's per-object bookkeeping.
+_REJECT = (
+    update(OPS)
+    .where(OPS.c.seq == bindparam("b_seq"))
+    .values(
+        status=Status.REJECTED,
+        block_number=bindparam("b_block"),
+        block_hash=bindparam("b_hash"),
+        error_code=bindparam("b_code"),
+        error_message=bindparam("b_message"),
+    )
+)
+_RESULT = (
+    update(OPS)
+    .where(OPS.c.seq == bindparam("b_seq"))
+    .values(
+        status=bindparam("b_status"),
+        block_number=bindparam("b_block"),
+        block_hash=bindparam("b_hash"),
+        log_index=bindparam("b_log"),
+        points=bindparam("b_points"),
+        earn_batch_id=bindparam("b_earn_batch"),
+        earn_month=bindparam("b_earn_month"),
+        earn_proof=bindparam("b_earn_proof"),
+    )
+)
+
+
+def observe_latency(metrics: Metrics, accepted_at: list[datetime]) -> None:
+    """Acceptance to confirmation, for the operations just confirmed."""
+    now = datetime.now(UTC)
+    metrics.observe("submit_to_confirm_seconds", ((now - t).total_seconds() for t in accepted_at))
+
+
+@dataclass
+class Tracked:
+    """What one round of tracking saw."""
+
+    busy: bool = False  # a receipt was applied
+    mined: bool = False  # a batch was mined (its depth is worth a look, whatever the head)
+    reverted: list[str] = field(default_factory=list)  # kinds of batches that reverted whole
+
+
+class ReceiptTracker:
+    def __init__(self, runtime: Runtime, metrics: Metrics, *, confirmations: int) -> None:
+        self.rt, self.metrics, self.confirmations = runtime, metrics, confirmations
+        self._decoder = EventDecoder(runtime.ledger)  # a batch's receipt holds hundreds of logs
+
+    def track(self, broadcast: Callable[[bytes], None]) -> Tracked:
+        """Reads receipts of broadcast batches; broadcasts again what the node has lost."""
+        with self.rt.sessions() as session:
+            pending = session.execute(
+                select(Batch.id, Batch.tx_hash, Batch.raw_tx)
+                .where(Batch.status == BatchStatus.SIGNED)
+                .order_by(Batch.nonce)
+            ).all()
+        seen = Tracked()
+        for batch in pending:
+            receipt = rpc(self.rt.chain.w3, "eth_getTransactionReceipt", [batch.tx_hash])
+            if not receipt:
+                if rpc(self.rt.chain.w3, "eth_getTransactionByHash", [batch.tx_hash]) is None:
+                    broadcast(bytes.fromhex(batch.raw_tx[2:]))
+                continue
+            reverted = self.apply(batch.id, receipt)
+            if reverted is None:
+                seen.mined = True
+            else:
+                seen.reverted.append(reverted)
+            seen.busy = True
+        return seen
+
+    def apply(self, batch_id: int, receipt: Any) -> str | None:
+        """Stores a mined batch's results; returns its kind if the whole transaction reverted."""
+        status = quantity(receipt["status"])
+        block_number = quantity(receipt["blockNumber"])
+        block_hash = HexBytes(receipt["blockHash"]).to_0x_hex()
+        block = rpc(self.rt.chain.w3, "eth_getBlockByNumber", [hex(block_number), False])
+        month = month_of(quantity(block["timestamp"]))
+        self.rt.chain_time = max(self.rt.chain_time, quantity(block["timestamp"]))
+        touched: list[str] = []
+        with self.rt.writes.begin() as session:
+            batch = session.get(Batch, batch_id)
+            assert batch is not None
+            ops = session.execute(
+                select(OPS.c.seq, OPS.c.created_at).where(OPS.c.batch_id == batch_id).order_by(OPS.c.batch_index)
+            ).all()
+            batch.block_number, batch.block_hash, batch.mined_at = block_number, block_hash, datetime.now(UTC)
+            conn = session.connection()
+            if status != 1:
+                # The whole transaction reverted: nothing happened on-chain. The operations go
+                # back to the queue and will ride in a new transaction with a new nonce.
+                batch.status = BatchStatus.REVERTED
+                conn.execute(
+                    update(OPS)
+                    .where(OPS.c.batch_id == batch_id)
+                    .values(status=Status.ACCEPTED, batch_id=None, batch_index=None, tx_hash=None)
+                )
+                log.warning("batch %s reverted; %d operations queued again", batch.tx_hash, len(ops))
+                return str(batch.kind)
+            batch.status = BatchStatus.CONFIRMED if self.confirmations == 0 else BatchStatus.MINED
+            events = [e for log_ in receipt["logs"] if (e := self._decoder.decode(log_, RESULTS)) is not None]
+            rejected, accepted = self.results(batch.kind, [op.seq for op in ops], events, month)
+            where = {"b_block": block_number, "b_hash": block_hash}
+            if rejected:
+                conn.execute(_REJECT, [{**row, **where} for row in rejected])
+            if accepted:
+                state = Status.CONFIRMED if self.confirmations == 0 else Status.SUBMITTED
+                conn.execute(_RESULT, [{**row, **where, "b_status": state} for row in accepted])
+            touched = sorted({e.args["member"] for e in events if "member" in e.args})
+            if self.confirmations == 0:
+                self.metrics.add("operations_confirmed_total", len(accepted))
+                confirmed = {row["b_seq"] for row in accepted}
+                observe_latency(self.metrics, [op.created_at for op in ops if op.seq in confirmed])
+        # After the commit, with no database lock held: the tiers these members have now.
+        self.rt.refresh_tiers(touched, block_number)
+        return None
+
+    def results(
+        self, kind: str, seqs: list[int], events: list[LedgerEvent], month: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The rows of a mined batch's operations: (rejected ones, accepted ones), from its events."""
+        reasons = {e.args["index"]: decode_error(e.args["reason"]) for e in events if e.name == REJECTED}
+        results = iter(e for e in events if e.name == RESULT_EVENT[kind])
+        rejected: list[dict[str, Any]] = []
+        accepted: list[dict[str, Any]] = []
+        accepted_events: list[LedgerEvent] = []
+        for index, seq in enumerate(seqs):
+            if index in reasons:
+                error = reasons[index]
+                rejected.append({"b_seq": seq, "b_code": error_code(error.name), "b_message": str(error)})
+                continue
+            event = next(results)
+            accepted.append(
+                {
+                    "b_seq": seq,
+                    "b_log": event.log_index,
+                    "b_points": int(event.args["points"]),
+                    "b_earn_batch": None,
+                    "b_earn_month": None,
+                    "b_earn_proof": None,
+                }
+            )
+            accepted_events.append(event)
+        self.metrics.add("operations_rejected_total", len(rejected))
+        if kind == Kind.EARN and accepted:
+            committed = next(e for e in events if e.name == "EarnBatchCommitted")
+            records = earn_records(int(committed.args["batchId"]), month, accepted_events)
+            for row, record in zip(accepted, records, strict=True):
+                row.update(b_earn_batch=record.batch_id, b_earn_month=month, b_earn_proof=proof_to_column(record.proof))
+        return rejected, accepted

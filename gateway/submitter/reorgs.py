@@ -1,0 +1,105 @@
+"""Confirmations and reorgs: a mined batch is confirmed once deep enough, and batches near the
+head are re-checked; one that left the canonical chain goes back to `signed`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hexbytes import HexBytes
+from sqlalchemy import select
+
+from gateway.app.runtime import Runtime
+from gateway.chain.jsonrpc import quantity
+from gateway.chain.ledger import rpc, rpc_many
+from gateway.core.metrics import Metrics
+from gateway.db.models import Batch, Operation
+from gateway.operations.kinds import BatchStatus, Status
+from gateway.submitter.receipts import observe_latency
+
+log = logging.getLogger("gateway.submitter")
+
+REORG_WINDOW = 64  # confirmed batches this close to the head are re-checked for reorgs
+
+
+class ReorgWatch:
+    def __init__(self, runtime: Runtime, metrics: Metrics, *, confirmations: int) -> None:
+        self.rt, self.metrics, self.confirmations = runtime, metrics, confirmations
+        self.last_head: tuple[int, str] = (-1, "")  # (number, hash) at the last full check
+        self.fresh_mined = False  # a batch was mined since: look at its depth, whatever the head
+        self._canonical: dict[int, str] = {}  # block number -> hash, verified canonical
+
+    def _canonical_hashes(self, latest: Any, numbers: set[int]) -> dict[int, str | None]:
+        """Canonical block hashes at `numbers`, asking the chain as little as possible.
+
+        Hashes verified earlier are kept: when the new head's parent is the block we knew at
+        that height, every block we knew below it is still canonical (each block commits to
+        its parent). Otherwise (a reorg, or several blocks since the last look) the blocks
+        in question are read again, in one round trip, with no database lock held."""
+        number, block_hash = quantity(latest["number"]), HexBytes(latest["hash"]).to_0x_hex()
+        parent = HexBytes(latest["parentHash"]).to_0x_hex()
+        if self._canonical.get(number - 1) != parent:
+            self._canonical.clear()
+        self._canonical[number] = block_hash
+        missing = sorted(n for n in numbers if n not in self._canonical)
+        blocks = rpc_many(self.rt.chain.w3, [("eth_getBlockByNumber", [hex(n), False]) for n in missing])
+        for n, block in zip(missing, blocks, strict=True):
+            if block is not None:
+                self._canonical[n] = HexBytes(block["hash"]).to_0x_hex()
+        for n in [n for n in self._canonical if n <= number - 2 * REORG_WINDOW]:
+            del self._canonical[n]
+        return {n: self._canonical.get(n) for n in numbers}
+
+    def confirm(self) -> bool:
+        # Batches waiting for depth, and confirmed ones near the head (re-checked for reorgs).
+        # The head block's hash commits to the whole chain: while it is the one seen at the
+        # last check, nothing can have been reorganized or got deeper, and the round is cheap.
+        if self.last_head[0] < 0:  # just started: only the window below today's head counts
+            self.last_head = (quantity(rpc(self.rt.chain.w3, "eth_blockNumber", [])), "")
+        near = self.last_head[0] - REORG_WINDOW
+        with self.rt.sessions() as session:
+            candidates = session.execute(
+                select(Batch.id, Batch.block_number, Batch.block_hash, Batch.status).where(
+                    (Batch.status == BatchStatus.MINED)
+                    | ((Batch.status == BatchStatus.CONFIRMED) & (Batch.block_number > near))
+                )
+            ).all()
+        if not candidates:
+            return False
+        latest = rpc(self.rt.chain.w3, "eth_getBlockByNumber", ["latest", False])
+        seen = (quantity(latest["number"]), HexBytes(latest["hash"]).to_0x_hex())
+        if seen == self.last_head and not self.fresh_mined:
+            return False
+        head = seen[0]
+        self.last_head, self.fresh_mined = seen, False
+        hashes = self._canonical_hashes(latest, {int(n) for _, n, _, _ in candidates if n is not None})
+        verdicts = []
+        for batch_id, number, stored_hash, status in candidates:
+            assert number is not None
+            if hashes.get(int(number)) != stored_hash:
+                verdicts.append((batch_id, "reorged"))
+            elif status == BatchStatus.MINED and head - number + 1 >= self.confirmations:
+                verdicts.append((batch_id, "deep"))
+        if not verdicts:
+            return False
+        with self.rt.writes.begin() as session:
+            for batch_id, verdict in verdicts:
+                batch = session.get(Batch, batch_id)
+                assert batch is not None
+                ops = list(session.scalars(select(Operation).where(Operation.batch_id == batch_id)))
+                if verdict == "reorged":
+                    # Reorged out: back to `signed`; tracking finds it again in the new chain
+                    # (or broadcasts it again). Nothing reorged out is reported confirmed.
+                    log.warning("batch %s left the canonical chain at block %s", batch.tx_hash, batch.block_number)
+                    batch.status, batch.block_number, batch.block_hash = BatchStatus.SIGNED, None, None
+                    for op in ops:
+                        op.status, op.block_number, op.block_hash, op.log_index = Status.SUBMITTED, None, None, None
+                        op.error_code = op.error_message = None
+                else:
+                    batch.status = BatchStatus.CONFIRMED
+                    deep = [op for op in ops if op.status == Status.SUBMITTED]
+                    for op in deep:
+                        op.status = Status.CONFIRMED
+                    self.metrics.add("operations_confirmed_total", len(deep))
+                    observe_latency(self.metrics, [op.created_at for op in deep])
+        return True
