@@ -199,6 +199,8 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "unknown_job": NotFound,
     "unknown_transaction": NotFound,
     "unknown_event": NotFound,
+    "unknown_webhook": NotFound,
+    "unknown_delivery": NotFound,
     # 409
     "duplicate_receipt": DuplicateReceipt,
     "insufficient_points": InsufficientPoints,
@@ -208,6 +210,8 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "conflict": Conflict,
     "ledger_revert": Conflict,
     "reindex_refused": Conflict,
+    "too_many_webhooks": Conflict,
+    "already_delivered": Conflict,
     # 413
     "payload_too_large": PayloadTooLarge,
     "too_large": PayloadTooLarge,
@@ -224,6 +228,8 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "signature_required": ValidationFailed,
     "reversal_exceeds_earn": ValidationFailed,
     "not_a_receipt": ValidationFailed,
+    "invalid_webhook_url": ValidationFailed,
+    "invalid_webhook_events": ValidationFailed,
     # 429
     "rate_limited": RateLimited,
     # 5xx

@@ -14,7 +14,7 @@ from gateway.audit.metrics import metrics_of, monthly_metrics
 from gateway.audit.metrics_charts import flows_csv, metrics_csv, metrics_text, money, render_metrics_chart
 from gateway.chain.events import fetch_events, timestamps
 from gateway.chain.ledger import artifact
-from gateway.ledger.rules import month_start
+from gateway.points.rules import month_start
 from tests.support import DAY, World, member
 
 EUR, GBP, JPY = 1, 2, 3  # 1 pt / 100 minor units; 3 pts / 200; 5 pts / minor unit

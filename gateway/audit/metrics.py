@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.chain.ledger import LedgerEvent
-from gateway.ledger.rules import NEVER, month_of, month_start
+from gateway.points.rules import NEVER, month_of, month_start
 
 DAY = 86_400
 ZERO = "0x0000000000000000000000000000000000000000"

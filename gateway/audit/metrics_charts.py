@@ -12,7 +12,7 @@ import csv
 import io
 
 from gateway.audit.metrics import Metrics
-from gateway.ledger.rules import month_label
+from gateway.points.rules import month_label
 
 COLOURS = {"redemption": "#0072B2", "breakage": "#D55E00", "active": "#009E73", "risk": "#E69F00"}
 

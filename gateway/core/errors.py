@@ -78,6 +78,13 @@ class ErrorCode(StrEnum):
     UNKNOWN_TRANSACTION = "unknown_transaction"
     UNKNOWN_EVENT = "unknown_event"
     NOT_A_RECEIPT = "not_a_receipt"
+    # webhooks
+    INVALID_WEBHOOK_URL = "invalid_webhook_url"
+    INVALID_WEBHOOK_EVENTS = "invalid_webhook_events"
+    TOO_MANY_WEBHOOKS = "too_many_webhooks"
+    UNKNOWN_WEBHOOK = "unknown_webhook"
+    UNKNOWN_DELIVERY = "unknown_delivery"
+    ALREADY_DELIVERED = "already_delivered"
     # the member and auditor pages
     BAD_INPUT = "bad_input"
     TOO_LARGE = "too_large"
@@ -133,6 +140,12 @@ CATEGORY: dict[ErrorCode, Category] = {
     E.UNKNOWN_TRANSACTION: C.NOT_FOUND,
     E.UNKNOWN_EVENT: C.NOT_FOUND,
     E.NOT_A_RECEIPT: C.INVALID,
+    E.INVALID_WEBHOOK_URL: C.INVALID,
+    E.INVALID_WEBHOOK_EVENTS: C.INVALID,
+    E.TOO_MANY_WEBHOOKS: C.CONFLICT,
+    E.UNKNOWN_WEBHOOK: C.NOT_FOUND,
+    E.UNKNOWN_DELIVERY: C.NOT_FOUND,
+    E.ALREADY_DELIVERED: C.CONFLICT,
     E.BAD_INPUT: C.MALFORMED,
     E.TOO_LARGE: C.TOO_LARGE,
     E.INTERNAL_ERROR: C.INTERNAL,

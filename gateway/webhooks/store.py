@@ -18,9 +18,9 @@ from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway.core.errors import Conflict, ErrorCode, Invalid, NotFound
+from gateway.core.security import decrypt_private_key, encrypt_private_key, new_private_key
 from gateway.db.models import utcnow
-from gateway.errors import Invalid, NotFound
-from gateway.security import decrypt_private_key, encrypt_private_key, new_private_key
 from gateway.webhooks.models import Attempt, Delivery, Webhook, WebhookEvent
 from gateway.webhooks.signing import SECRET_PREFIX
 from gateway.webhooks.urls import resolve
@@ -64,12 +64,12 @@ def _subscription(row: Webhook) -> Subscription:
 
 def _check_events(events: Any) -> list[str]:
     if not isinstance(events, list) or not events or not all(isinstance(e, str) for e in events):
-        raise Invalid("events must be a non-empty list of event types", code="invalid_webhook_events")
+        raise Invalid("events must be a non-empty list of event types", code=ErrorCode.INVALID_WEBHOOK_EVENTS)
     unknown = sorted(set(events) - set(EVENT_TYPES) - {"*"})
     if unknown:
         raise Invalid(
             f"unknown event types: {', '.join(unknown)}",
-            code="invalid_webhook_events",
+            code=ErrorCode.INVALID_WEBHOOK_EVENTS,
             known=list(EVENT_TYPES),
         )
     return sorted(set(events))
@@ -87,7 +87,7 @@ def create_webhook(
         )
     ).all()
     if len(owned) >= MAX_WEBHOOKS_PER_OWNER:
-        raise Invalid(f"at most {MAX_WEBHOOKS_PER_OWNER} webhooks per owner", code="too_many_webhooks")
+        raise Conflict(f"at most {MAX_WEBHOOKS_PER_OWNER} webhooks per owner", code=ErrorCode.TOO_MANY_WEBHOOKS)
     material = new_private_key()
     row = Webhook(
         id="wh_" + secrets.token_hex(12),
@@ -111,7 +111,7 @@ def _owned(session: Session, webhook_id: str, partner_id: int | None) -> Webhook
     """The webhook if the caller may see it: a partner its own, the operator (None) any."""
     row = session.get(Webhook, webhook_id)
     if row is None or not row.active or (partner_id is not None and row.partner_id != partner_id):
-        raise NotFound(f"no webhook {webhook_id}", code="webhook_not_found")
+        raise NotFound(f"no webhook {webhook_id}", code=ErrorCode.UNKNOWN_WEBHOOK)
     return row
 
 
@@ -223,8 +223,8 @@ def retry(session: Session, webhook_id: str, delivery_id: int, *, partner_id: in
     hook = _owned(session, webhook_id, partner_id)
     row = session.get(Delivery, delivery_id)
     if row is None or row.webhook_id != hook.id:
-        raise NotFound(f"no delivery {delivery_id} for webhook {webhook_id}", code="delivery_not_found")
+        raise NotFound(f"no delivery {delivery_id} for webhook {webhook_id}", code=ErrorCode.UNKNOWN_DELIVERY)
     if row.status == "succeeded":
-        raise Invalid("this delivery already succeeded; the receiver has the event", code="already_delivered")
+        raise Conflict("this delivery already succeeded; the receiver has the event", code=ErrorCode.ALREADY_DELIVERED)
     row.status, row.next_attempt_at, row.lease_owner, row.lease_until = "pending", utcnow(), None, None
     row.created_at = utcnow()  # a manual retry starts a new 24-hour retry window

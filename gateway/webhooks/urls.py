@@ -10,14 +10,16 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
-from gateway.errors import Invalid
+from gateway.core.errors import ErrorCode, Invalid
 
 MAX_URL_LENGTH = 2048
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class UnsafeUrl(Invalid):
-    code = "invalid_webhook_url"
+    """A webhook URL the gateway will not call."""
+
+    code = ErrorCode.INVALID_WEBHOOK_URL
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import signal
 import threading
 from datetime import timedelta
 
-from gateway.config import get_settings
+from gateway.core.config import get_settings
 from gateway.db.session import make_engine, make_sessionmaker, migrate
 from gateway.webhooks.deliver import Deliverer, Policy
 

@@ -22,10 +22,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.config import DEV_KEY_ENCRYPTION_KEY
+from gateway.core.config import DEV_KEY_ENCRYPTION_KEY
+from gateway.core.errors import Conflict, Invalid, NotFound
 from gateway.db.models import Partner
 from gateway.db.session import make_engine, make_sessionmaker, migrate
-from gateway.errors import Invalid, NotFound
 from gateway.webhooks.deliver import Deliverer, Policy
 from gateway.webhooks.models import Attempt, Delivery
 from gateway.webhooks.signing import HEADER, signature, verify
@@ -208,7 +208,7 @@ def test_backoff_doubles_and_gives_up_after_a_day(sessions: sessionmaker[Session
     quick.run_once()
     with sessions() as s:
         [d] = deliveries(s, webhook_id, partner_id=1)
-        with pytest.raises(Invalid, match="already succeeded"):
+        with pytest.raises(Conflict, match="already succeeded"):
             retry(s, webhook_id, d["delivery_id"], partner_id=1)
         with pytest.raises(NotFound):  # another partner's webhook does not exist for it
             retry(s, webhook_id, d["delivery_id"], partner_id=2)
