@@ -12,19 +12,27 @@ from fastapi import FastAPI
 
 from gateway.api import errors
 from gateway.api.middleware import MAX_BODY_BYTES, BodyLimit
-from gateway.api.routes import admin, audit, health, members, operations
+from gateway.api.routes import admin, audit, health, members, operations, programme_metrics, webhooks
 from gateway.app.runtime import Runtime
 from gateway.audit.jobs import VerifyJobs
 from gateway.core.metrics import Metrics
 from gateway.core.ratelimit import TokenBuckets
 from gateway.submitter.loop import Submitter
 from gateway.web.pages import router as pages
+from gateway.webhooks.deliver import Deliverer
 
 
 def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second: float | None = None) -> FastAPI:
     metrics = Metrics()
     submitter = Submitter(runtime, metrics)
     jobs = VerifyJobs(runtime)
+    # Webhook deliveries: every gateway process sends, leases keep them from sending one twice.
+    deliverer = Deliverer(
+        runtime.writes,
+        reads=runtime.sessions,
+        kek=runtime.settings.key_encryption_key.get_secret_value(),
+        production=runtime.settings.env == "production",
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -33,10 +41,14 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
         runtime.writer.start()
         if run_submitter:
             thread.start()
+        sender = threading.Thread(target=deliverer.run, args=(stop,), name="webhooks", daemon=True)
+        sender.start()
         yield
         stop.set()
         if run_submitter:
             thread.join(timeout=10)
+        sender.join(timeout=15)
+        deliverer.close()
         runtime.writer.stop()
         jobs.stop()  # a running verification gives up between two pages of events
 
@@ -52,7 +64,7 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     app.state.limiter = TokenBuckets(rate_per_second or runtime.settings.gateway.rate_limit_per_second)
     errors.install(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
-    for area in (admin, members, operations, audit, health):
+    for area in (admin, members, operations, audit, programme_metrics, webhooks, health):
         app.include_router(area.router)
     # The member and auditor pages (HTML, gateway/web), after the API: routes are tried in
     # order, and the API's requests are the many.

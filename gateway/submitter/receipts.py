@@ -21,6 +21,7 @@ from gateway.db.models import Base, Batch
 from gateway.operations.kinds import BatchStatus, Kind, Status
 from gateway.operations.store import proof_to_column
 from gateway.points.rules import month_of
+from gateway.webhooks.announce import announce_batch
 
 log = logging.getLogger("gateway.submitter")
 
@@ -139,6 +140,7 @@ class ReceiptTracker:
                 conn.execute(_RESULT, [{**row, **where, "b_status": state} for row in accepted])
             touched = sorted({e.args["member"] for e in events if "member" in e.args})
             if self.confirmations == 0:
+                announce_batch(session, batch_id)  # webhooks: in the transaction that records the outcome
                 self.metrics.add("operations_confirmed_total", len(accepted))
                 confirmed = {row["b_seq"] for row in accepted}
                 observe_latency(self.metrics, [op.created_at for op in ops if op.seq in confirmed])

@@ -16,6 +16,7 @@ from gateway.core.metrics import Metrics
 from gateway.db.models import Batch, Operation
 from gateway.operations.kinds import BatchStatus, Status
 from gateway.submitter.receipts import observe_latency
+from gateway.webhooks.announce import announce_batch
 
 log = logging.getLogger("gateway.submitter")
 
@@ -100,6 +101,8 @@ class ReorgWatch:
                     deep = [op for op in ops if op.status == Status.SUBMITTED]
                     for op in deep:
                         op.status = Status.CONFIRMED
+                    session.flush()
+                    announce_batch(session, batch_id)  # webhooks: in the transaction that confirms
                     self.metrics.add("operations_confirmed_total", len(deep))
                     observe_latency(self.metrics, [op.created_at for op in deep])
         return True

@@ -179,6 +179,50 @@ def publish(
     return event.id
 
 
+def publish_many(session: Session, events: list[tuple[str, dict[str, Any], int | None, str]]) -> int:
+    """`publish` for many events at once (type, data, partner id, dedupe key): one look-up of
+    the keys already raised, one of the subscriptions, then the inserts. Returns how many
+    events were new."""
+    if not events:
+        return 0
+    keys = [key for _, _, _, key in events]
+    seen: set[str] = set()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        seen.update(session.scalars(select(WebhookEvent.dedupe_key).where(WebhookEvent.dedupe_key.in_(chunk))))
+    hooks = [
+        (h.id, h.partner_id, set(json.loads(h.events))) for h in session.scalars(select(Webhook).where(Webhook.active))
+    ]
+    now = utcnow()
+    rows: list[WebhookEvent] = []
+    for kind, data, partner_id, key in events:
+        if key in seen:
+            continue
+        seen.add(key)
+        payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        event_id = "evt_" + secrets.token_hex(16)
+        rows.append(
+            WebhookEvent(id=event_id, type=kind, partner_id=partner_id, dedupe_key=key, data=payload, created_at=now)
+        )
+    session.add_all(rows)
+    session.flush()  # the events first: deliveries refer to them (no ORM relationship orders it)
+    for event in rows:
+        for hook_id, owner, kinds in hooks:
+            if (owner is None or owner == event.partner_id) and (event.type in kinds or "*" in kinds):
+                session.add(
+                    Delivery(
+                        webhook_id=hook_id,
+                        event_id=event.id,
+                        status="pending",
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=now,
+                    )
+                )
+    session.flush()
+    return len(rows)
+
+
 def deliveries(session: Session, webhook_id: str, *, partner_id: int | None, limit: int = 100) -> list[dict[str, Any]]:
     """The delivery log of one webhook, newest first, each with its attempts."""
     hook = _owned(session, webhook_id, partner_id)

@@ -1,0 +1,100 @@
+"""Response bodies of the programme routes: webhooks (SPEC section 6, r2) and programme
+metrics (section 5, r2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from gateway.api.schemas.responses import Body
+
+
+class WebhookCreate(BaseModel):
+    url: str = Field(max_length=2048, description="https URL (http and private addresses only in development)")
+    events: list[str] = Field(min_length=1, max_length=16, description='event types, or ["*"] for all')
+
+
+class WebhookOut(Body):
+    webhook_id: str
+    partner_id: int | None
+    url: str
+    events: list[str]
+    active: bool
+    created_at: str
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(description="shown once: the HMAC key of the Loyalty-Signature header")
+
+
+class WebhookList(Body):
+    items: list[WebhookOut]
+
+
+class DeliveryAttempt(Body):
+    at: str
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    succeeded: bool
+
+
+class DeliveryOut(Body):
+    delivery_id: int
+    event_id: str
+    type: str
+    status: str
+    attempts: int
+    next_attempt_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: str | None
+    log: list[DeliveryAttempt]
+
+
+class DeliveryList(Body):
+    items: list[DeliveryOut]
+
+
+class Flow(Body):
+    earned_at: int
+    redeemed_at: int
+    points: int
+    value_minor: int
+
+
+class CampaignFigures(Body):
+    campaign_id: int
+    partner_id: int
+    bonus_points: int
+    purchases: int
+    spend_minor: int
+    members_reached: int
+
+
+class ProgrammeMetrics(Body):
+    """SPEC section 5 (r2), for [from, to); rates are fractions (null when nothing was issued)."""
+
+    period: dict[str, int]
+    partner_id: int | None
+    churn_days: int
+    members_active: int
+    new_members: int
+    repeat_purchase_rate: float | None
+    average_days_between_purchases: float | None
+    points_issued: int
+    points_bonus: int
+    points_redeemed: int
+    points_reversed: int
+    points_expired: int
+    redemption_rate: float | None
+    breakage_rate: float | None
+    members_at_churn_risk: int
+    liability_points: int
+    liability_value_minor: int
+    point_value_minor: int
+    currency: str
+    flows: list[Flow]
+    campaigns: list[CampaignFigures]
+    source: dict[str, Any]
