@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.core.config import DEV_KEY_ENCRYPTION_KEY
@@ -251,7 +251,9 @@ def test_sender_killed_mid_retry_resumes_after_restart(db_url: str, sessions: se
                     break
             time.sleep(0.05)
         else:
-            raise AssertionError("the worker made no attempts")
+            with sessions() as s:
+                made = s.scalar(select(func.count(Attempt.id)))
+            raise AssertionError(f"the worker made {made} attempts in 120 s; exit code {worker.poll()}")
         receiver.failing = False
         time.sleep(0.1)  # some go through...
         worker.send_signal(signal.SIGKILL)  # ...and the sender dies mid-round
