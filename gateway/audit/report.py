@@ -390,6 +390,32 @@ class Folder:
     files: dict[str, str] = field(default_factory=dict)  # name -> what it is
 
 
+def _put_metrics(
+    put: Callable[[str, str | bytes, str], None],
+    history: History,
+    period_from: int,
+    period_to: int,
+    first: int,
+    last: int,
+    names: dict[int, str],
+    source: str,
+) -> None:
+    """The programme metrics (SPEC section 5, r2) of the period, and per month."""
+    from gateway.audit.metrics import metrics_of, monthly_metrics
+    from gateway.audit.metrics_charts import flows_csv, metrics_csv, metrics_text, render_metrics_chart
+
+    total = metrics_of(history.events, history.times, period_from=period_from, period_to=period_to)
+    rows = monthly_metrics(history.events, history.times, first_month=first, last_month=last)
+    put(
+        "metrics.png",
+        render_metrics_chart(rows, total, names=names, source=source),
+        "programme metrics: redemption and breakage to date, active and at-risk members, the flow matrix, campaigns",
+    )
+    put("metrics.csv", metrics_csv(rows, total), "the programme metrics per month and for the period")
+    put("flows.csv", flows_csv(total), "points earned at one partner and redeemed at another, with their value")
+    put("metrics.txt", metrics_text(total, names=names), "the period's programme metrics as text tables")
+
+
 def write_folder(
     out: Path,
     history: History,
@@ -439,6 +465,7 @@ def write_folder(
     put("settlement.txt", statement_text(st, names), "the same statement as a text table, with its balance check")
     if verify is not None:
         put("verify.txt", verify_text(verify, index_compared=index_compared), "the result of `loyalty audit verify`")
+    _put_metrics(put, history, period_from, period_to, first, last, names or {}, source)
     head_time = datetime.fromtimestamp(history.to_timestamp, tz=UTC).isoformat(timespec="seconds")
     readme = [
         "Audit report of the coalition points ledger",

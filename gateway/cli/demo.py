@@ -26,6 +26,8 @@ from sqlalchemy import select
 from gateway.api.main import create_app
 from gateway.app.bootstrap import open_runtime
 from gateway.app.runtime import Runtime
+from gateway.audit.metrics import metrics_of
+from gateway.audit.metrics_charts import metrics_text
 from gateway.audit.report import default_period, load_history, statement_text, write_folder
 from gateway.audit.verify import read_index, verify_chain
 from gateway.chain.backends import free_port
@@ -298,6 +300,13 @@ def _story(
         index_compared=True,
     )
     console.print(statement_text(folder.statement, names))
+
+    section("13. Programme metrics, from chain events alone")
+    console.print(
+        metrics_text(
+            metrics_of(history.events, history.times, period_from=period_from, period_to=period_to), names=names
+        )
+    )
     for client in clients.values():
         client.close()
     admin.close()
