@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from gateway.audit.metrics import metrics_of, monthly_metrics
-from gateway.audit.metrics_charts import flows_csv, metrics_csv, metrics_text, money, render_metrics_chart
+from gateway.audit.metrics_charts import flows_csv, metrics_csv, metrics_text, render_metrics_chart
 from gateway.chain.events import fetch_events, timestamps
 from gateway.chain.ledger import artifact
+from gateway.core.money import money
 from gateway.points.rules import month_start
 from tests.support import DAY, World, member
 
@@ -184,4 +185,4 @@ def test_terminal_table_names_partners_and_shows_money_in_currency_units(world: 
     assert "repeat-purchase rate                         40.0%" in text
     assert "liability, value                             1.20 EUR" in text  # 60 points at 2 cents
     assert "FreshMart    Bean & Leaf      40  0.80 EUR" in text
-    assert money(972, "EUR") == "9.72 EUR" and money(972, "JPY") == "972 JPY" and money(1, "KWD") == "0.001 KWD"
+    assert money(972, "EUR") == "9.72 EUR" and money(972, "JPY") == "972 JPY" and money(-1, "KWD") == "-0.001 KWD"

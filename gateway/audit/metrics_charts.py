@@ -12,6 +12,7 @@ import csv
 import io
 
 from gateway.audit.metrics import Metrics
+from gateway.core.money import money
 from gateway.points.rules import month_label
 
 COLOURS = {"redemption": "#0072B2", "breakage": "#D55E00", "active": "#009E73", "risk": "#E69F00"}
@@ -153,18 +154,6 @@ def _shown(value: float | None, *, percent: bool = False) -> str:
     if value is None:
         return "-"
     return f"{100 * value:.1f}%" if percent else f"{value:,.1f}"
-
-
-# ISO 4217 currencies whose minor unit is not a hundredth.
-MINOR_DIGITS = {"JPY": 0, "KRW": 0, "ISK": 0, "CLP": 0, "VND": 0, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3}
-
-
-def money(minor: int, currency: str) -> str:
-    """Minor units shown as what they are: 972 EUR cents is "9.72 EUR", never "972 EUR"."""
-    if not currency:
-        return f"{minor:,} (minor units)"
-    digits = MINOR_DIGITS.get(currency, 2)
-    return f"{minor / 10**digits:,.{digits}f} {currency}"
 
 
 def metrics_text(total: Metrics, *, names: dict[int, str] | None = None) -> str:

@@ -24,6 +24,7 @@ from gateway.api.errors import http_status
 from gateway.app.runtime import Runtime
 from gateway.audit.report import History, render_chart
 from gateway.core.errors import LoyaltyError, RateLimited, TooLarge
+from gateway.core.money import money
 from gateway.core.ratelimit import TokenBuckets
 from gateway.points.rules import month_label
 from gateway.web import reads
@@ -42,19 +43,9 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 
-ZERO_DECIMAL = {"JPY", "KRW", "ISK", "CLP", "VND", "XOF", "XAF", "UGX", "PYG", "RWF"}
-THREE_DECIMAL = {"BHD", "KWD", "OMR", "JOD", "TND", "IQD", "LYD"}
 
-
-def money(minor: int | None, currency: str | None) -> str:
-    """Minor units as an amount, with ISO 4217's decimals for the currency."""
-    if minor is None or currency is None:
-        return ""
-    digits = 0 if currency in ZERO_DECIMAL else 3 if currency in THREE_DECIMAL else 2
-    sign, value = ("-" if minor < 0 else ""), abs(minor)
-    if digits == 0:
-        return f"{sign}{value:,} {currency}"
-    return f"{sign}{value // 10**digits:,}.{value % 10**digits:0{digits}d} {currency}"
+def percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{100 * rate:.1f}%"
 
 
 def when(moment: datetime | int) -> str:
@@ -77,7 +68,13 @@ templates = Environment(
     lstrip_blocks=True,
 )
 templates.filters.update(
-    points=lambda n: f"{n:,}", money=money, month=reads.month_name, month_label=month_label, when=when, day=day
+    points=lambda n: f"{n:,}",
+    money=money,
+    percent=percent,
+    month=reads.month_name,
+    month_label=month_label,
+    when=when,
+    day=day,
 )
 
 
@@ -207,6 +204,27 @@ def chart(request: Request, runtime: RuntimeDep) -> Response:
         f"blocks {chain.from_block}..{chain.to_block}"
     )
     png = render_chart(monthly(chain, first_month=first, last_month=last), source=source)
+    return Response(png, media_type="image/png", headers=HEADERS)
+
+
+@router.get("/audit/metrics.png")
+def metrics_chart(request: Request, runtime: RuntimeDep) -> Response:
+    from gateway.audit.metrics import metrics_of, monthly_metrics
+    from gateway.audit.metrics_charts import render_metrics_chart
+    from gateway.audit.report import months_of_period
+
+    chain = _history(request)
+    start, end = reads.period(chain, _param(request, "from"), _param(request, "to"))
+    first, last = months_of_period(start, end)
+    rows = monthly_metrics(chain.events, chain.times, first_month=first, last_month=last)
+    total = metrics_of(chain.events, chain.times, period_from=start, period_to=end)
+    with runtime.sessions() as session:
+        names = reads.partner_names(session)
+    source = (
+        f"From chain events: contract {chain.address}, chain id {chain.chain_id}, "
+        f"blocks {chain.from_block}..{chain.to_block}"
+    )
+    png = render_metrics_chart(rows, total, names=names, source=source)
     return Response(png, media_type="image/png", headers=HEADERS)
 
 

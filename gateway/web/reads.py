@@ -27,6 +27,7 @@ from web3.exceptions import TransactionNotFound
 
 from gateway.accounts.members import member_view
 from gateway.app.runtime import Runtime
+from gateway.audit.metrics import Metrics, metrics_of
 from gateway.audit.report import (
     History,
     MonthFigures,
@@ -355,6 +356,7 @@ class AuditPage:
     statement: Statement  # its partner lines, and their names (not on-chain) below
     names: dict[int, str]
     months: list[MonthFigures]
+    metrics: Metrics  # the programme metrics of the period (SPEC section 5, r2)
 
 
 def audit_page(runtime: Runtime, session: Session, history: History, start: int, end: int) -> AuditPage:
@@ -370,6 +372,7 @@ def audit_page(runtime: Runtime, session: Session, history: History, start: int,
         statement=st,
         names=names,
         months=monthly(history, first_month=first, last_month=last),
+        metrics=metrics_of(history.events, history.times, period_from=start, period_to=end),
     )
 
 

@@ -261,6 +261,29 @@ def test_auditor_page_figures_and_chart(site: Site, browser: Any) -> None:
     assert_fits_a_phone(browser, "audit-phone")
 
 
+def test_auditor_page_shows_the_programme_metrics_the_api_returns(site: Site, browser: Any) -> None:
+    api = site.call("GET", "/v1/audit/metrics", site.admin_key).json()
+    browser.get(site.url + "/audit")
+    assert int(find(browser, "#m-active").text) == api["members_active"] > 0
+    assert int(find(browser, "#m-risk").text) == api["members_at_churn_risk"]
+
+    def shown(rate: float | None) -> str:
+        return "-" if rate is None else f"{100 * rate:.1f}%"
+
+    assert find(browser, "#m-redemption").text == shown(api["redemption_rate"])
+    assert find(browser, "#m-breakage").text == shown(api["breakage_rate"])
+    assert find(browser, "#m-repeat").text == shown(api["repeat_purchase_rate"])
+    assert api["points_redeemed"] == 40 and api["flows"][0]["redeemed_at"] != api["flows"][0]["earned_at"]
+    chart = find(browser, "#metrics-chart")
+    deadline = time.monotonic() + 60
+    while not browser.execute_script("return arguments[0].complete", chart):
+        assert time.monotonic() < deadline, "the metrics chart did not load"
+        time.sleep(0.1)
+    assert browser.execute_script("return arguments[0].naturalWidth", chart) == 1200
+    browser.execute_script("document.getElementById('metrics').scrollIntoView()")
+    screenshot(browser, "audit-metrics")
+
+
 def test_receipt_check_says_yes_for_a_stored_receipt_and_no_for_an_altered_one(site: Site, browser: Any) -> None:
     bean = site.partners["Bean & Leaf"]["partner_id"]
     stored = site.call("GET", f"/v1/audit/receipts/{bean}/R-1?kind=earn", site.admin_key).json()
