@@ -63,9 +63,11 @@ def embedded_engine(requested: str | None = None, path: Path | None = None) -> s
         return "pyevm"
     try:
         import pyrevm  # noqa: F401
-    except ImportError:
+    except ImportError as exc:
         if choice == "revm":
-            raise ChainError("the revm chain engine needs pyrevm (CPython 3.11/3.12 on x86_64 Linux or arm64 macOS)")
+            raise ChainError(
+                "the revm chain engine needs pyrevm (CPython 3.11/3.12 on x86_64 Linux or arm64 macOS)"
+            ) from exc
         return "pyevm"
     return "revm"
 

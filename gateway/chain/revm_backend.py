@@ -276,7 +276,9 @@ class RevmEngine:
         self._access_list_set = False
 
     def put_account(self, address: bytes, balance: int, nonce: int, code: bytes | None) -> None:
-        self.evm.insert_account_info(_d(address), AccountInfo(balance=balance, nonce=nonce, code=code or None))
+        # pyrevm 0.3.7's stub omits `balance`, which its AccountInfo takes.
+        info = AccountInfo(balance=balance, nonce=nonce, code=code or None)  # type: ignore[call-arg]
+        self.evm.insert_account_info(_d(address), info)
 
     def put_slot(self, address: bytes, slot: bytes, value: bytes) -> None:
         # pyrevm writes a slot to its database only while the account is not in the journal
@@ -331,6 +333,7 @@ class RevmEngine:
                     raise InvalidTransaction(str(exc)) from exc
                 success, output = False, bytes.fromhex(match.group(4) or "")
             result = evm.result
+            assert result is not None  # set by every transaction revm ran
             out = Outcome(success, output, int(result.gas_used), int(result.gas_refunded or 0), created)
             if success:
                 out.logs = [(_bytes(log.address), list(log.data[0]), bytes(log.data[1])) for log in result.logs]
@@ -345,8 +348,7 @@ class RevmEngine:
         journal = self.evm.journal_str
         journal = journal[journal.rindex(", journal: [") :]
         for match in _STORAGE_WRITE.finditer(journal):
-            address, slot = bytes.fromhex(match.group(1)), int(match.group(2))
-            key = (address, slot.to_bytes(32, "big"))
+            key = (bytes.fromhex(match.group(1)), int(match.group(2)).to_bytes(32, "big"))
             if key not in out.storage:  # the first write's previous value is the original
                 out.storage[key] = (b"", int(match.group(3)).to_bytes(32, "big"))
         for (address, slot), (_, old) in list(out.storage.items()):
@@ -355,9 +357,9 @@ class RevmEngine:
                 del out.storage[(address, slot)]
             else:
                 out.storage[(address, slot)] = (new, old)
-        for address, info in self.evm.journal_state.items():
+        for name, info in self.evm.journal_state.items():
             code_hash = bytes(info.code_hash) if info.code_hash else None
-            out.accounts[_addr(address)] = (
+            out.accounts[_addr(name)] = (
                 int(info.balance),
                 int(info.nonce),
                 None if code_hash in (None, EMPTY_CODE_HASH) else code_hash,
@@ -628,7 +630,7 @@ class RevmNode:
             logs=[(i, 0, tx.hash, a, topics, d) for i, (a, topics, d) in enumerate(logs)],
             accounts={a: (s, self._accounts.get(a)) for a, s in changed.items()},
             storage=out.storage,
-            code=codes,  # type: ignore[arg-type]
+            code=codes,
         )
         self.store.write_block(block)  # durable first; the engine follows
         self._next_timestamp = None
@@ -880,9 +882,7 @@ class RevmNode:
         if first is not None:
             topic0 = [_bytes(t) for t in (first if isinstance(first, list) else [first])]
         rows = self.store.logs(start, end, addresses, topic0)
-        wanted = [
-            None if t is None else {_bytes(x) for x in (t if isinstance(t, list) else [t])} for t in topics[1:]
-        ]
+        wanted = [None if t is None else {_bytes(x) for x in (t if isinstance(t, list) else [t])} for t in topics[1:]]
         hashes: dict[int, str] = {}
         out = []
         for row in rows:
@@ -925,9 +925,7 @@ class RevmNode:
         }
         if call.get("to"):
             tx["to"] = _hex_addr(_addr(call["to"]))
-        tx["gas"] = _int(call.get("gas")) or _int(
-            self.eth_estimateGas({**call, "from": _hex_addr(sender)}, "pending")
-        )
+        tx["gas"] = _int(call.get("gas")) or _int(self.eth_estimateGas({**call, "from": _hex_addr(sender)}, "pending"))
         signed = Account.sign_transaction(tx, key)
         return self.eth_sendRawTransaction(bytes(signed.raw_transaction))
 
@@ -992,7 +990,11 @@ class RevmNode:
         except (TypeError, ValueError, KeyError) as exc:
             return {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32602, "message": f"invalid params: {exc}"}}
         except Exception as exc:  # noqa: BLE001 - a node answers every request, with an error if need be
-            return {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32603, "message": f"internal error: {exc!r}"}}
+            return {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "error": {"code": -32603, "message": f"internal error: {exc!r}"},
+            }
         return {"jsonrpc": "2.0", "id": request_id, "result": result}
 
 

@@ -115,9 +115,7 @@ class ChainStore:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            str(path) if path else ":memory:", isolation_level=None, check_same_thread=False
-        )
+        self._conn = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None, check_same_thread=False)
         if path is not None:
             self._conn.execute("PRAGMA journal_mode=WAL")
             # FULL: a committed block survives a power cut too, not only a killed process.
@@ -258,9 +256,7 @@ class ChainStore:
         for address, slot, value in slots:
             yield "slot", (bytes(address), bytes(slot), bytes(value))
 
-    def changes_since(
-        self, number: int
-    ) -> tuple[dict[bytes, AccountState | None], dict[tuple[bytes, bytes], bytes]]:
+    def changes_since(self, number: int) -> tuple[dict[bytes, AccountState | None], dict[tuple[bytes, bytes], bytes]]:
         """The accounts and slots changed after block `number`, with their values at `number`."""
         with self._lock:
             rows = self._conn.execute(
@@ -350,7 +346,8 @@ class ChainStore:
         tx_hash: bytes | None = None,
     ) -> list[tuple[int, int, int, bytes, bytes, bytes, bytes]]:
         """(block, log_index, tx_index, tx_hash, address, topics, data) in chain order."""
-        where, args = ["block BETWEEN ? AND ?"], [from_block, to_block]
+        where: list[str] = ["block BETWEEN ? AND ?"]
+        args: list[Any] = [from_block, to_block]
         if addresses is not None:
             addresses = list(addresses)
             where.append(f"address IN ({','.join('?' * len(addresses))})")

@@ -47,7 +47,9 @@ READS = frozenset(
 )
 WRITE_PREFIXES = ("eth_send", "eth_sign", "personal_", "evm_", "anvil_", "hardhat_", "debug_", "miner_", "admin_")
 WRITES = frozenset({"eth_submitWork", "eth_submitHashrate", "eth_newFilter", "eth_uninstallFilter"})
-CALL_KEYS = frozenset({"from", "to", "gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas", "value", "data", "nonce"})
+CALL_KEYS = frozenset(
+    {"from", "to", "gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas", "value", "data", "nonce"}
+)
 MAX_LOG_BLOCKS = 10_000  # what public nodes commonly accept in one eth_getLogs
 MAX_BATCH = 1_000
 

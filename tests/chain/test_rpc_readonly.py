@@ -126,7 +126,12 @@ def test_batches_errors_and_notifications(served: Served) -> None:
     assert by_id[5]["result"]["number"] == "0x0"
     assert httpx.post(served.url, content=b"{nope").json()["error"]["code"] == -32700
     assert httpx.post(served.url, json=[]).json()["error"]["code"] == -32600
-    too_wide = {"jsonrpc": "2.0", "id": 9, "method": "eth_getLogs", "params": [{"fromBlock": "0x0", "toBlock": hex(10**6)}]}
+    too_wide = {
+        "jsonrpc": "2.0",
+        "id": 9,
+        "method": "eth_getLogs",
+        "params": [{"fromBlock": "0x0", "toBlock": hex(10**6)}],
+    }
     assert "at most" in httpx.post(served.url, json=too_wide).json()["error"]["message"]
     revert = {
         "jsonrpc": "2.0",
