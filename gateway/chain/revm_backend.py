@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,9 @@ def _addr(value: Any) -> bytes:
     return raw
 
 
+@lru_cache(maxsize=65_536)
 def _hex_addr(raw: bytes) -> str:
+    """Checksummed (EIP-55): a keccak each time, and the same few addresses come back."""
     return to_checksum_address(raw)
 
 
