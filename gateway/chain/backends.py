@@ -41,6 +41,36 @@ def anvil_dev_keys(count: int = 10) -> tuple[str, ...]:
 
 EMBEDDED_GAS_LIMIT = 60_000_000
 
+# Which engine runs the embedded chain: "revm" (pyrevm, gateway/chain/revm_backend.py),
+# "pyevm" (eth-tester over py-evm), or "auto": revm where pyrevm imports, py-evm elsewhere.
+ENGINE_VARIABLE = "LOYALTY_CHAIN_ENGINE"
+ENGINES = ("auto", "revm", "pyevm")
+
+
+def embedded_engine(requested: str | None = None, path: Path | None = None) -> str:
+    """The engine an embedded chain opens with: the one requested (else $LOYALTY_CHAIN_ENGINE,
+    else auto). Auto keeps a chain file on the engine that wrote it."""
+    choice = (requested or os.environ.get(ENGINE_VARIABLE) or "auto").strip().lower()
+    if choice not in ENGINES:
+        raise ChainError(f"unknown chain engine {choice!r}; choose one of {', '.join(ENGINES)}")
+    if choice == "pyevm":
+        return choice
+    from gateway.chain.revm_store import ChainStore
+
+    if path is not None and ChainStore.holds_pyevm_chain(path):
+        if choice == "revm":
+            raise ChainError(f"{path} holds a py-evm chain: open it with the py-evm engine ({ENGINE_VARIABLE}=pyevm)")
+        return "pyevm"
+    try:
+        import pyrevm  # noqa: F401
+    except ImportError as exc:
+        if choice == "revm":
+            raise ChainError(
+                "the revm chain engine needs pyrevm (CPython 3.11/3.12 on x86_64 Linux or arm64 macOS)"
+            ) from exc
+        return "pyevm"
+    return "revm"
+
 
 class ChainBackend(ABC):
     """A chain the ledger runs on. Test controls raise on chains that lack them."""
@@ -114,8 +144,16 @@ class EmbeddedChain(ChainBackend):
     """
 
     name = "embedded"
+    engine_name = "pyevm"
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __new__(cls, path: Path | None = None, *args: Any, engine: str | None = None, **kwargs: Any) -> EmbeddedChain:
+        if cls is EmbeddedChain and embedded_engine(engine, path) == "revm":
+            from gateway.chain.revm_backend import RevmChain
+
+            return super().__new__(RevmChain)
+        return super().__new__(cls)
+
+    def __init__(self, path: Path | None = None, *, engine: str | None = None) -> None:
         params = PyEVMBackend.generate_genesis_params(overrides={"gas_limit": EMBEDDED_GAS_LIMIT})
         self.path = path
         if path is None:
