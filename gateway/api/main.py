@@ -19,6 +19,7 @@ from gateway.core.metrics import Metrics
 from gateway.core.ratelimit import TokenBuckets
 from gateway.submitter.loop import Submitter
 from gateway.web.pages import router as pages
+from gateway.web.rpc import router as rpc
 from gateway.webhooks.deliver import Deliverer
 
 
@@ -69,4 +70,5 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     # The member and auditor pages (HTML, gateway/web), after the API: routes are tried in
     # order, and the API's requests are the many.
     app.include_router(pages)
+    app.include_router(rpc)  # POST /rpc: the chain, read-only, for wallets and auditors
     return app

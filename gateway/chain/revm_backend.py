@@ -1,5 +1,8 @@
 """The fast embedded chain: revm (through pyrevm) in this process, answering JSON-RPC itself.
 
+Longer than 400 lines: one engine with its node and its JSON-RPC answers, kept together because
+each layer's exactness (gas, block history, revert data) depends on the one below.
+
 Three layers, each usable alone:
 
 - `RevmEngine` runs transactions on pyrevm with exact gas. pyrevm keeps whatever a call
@@ -1048,7 +1051,7 @@ class RevmChain(EmbeddedChain):
     def _call(self, method: str, *params: Any) -> Any:
         response = self.node.request(method, list(params))
         if "error" in response:
-            from gateway.errors import ChainError
+            from gateway.core.errors import ChainError
 
             raise ChainError(f"{method} failed: {response['error']['message']}")
         return response["result"]
@@ -1058,7 +1061,7 @@ class RevmChain(EmbeddedChain):
 
     def revert(self, snapshot: Any) -> None:
         if not self._call("evm_revert", snapshot):
-            from gateway.errors import ChainError
+            from gateway.core.errors import ChainError
 
             raise ChainError(f"evm_revert to {snapshot} refused")
 

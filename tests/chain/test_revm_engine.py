@@ -26,9 +26,9 @@ from gateway.chain.backends import (
 )
 from gateway.chain.ledger import Ledger, LedgerRevert, Sender
 from gateway.chain.revm_backend import RevmChain
-from gateway.config import REPO_ROOT
-from gateway.errors import ChainError
-from gateway.ledger.rules import month_of, month_start
+from gateway.core.config import REPO_ROOT
+from gateway.core.errors import ChainError
+from gateway.points.rules import month_of, month_start
 from tests.support import DAY, World, anvil_required, member
 
 pytest.importorskip("pyrevm")

@@ -22,7 +22,7 @@ from web3.exceptions import Web3RPCError
 
 from gateway.chain.backends import EmbeddedChain, free_port
 from gateway.chain.ledger import BatchResult, Ledger
-from gateway.config import REPO_ROOT
+from gateway.core.config import REPO_ROOT
 from gateway.web.rpc import router
 from tests.support import World, member
 
