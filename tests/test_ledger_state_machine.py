@@ -208,7 +208,8 @@ class LedgerMachine(RuleBasedStateMachine):
                 op = w.earn_op(partner, address, spend, key=self.retired_keys[partner])
             elif variant == "foreign_chain":
                 d = w.ledger.domain
-                op = w.earn_op(partner, address, spend, key=self._key(partner), domain=Domain(d.chain_id + 7, d.contract))
+                foreign = Domain(d.chain_id + 7, d.contract)
+                op = w.earn_op(partner, address, spend, key=self._key(partner), domain=foreign)
             else:
                 variant = "ok" if variant != "replay" else variant
                 op = w.earn_op(partner, address, spend, key=self._key(partner))
@@ -392,7 +393,9 @@ class LedgerMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ operator
 
     @rule(
-        months=st.one_of(st.sampled_from([0, 1, 2, 3, 6, 12, 24, 120]), st.integers(0, 120), st.integers(121, 2**16 - 1)),
+        months=st.one_of(
+            st.sampled_from([0, 1, 2, 3, 6, 12, 24, 120]), st.integers(0, 120), st.integers(121, 2**16 - 1)
+        ),
         stranger=st.booleans(),
     )
     def set_expiry_months(self, months: int, stranger: bool) -> None:
@@ -633,4 +636,3 @@ LedgerMachine.TestCase.settings = settings(
 @pytest.mark.anvil
 class TestLedgerStateMachineOnAnvil(LedgerMachine.TestCase):  # type: ignore[name-defined]
     pass
-
