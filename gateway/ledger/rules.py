@@ -6,6 +6,7 @@ still import `gateway.ledger.rules`; delete once they import `gateway.points.rul
 
 from gateway.points.rules import (
     BPS,
+    MAX_ALLOWANCE,
     MAX_OP_POINTS,
     MAX_SPEND,
     NEVER,
@@ -21,6 +22,7 @@ from gateway.points.rules import (
 
 __all__ = [
     "BPS",
+    "MAX_ALLOWANCE",
     "MAX_OP_POINTS",
     "MAX_SPEND",
     "NEVER",

@@ -14,6 +14,7 @@ NEVER = 2**24 - 1
 BPS = 10_000
 MAX_SPEND = 2**64 - 1
 MAX_OP_POINTS = 2**48 - 1
+MAX_ALLOWANCE = 2**128 - 1  # a partner's allowance is a uint128 on-chain
 
 
 def points_for(spend: int, rate_points: int, rate_per_minor_units: int, multiplier_bps: int) -> int:
@@ -201,7 +202,8 @@ class PointsModel:
         self.reversed_of[leaf] = done + points
         earned = self.member(member).earned
         earned[earn_month] = earned.get(earn_month, 0) - min(points, earned.get(earn_month, 0))
-        partner.allowance += points
+        # A reversal returns its points to the allowance, saturating at the uint128 maximum.
+        partner.allowance = min(partner.allowance + points, MAX_ALLOWANCE)
         partner.reversed += points
 
     def transfer(self, *, sender: str, recipient: str, points: int, month: int) -> None:
