@@ -31,7 +31,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from gateway.chain.backends import ChainBackend
 from gateway.chain.ledger import BatchResult, EarnRecord, LedgerRevert, Sender, SignedEarn, SignedRedeem, rpc
-from gateway.ledger.rules import MAX_ALLOWANCE, PartnerModel, PointsModel, Rejected, month_of
+from gateway.points.rules import MAX_ALLOWANCE, PartnerModel, PointsModel, Rejected, month_of
 from partners.signing import Domain, address_of
 from tests.support import TEST_COALITION, World, key_for, make_chain, member
 
