@@ -4,6 +4,7 @@ area; dependencies in deps.py; domain errors become JSON in errors.py, and only 
 No `from __future__ import annotations` in the API's modules: FastAPI reads the annotations.
 """
 
+import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,18 @@ from gateway.submitter.loop import Submitter
 from gateway.web.pages import router as pages
 from gateway.web.rpc import router as rpc
 from gateway.webhooks.deliver import Deliverer
+from gateway.webhooks.notices import NoticePolicy, scan
+
+
+def _notices(runtime: Runtime, stop: threading.Event) -> None:
+    """The periodic member and partner notices scan (webhooks), until `stop`."""
+    g = runtime.settings.gateway
+    policy = NoticePolicy(g.notice_expiring_days, g.notice_inactive_days, g.notice_allowance_low_points)
+    while not stop.wait(g.notice_interval_seconds):
+        try:
+            scan(runtime.sessions, runtime.writes, runtime.ledger, now=runtime.chain.latest_timestamp(), policy=policy)
+        except Exception:  # noqa: BLE001 - a chain or database hiccup: the next round tries again
+            logging.getLogger("gateway.webhooks").exception("notice scan failed")
 
 
 def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second: float | None = None) -> FastAPI:
@@ -44,6 +57,9 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
             thread.start()
         sender = threading.Thread(target=deliverer.run, args=(stop,), name="webhooks", daemon=True)
         sender.start()
+        notices = threading.Thread(target=_notices, args=(runtime, stop), name="notices", daemon=True)
+        if runtime.settings.gateway.notice_interval_seconds > 0:
+            notices.start()
         yield
         stop.set()
         if run_submitter:

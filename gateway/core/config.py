@@ -87,6 +87,12 @@ class GatewaySettings(BaseModel):
     # Requests per second each API key may make (bursts of twice that) before 429s; one gateway
     # process counts its own (see docs/gateway.md).
     rate_limit_per_second: float = Field(default=200.0, gt=0)
+    # Member and partner notices for webhooks (gateway/webhooks/notices.py): how often the scan
+    # runs (0: never), and its thresholds.
+    notice_interval_seconds: float = Field(default=3600.0, ge=0)
+    notice_expiring_days: int = Field(default=30, ge=1, le=365)
+    notice_inactive_days: int = Field(default=60, ge=1, le=3650)
+    notice_allowance_low_points: int = Field(default=10_000, ge=0)
 
 
 class Settings(BaseSettings):

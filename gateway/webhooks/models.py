@@ -75,3 +75,13 @@ class Attempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int] = mapped_column(Integer)
     succeeded: Mapped[bool] = mapped_column(Boolean)
+
+
+class MemberWatch(Base):
+    """A member's tier as the notice scheduler last saw it, to tell when it changes."""
+
+    __tablename__ = "member_watch"
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True)
+    tier: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

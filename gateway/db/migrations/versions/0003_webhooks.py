@@ -1,4 +1,4 @@
-"""webhooks: subscriptions, the event outbox, deliveries and the delivery log
+"""webhooks: subscriptions, the event outbox, deliveries and the delivery log; member tiers last seen
 
 Revision ID: 0003
 Revises: 0002
@@ -68,9 +68,16 @@ def upgrade() -> None:
         sa.Column("succeeded", sa.Boolean(), nullable=False),
     )
     op.create_index("ix_webhook_attempts_delivery_id", "webhook_attempts", ["delivery_id"])
+    op.create_table(
+        "member_watch",
+        sa.Column("member_id", sa.String(64), sa.ForeignKey("members.member_id"), primary_key=True),
+        sa.Column("tier", sa.Integer(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("member_watch")
     op.drop_table("webhook_attempts")
     op.drop_index("ix_delivery_due", "webhook_deliveries")
     op.drop_table("webhook_deliveries")
