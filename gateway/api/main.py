@@ -13,7 +13,16 @@ from fastapi import FastAPI
 
 from gateway.api import errors
 from gateway.api.middleware import MAX_BODY_BYTES, BodyLimit
-from gateway.api.routes import admin, audit, health, members, operations, programme_metrics, webhooks
+from gateway.api.routes import (
+    admin,
+    audit,
+    health,
+    members,
+    operations,
+    programme_metrics,
+    reconciliation,
+    webhooks,
+)
 from gateway.app.runtime import Runtime
 from gateway.audit.jobs import VerifyJobs
 from gateway.core.metrics import Metrics
@@ -81,7 +90,7 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     app.state.limiter = TokenBuckets(rate_per_second or runtime.settings.gateway.rate_limit_per_second)
     errors.install(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
-    for area in (admin, members, operations, audit, programme_metrics, webhooks, health):
+    for area in (admin, members, operations, audit, programme_metrics, reconciliation, webhooks, health):
         app.include_router(area.router)
     # The member and auditor pages (HTML, gateway/web), after the API: routes are tried in
     # order, and the API's requests are the many.

@@ -98,3 +98,42 @@ class ProgrammeMetrics(Body):
     flows: list[Flow]
     campaigns: list[CampaignFigures]
     source: dict[str, Any]
+
+
+class OperationRow(Body):
+    operation_id: str
+    kind: str
+    status: str
+    partner_id: int
+    member_id: str
+    receipt_id: str
+    receipt_ref: str
+    points: int | None
+    amount_minor: int | None
+    currency: str | None
+    tx_hash: str | None
+    block_number: int | None
+    log_index: int | None
+    accepted_at: str
+    error: dict[str, Any] | None
+
+
+class OperationFeed(Body):
+    """Oldest first; `next_cursor` continues after the last row (null: nothing more yet)."""
+
+    items: list[OperationRow]
+    next_cursor: str | None
+
+
+class PartnerStatement(Body):
+    partner_id: int
+    period: dict[str, int]
+    currency: str
+    issued: int
+    reversed: int
+    redeemed: int
+    net_points: int
+    net_amount_minor: int
+    point_value_minor: int
+    settlement_currency: str
+    source: dict[str, Any]

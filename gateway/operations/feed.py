@@ -1,0 +1,100 @@
+"""The reconciliation feed (SPEC section 6, r2): a partner's operations in acceptance order,
+each with its receipt hash and on-chain position, filtered and cursor-paginated, as JSON rows
+or CSV. A partner reads its own; auditors and the operator read anyone's."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.core.errors import ErrorCode, Forbidden, Invalid, NotFound
+from gateway.core.security import Caller
+from gateway.db.models import Operation, Partner
+from gateway.operations.kinds import Kind, Status
+from gateway.operations.queries import operation_view
+
+MAX_LIMIT = 1000
+MAX_CURSOR = 2**63 - 1  # an operation's seq is a BIGINT: anything larger cannot be one
+COLUMNS = (
+    "operation_id",
+    "kind",
+    "status",
+    "receipt_id",
+    "member_id",
+    "points",
+    "amount_minor",
+    "currency",
+    "receipt_ref",
+    "tx_hash",
+    "block_number",
+    "log_index",
+    "accepted_at",
+    "error_code",
+)
+
+
+def check_reader(caller: Caller, partner_id: int) -> None:
+    if caller.role == "partner" and caller.partner_id != partner_id:
+        raise Forbidden("a partner reads its own operations and statement only", code=ErrorCode.FORBIDDEN)
+
+
+def partner_operations(
+    session: Session,
+    *,
+    caller: Caller,
+    partner_id: int,
+    accepted_from: datetime | None,
+    accepted_to: datetime | None,
+    kind: str | None,
+    status: str | None,
+    cursor: int | None,
+    limit: int,
+) -> dict[str, Any]:
+    """`{items, next_cursor}`, oldest first from the cursor on: a partner's books are kept
+    forward, and a row once read never moves (new operations only ever come after it)."""
+    check_reader(caller, partner_id)
+    if session.get(Partner, partner_id) is None:
+        raise NotFound(f"no partner {partner_id}", code=ErrorCode.UNKNOWN_PARTNER)
+    if kind is not None and kind not in {k.value for k in Kind}:
+        raise Invalid(f"kind must be one of {', '.join(k.value for k in Kind)}", code=ErrorCode.VALIDATION_ERROR)
+    if status is not None and status not in {s.value for s in Status}:
+        raise Invalid(f"status must be one of {', '.join(s.value for s in Status)}", code=ErrorCode.VALIDATION_ERROR)
+    query = select(Operation).where(Operation.partner_id == partner_id)
+    if accepted_from is not None:
+        query = query.where(Operation.created_at >= accepted_from)
+    if accepted_to is not None:
+        query = query.where(Operation.created_at < accepted_to)
+    if kind is not None:
+        query = query.where(Operation.kind == kind)
+    if status is not None:
+        query = query.where(Operation.status == status)
+    if cursor is not None:
+        query = query.where(Operation.seq > cursor)
+    rows = list(session.scalars(query.order_by(Operation.seq).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": [operation_view(op) for op in rows], "next_cursor": str(rows[-1].seq) if more else None}
+
+
+def parse_cursor(text: str | None) -> int | None:
+    if text is None or text == "":
+        return None
+    if not text.isdigit() or int(text) > MAX_CURSOR:
+        raise Invalid("cursor is the next_cursor of an earlier page", code=ErrorCode.VALIDATION_ERROR)
+    return int(text)
+
+
+def as_csv(page: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for item in page["items"]:
+        error = item.get("error") or {}
+        row = {**item, "error_code": error.get("code")}
+        writer.writerow(["" if row.get(c) is None else row[c] for c in COLUMNS])
+    return out.getvalue()
