@@ -30,6 +30,7 @@ from gateway.audit.settlement import Statement, statement_of
 from gateway.audit.verify import AuditReport, Replay
 from gateway.chain.events import fetch_events
 from gateway.chain.ledger import Ledger, LedgerEvent, rpc
+from gateway.core.money import money
 from gateway.points.rules import month_label, month_of, month_start
 
 # (stage, done, total): "reading ledger events" in blocks, then "reading block times" in blocks.
@@ -292,7 +293,7 @@ def monthly_csv(rows: list[MonthFigures], point_value: int = 0, currency: str = 
             "expired",
             "liability_start",
             "liability_end",
-            f"liability_end_amount_{currency or 'minor_units'}",
+            f"liability_end_amount_minor_{currency or 'units'}",
             "complete",
         ]
     )
@@ -334,7 +335,7 @@ def day_label(timestamp: int) -> str:
 def statement_text(st: Statement, names: dict[int, str] | None = None) -> str:
     v, cur = st.point_value, st.currency
     names = names or {}
-    headers = ["partner", "name", "currency", "issued", "reversed", "redeemed at it", "net points", f"net {cur}"]
+    headers = ["partner", "name", "currency", "issued", "reversed", "redeemed at it", "net points", "net amount"]
     rows: list[list[Any]] = [
         [
             p.partner_id,
@@ -344,23 +345,25 @@ def statement_text(st: Statement, names: dict[int, str] | None = None) -> str:
             p.reversed,
             p.redeemed,
             p.net_points,
-            p.net_amount,
+            money(p.net_amount, cur),
         ]
         for p in st.partners
     ]
     change = st.liability_end_points - st.liability_start_points
     lines = [
         f"Settlement statement {day_label(st.period_from)} to {day_label(st.period_to)} (UTC; the end day excluded)",
-        f"Point value: {v} {cur} minor units per point. Amounts are in {cur} minor units;",
-        "a positive net amount is owed by the partner to the coalition, a negative one is owed to it.",
+        f"Point value: {money(v, cur)} per point.",
+        "A positive net amount is owed by the partner to the coalition, a negative one is owed to it.",
         "",
         text_table(headers, rows),
-        f"breakage (expired in the period): {st.breakage_points} points = {st.breakage_points * v}",
-        f"liability at the start:           {st.liability_start_points} points = {st.liability_start_points * v}",
-        f"liability at the end:             {st.liability_end_points} points = {st.liability_end_points * v}",
+        f"breakage (expired in the period): {st.breakage_points} points = {money(st.breakage_points * v, cur)}",
+        f"liability at the start:           {st.liability_start_points} points = "
+        f"{money(st.liability_start_points * v, cur)}",
+        f"liability at the end:             {st.liability_end_points} points = "
+        f"{money(st.liability_end_points * v, cur)}",
         "",
-        f"check: sum of net amounts {st.net_points * v} = change in liability {change * v} "
-        f"+ breakage {st.breakage_points * v}: {'balances' if st.balanced else 'DOES NOT BALANCE'}",
+        f"check: sum of net amounts {money(st.net_points * v, cur)} = change in liability {money(change * v, cur)} "
+        f"+ breakage {money(st.breakage_points * v, cur)}: {'balances' if st.balanced else 'DOES NOT BALANCE'}",
     ]
     return "\n".join(lines) + "\n"
 

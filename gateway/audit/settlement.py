@@ -73,7 +73,16 @@ class Statement:
     def as_csv(self) -> str:
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["partner_id", "issued", "reversed", "redeemed", "net_points", f"net_amount_{self.currency}"])
+        writer.writerow(
+            [
+                "partner_id",
+                "issued",
+                "reversed",
+                "redeemed",
+                "net_points",
+                f"net_amount_minor_{self.currency or 'units'}",
+            ]
+        )
         for p in self.partners:
             writer.writerow([p.partner_id, p.issued, p.reversed, p.redeemed, p.net_points, p.net_amount])
         writer.writerow(["breakage", "", "", "", self.breakage_points, self.breakage_points * self.point_value])
