@@ -73,6 +73,8 @@ def test_demo_tells_the_story_through_the_gateway_and_audits_clean(tmp_path: Pat
     assert "422 invalid_signature" in out and "InvalidSignature(" in out  # the gateway, then the contract
     assert "points earned in the first month expired" in out
     assert "no discrepancy" in out and "balances" in out and "DOES NOT BALANCE" not in out
+    assert "-9.72 EUR" in out and "-972 EUR" not in out  # money in currency units, never minor units
+    assert "Programme metrics" in out and "redemption rate" in out and "Flow: points earned" in out
     assert {p.name for p in (data / "report").iterdir()} >= {"chart.png", "settlement.csv", "verify.txt", "README.txt"}
     # What it left verifies again from the data directory alone, and chloe's points are on-chain.
     verified = CliRunner().invoke(main, ["audit", "verify", "--data-dir", str(data)])
