@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from gateway.api.schemas.responses import Body
+from gateway.api.schemas.responses import Body, OperationView
 
 
 class WebhookCreate(BaseModel):
@@ -100,28 +100,10 @@ class ProgrammeMetrics(Body):
     source: dict[str, Any]
 
 
-class OperationRow(Body):
-    operation_id: str
-    kind: str
-    status: str
-    partner_id: int
-    member_id: str
-    receipt_id: str
-    receipt_ref: str
-    points: int | None
-    amount_minor: int | None
-    currency: str | None
-    tx_hash: str | None
-    block_number: int | None
-    log_index: int | None
-    accepted_at: str
-    error: dict[str, Any] | None
-
-
 class OperationFeed(Body):
     """Oldest first; `next_cursor` continues after the last row (null: nothing more yet)."""
 
-    items: list[OperationRow]
+    items: list[OperationView]  # the same rows as GET /v1/operations/{id}
     next_cursor: str | None
 
 
