@@ -77,6 +77,14 @@ def test_demo_tells_the_story_through_the_gateway_and_audits_clean(tmp_path: Pat
     assert "Programme metrics" in out and "redemption rate" in out and "Flow: points earned" in out
     assert {p.name for p in (data / "report").iterdir()} >= {"chart.png", "settlement.csv", "verify.txt", "README.txt"}
     # What it left verifies again from the data directory alone, and chloe's points are on-chain.
+    figures = CliRunner().invoke(main, ["audit", "metrics", "--data-dir", str(data), "--json"])
+    assert figures.exit_code == 0, figures.output
+    metrics = json.loads(figures.output)
+    statement = json.loads((data / "report" / "settlement.json").read_text())
+    assert metrics["points_redeemed"] == sum(p["redeemed"] for p in statement["partners"])
+    assert metrics["members_active"] == 3 and metrics["flows"]
+    by_partner = CliRunner().invoke(main, ["audit", "metrics", "--data-dir", str(data), "--partner", "2", "--csv"])
+    assert by_partner.exit_code == 0 and by_partner.output.startswith("period,members_active"), by_partner.output
     verified = CliRunner().invoke(main, ["audit", "verify", "--data-dir", str(data)])
     assert verified.exit_code == 0 and "no discrepancy" in verified.output, verified.output
     chloe = next(line.split()[1] for line in result.output.splitlines() if line.startswith("chloe: 0x"))

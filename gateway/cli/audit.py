@@ -19,6 +19,7 @@ from gateway.cli.common import (
     gateway_index,
     open_ledger,
     partner_names,
+    read_history,
 )
 from gateway.cli.root import main
 from gateway.core.config import Settings, get_settings
@@ -270,9 +271,7 @@ def audit_report(
     (CSV, JSON, text), the verification result and a README, from chain events alone."""
     from datetime import UTC, datetime
 
-    from rich.progress import Progress
-
-    from gateway.audit.report import default_period, load_history, write_folder
+    from gateway.audit.report import default_period, write_folder
     from gateway.audit.verify import verify_chain
 
     settings = get_settings()
@@ -281,13 +280,7 @@ def audit_report(
     given_to = day(period_to) if period_to else None
     chain, ledger, name = open_ledger(settings, directory, network)
     try:
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("reading ledger events", total=1)
-
-            def advance(stage: str, done: int, total: int) -> None:
-                progress.update(task, description=stage, completed=done, total=total)
-
-            history = load_history(chain.w3, ledger, from_block=ledger.deployment_block, progress=advance)
+        history = read_history(chain, ledger)
         start, end = default_period(history)
         start = start if given_from is None else given_from
         end = end if given_to is None else given_to

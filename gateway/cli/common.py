@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from gateway.app.bootstrap import open_chain as runtime_chain
 from gateway.app.deployment import Deployment
+from gateway.audit.report import History
 from gateway.audit.verify import GatewayIndex, read_index
 from gateway.chain.backends import ChainBackend
 from gateway.chain.ledger import Ledger
@@ -113,3 +114,18 @@ def day(text: str) -> int:
 
 def date_of(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d")
+
+
+def read_history(chain: ChainBackend, ledger: Ledger, *, quiet: bool = False) -> History:
+    """Every event of the ledger and its blocks' times, with a progress bar on the terminal."""
+    from rich.progress import Progress
+
+    from gateway.audit.report import load_history
+
+    with Progress(console=console, transient=True, disable=quiet) as progress:
+        task = progress.add_task("reading ledger events", total=1)
+
+        def advance(stage: str, done: int, total: int) -> None:
+            progress.update(task, description=stage, completed=done, total=total)
+
+        return load_history(chain.w3, ledger, from_block=ledger.deployment_block, progress=advance)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from gateway.cli.audit import audit
-from gateway.cli.common import console, day, open_ledger, partner_names
+from gateway.cli.common import day, open_ledger, partner_names, read_history
 from gateway.core.config import get_settings
 
 
@@ -33,11 +33,9 @@ def audit_metrics(
 ) -> None:
     """Members active and new, repeat purchases, redemption and breakage, churn risk,
     liability, the flow between partners and campaign results, for a period."""
-    from rich.progress import Progress
-
     from gateway.audit.metrics import metrics_of, monthly_metrics
     from gateway.audit.metrics_charts import metrics_csv, metrics_text
-    from gateway.audit.report import default_period, load_history
+    from gateway.audit.report import default_period
     from gateway.points.rules import month_of
 
     if as_json and as_csv:
@@ -48,13 +46,7 @@ def audit_metrics(
     given_to = day(period_to) if period_to else None
     chain, ledger, _ = open_ledger(settings, directory, network)
     try:
-        with Progress(console=console, transient=True, disable=as_json or as_csv) as progress:
-            task = progress.add_task("reading ledger events", total=1)
-
-            def advance(stage: str, done: int, total: int) -> None:
-                progress.update(task, description=stage, completed=done, total=total)
-
-            history = load_history(chain.w3, ledger, from_block=ledger.deployment_block, progress=advance)
+        history = read_history(chain, ledger, quiet=as_json or as_csv)
     finally:
         chain.close()
     start, end = default_period(history)
