@@ -111,7 +111,8 @@ def run_demo(console: Console, *, data_dir: Path | None = None, fast: bool = Fal
         "http://127.0.0.1:8000/audit (the auditor's page) and http://127.0.0.1:8000/docs (the API)."
     )
     console.print(
-        f"The auditor's report folder: {directory / 'report'} (chart.png, settlement.*, metrics.*, flows.csv, verify.txt)"
+        f"The auditor's report folder: {directory / 'report'} "
+        "(chart.png, settlement.*, metrics.*, flows.csv, verify.txt)"
     )
     console.print(f"demo finished in {time.perf_counter() - started:.1f} s")
     if not ok:
