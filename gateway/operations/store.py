@@ -13,16 +13,18 @@ from gateway.core.errors import Conflict, ErrorCode
 from gateway.db.models import Base, utcnow
 from gateway.db.writer import deferred
 from gateway.operations.idempotency import Response
-from gateway.operations.kinds import Status
+from gateway.operations.kinds import Kind, Status
 from partners.signing import Receipt
 
 
-def new_operation(*, receipt: Receipt, **fields: Any) -> dict[str, Any]:
+def new_operation(*, kind: Kind, receipt: Receipt, **fields: Any) -> dict[str, Any]:
     """An accepted operation's row, with its canonical receipt document and that document's
-    hash. A plain dict: on the hot path an ORM instance costs more than the row it holds."""
+    hash. A plain dict: on the hot path an ORM instance costs more than the row it holds.
+    Kind and status go in as plain strings (the database driver adapts an enum more slowly)."""
     return {
         "id": secrets.token_hex(16),
-        "status": Status.ACCEPTED,
+        "kind": kind.value,
+        "status": Status.ACCEPTED.value,
         "receipt_doc": receipt.canonical().decode(),
         "receipt_ref": "0x" + receipt.ref().hex(),
         **fields,

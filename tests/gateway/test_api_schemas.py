@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from gateway.api.schemas import responses
@@ -13,13 +12,19 @@ from tests.gateway.conftest import Gateway
 
 
 def test_every_api_route_declares_its_response(gw: Gateway) -> None:
-    app: Any = gw.client.app
-    api = [r for r in app.routes if isinstance(r, APIRoute) and r.include_in_schema]
-    assert api
-    for route in api:
-        declared = route.response_model is not None or route.response_class.media_type != "application/json"
-        assert declared, f"{sorted(route.methods)} {route.path} declares no response_model"
     paths = gw.client.get("/openapi.json").json()["paths"]
+    assert "/v1/earn" in paths
+    for path, methods in paths.items():
+        for method, operation in methods.items():
+            successes = {code: r for code, r in operation["responses"].items() if code.startswith("2")}
+            assert successes, f"{method} {path}: no success response"
+            for code, response in successes.items():
+                content = response.get("content", {})
+                if code == "204" or "text/plain" in content:
+                    continue
+                # Without a response_model FastAPI documents an empty schema: {}.
+                schema = content.get("application/json", {}).get("schema")
+                assert schema, f"{method.upper()} {path} {code} declares no response schema"
     earn = paths["/v1/earn"]["post"]["responses"]["202"]["content"]["application/json"]["schema"]
     assert earn == {"$ref": "#/components/schemas/Accepted"}
 

@@ -137,6 +137,8 @@ class ReceiptProof(Body):
     partner_id: int | None
     receipt_id: str | None
     kind: str | None
+    operation_id: str | None = None  # a stored receipt's operation, and its status in the index
+    status: str | None = None
     receipt: dict[str, Any]
     receipt_canonical: str
     receipt_hash: str
