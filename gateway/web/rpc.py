@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict
 
 from gateway.chain.backends import ChainBackend
 from gateway.chain.rpc_readonly import handle
@@ -27,7 +28,38 @@ def _chain(request: Request) -> ChainBackend:
     return chain
 
 
-@router.post("/rpc", include_in_schema=True, summary="Read-only JSON-RPC of the ledger's chain")
+_JSONRPC_ANSWER = {
+    "description": "a JSON-RPC 2.0 response (or an array of them for a batch request)",
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/JsonRpcResponse"},
+                    {"type": "array", "items": {"$ref": "#/components/schemas/JsonRpcResponse"}},
+                ]
+            }
+        }
+    },
+}
+
+
+class JsonRpcResponse(BaseModel):
+    """One JSON-RPC 2.0 answer: `result`, or `error` with a code and message."""
+
+    model_config = ConfigDict(extra="allow")
+    jsonrpc: str
+    id: Any = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+
+
+@router.post(
+    "/rpc",
+    include_in_schema=True,
+    summary="Read-only JSON-RPC of the ledger's chain",
+    response_model=JsonRpcResponse | list[JsonRpcResponse],
+    responses={200: _JSONRPC_ANSWER},
+)
 async def rpc(request: Request) -> Response:
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:

@@ -37,7 +37,8 @@ def test_metrics_roles_and_figures(gw: Gateway) -> None:
 
 
 def test_the_index_gives_the_same_figures_as_the_chain(gw: Gateway) -> None:
-    from gateway.audit.metrics import cross_check, index_events, metrics_of
+    from gateway.audit.metrics import metrics_of
+    from gateway.audit.metrics_index import cross_check, index_events
     from gateway.audit.report import load_history
     from gateway.chain.events import timestamps
     from tests.gateway.history import scripted_history
