@@ -86,6 +86,10 @@ def serve(
                 host=host,
                 port=port,
                 log_level="warning",
+                # uvicorn kills a worker that has not answered its ping in 5 s (its default):
+                # on a loaded 2-core machine a worker's imports and runtime take longer, and
+                # the workers were killed and restarted forever (tests/gateway/test_failover.py).
+                timeout_worker_healthcheck=60,
             )
             return
         try:
