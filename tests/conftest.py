@@ -43,3 +43,6 @@ def world(world_base: World) -> Iterator[World]:
     finally:
         world_base.chain.revert(snapshot)
         world_base.admin._nonce, world_base.relayer._nonce = admin_nonce, relayer_nonce
+        # The base fee cached from the reverted blocks may be far below the restored chain's:
+        # a fee cap built on it leaves the next transaction pending for ever.
+        world_base.admin._base_fee = world_base.relayer._base_fee = None
