@@ -58,8 +58,13 @@ def _private_file(url: str) -> None:
     path = url.split("///", 1)[1] if "///" in url else ""
     if not path or path == ":memory:" or path.startswith("file:"):
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
+    # Never open and close an existing database file here: closing any descriptor of a file
+    # drops every POSIX lock this process holds on it, which lets another connection write
+    # under this process's other connections and corrupts the database (SQLite's own warning).
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))  # new: nobody has it open
+    except FileExistsError:
+        pass
     os.chmod(path, 0o600)
 
 
