@@ -1,8 +1,13 @@
 """Typed client of the CoalitionPoints contract: deploy, operator calls, batches, views.
 
+Longer than 400 lines: it is the contract's one typed surface (signed-operation types, the
+sender, batch results, every view and operator call), kept in one module while revision 2 of
+the contract (wip/ledger-v2.bundle) reshapes it; split it by those parts when that lands.
+
 Everything here speaks to the chain only; what the operations mean to the business lives in
-gateway/ledger. Reverts and batch rejections are decoded from the contract's custom errors
-into `DecodedError(name, args)`, so callers never see a hex blob.
+the domain folders (operations/, submitter/, audit/). Reverts and batch rejections are
+decoded from the contract's custom errors into `DecodedError(name, args)`, so callers never
+see a hex blob.
 """
 
 from __future__ import annotations
