@@ -38,7 +38,7 @@ from gateway.chain.backends import AnvilNode, RpcChain, anvil_dev_keys
 from gateway.chain.ledger import Ledger, LedgerEvent, Sender, SignedEarn, rpc, wait_for_receipt
 from gateway.config import get_settings
 from gateway.ledger.rules import month_of
-from partners.signing import Domain, EarnMessage, address_of, sign
+from partners.signing import MAX_OP_POINTS, Domain, EarnMessage, address_of, sign
 
 ZERO = "0x0000000000000000000000000000000000000000"
 
@@ -134,6 +134,7 @@ class EarnSigner:
             + pid.to_bytes(32, "big")
             + member.rjust(32, b"\0")
             + spend.to_bytes(32, "big")
+            + MAX_OP_POINTS.to_bytes(32, "big")
             + ref
             + nonce.to_bytes(32, "big")
             + FAR.to_bytes(32, "big")
@@ -184,6 +185,7 @@ def batch_calldata(b: int) -> bytes:
             pid.to_bytes(32, "big"),
             member.rjust(32, b"\0"),
             spend.to_bytes(32, "big"),
+            MAX_OP_POINTS.to_bytes(32, "big"),
             ref,
             nonce.to_bytes(32, "big"),
             FAR.to_bytes(32, "big"),
