@@ -133,6 +133,25 @@ contract CoalitionPointsAdmin is LedgerBase {
         return _schedule(CHANGE_RATE, partnerId, abi.encode(ratePoints, ratePerMinorUnits));
     }
 
+    /// @notice Schedules a partner's own settlement prices: what it pays per point it issues
+    /// and is paid per point redeemed at it (0: the coalition's point value). Takes effect
+    /// after the notice period.
+    /// @return changeId the scheduled change.
+    function setPartnerPrices(uint32 partnerId, uint128 issuePrice, uint128 redemptionPrice)
+        external
+        onlyRole(DEFAULT_ADMIN_ROLE)
+        returns (uint256 changeId)
+    {
+        _knownPartner(partnerId);
+        return _schedule(CHANGE_PRICES, partnerId, abi.encode(issuePrice, redemptionPrice));
+    }
+
+    /// @notice A partner's settlement prices in force (0: the coalition's point value).
+    function partnerPrices(uint32 partnerId) external view returns (uint128 issuePrice, uint128 redemptionPrice) {
+        PartnerPrices memory p = _prices[partnerId];
+        return (p.issue, p.redemption);
+    }
+
     /// @notice Schedules a new signer for a partner whose key is lost. Takes effect after the
     /// notice period; until then the partner's current key can cancel it
     /// (`cancelSignerChange`), as can the operator.
@@ -255,6 +274,10 @@ contract CoalitionPointsAdmin is LedgerBase {
             (uint256 value, bytes3 currency) = abi.decode(c.data, (uint256, bytes3));
             (_pointValue, _pointCurrency) = (value, currency);
             emit PointValueSet(value, currency);
+        } else if (kind == CHANGE_PRICES) {
+            (uint128 issue, uint128 redemption) = abi.decode(c.data, (uint128, uint128));
+            _prices[partnerId] = PartnerPrices(issue, redemption);
+            emit PartnerPricesSet(partnerId, issue, redemption);
         } else {
             PartnerCore storage p = _partners[partnerId];
             if (kind == CHANGE_RATE) {

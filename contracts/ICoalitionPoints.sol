@@ -171,7 +171,8 @@ interface ICoalitionPoints {
     /// @notice A programme change announced now, effective from `effectiveAt` (the notice
     /// period later) once someone calls `applyChange`. `data` is the ABI-encoded argument list
     /// of the change (kind 1 expiry `(uint16)`, 2 tiers `(Tier[])`, 3 point value
-    /// `(uint256,bytes3)`, 4 earn rate `(uint32,uint32)`, 5 signer `(address)`).
+    /// `(uint256,bytes3)`, 4 earn rate `(uint32,uint32)`, 5 signer `(address)`, 6 partner
+    /// prices `(uint128,uint128)`).
     event ChangeScheduled(
         uint256 indexed changeId, uint8 indexed kind, uint32 indexed partnerId, uint64 effectiveAt, bytes data
     );
@@ -180,6 +181,9 @@ interface ICoalitionPoints {
     /// @notice A scheduled change was withdrawn (by the operator, or by the partner's current
     /// key for a signer change).
     event ChangeCancelled(uint256 indexed changeId, uint8 indexed kind, uint32 indexed partnerId);
+    /// @notice A partner's own settlement prices took effect (r2): what it pays per point it
+    /// issues and is paid per point redeemed at it (0: the coalition's point value).
+    event PartnerPricesSet(uint32 indexed partnerId, uint128 issuePrice, uint128 redemptionPrice);
     /// @notice A partner's signer changed with its previous key's signature.
     event SignerRotated(uint32 indexed partnerId, address previousSigner, address newSigner);
 

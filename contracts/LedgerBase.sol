@@ -51,6 +51,7 @@ abstract contract LedgerBase is ICoalitionPoints, ERC20, AccessControlDefaultAdm
     uint8 public constant CHANGE_POINT_VALUE = 3;
     uint8 public constant CHANGE_RATE = 4;
     uint8 public constant CHANGE_SIGNER = 5;
+    uint8 public constant CHANGE_PRICES = 6;
 
     bytes32 public constant EARN_TYPEHASH = keccak256(
         "Earn(uint32 partnerId,address member,uint256 spend,uint256 maxPoints,bytes32 receiptRef,uint256 nonce,uint256 deadline)"
@@ -92,6 +93,11 @@ abstract contract LedgerBase is ICoalitionPoints, ERC20, AccessControlDefaultAdm
         uint16 head;
         uint16 count;
         uint8 flags;
+    }
+
+    struct PartnerPrices {
+        uint128 issue;
+        uint128 redemption;
     }
 
     /// @dev A tier the operator assigned to a member until a time (r2).
@@ -169,6 +175,9 @@ abstract contract LedgerBase is ICoalitionPoints, ERC20, AccessControlDefaultAdm
 
     mapping(address member => AssignedTier) internal _assignedTiers;
     mapping(uint32 partnerId => uint256) internal _awarded;
+    // Per-partner settlement prices (r2), minor units of the point value's currency per point;
+    // 0 means the coalition's point value.
+    mapping(uint32 partnerId => PartnerPrices) internal _prices;
 
     uint64 internal _noticePeriod;
     uint256 internal _changeCount;

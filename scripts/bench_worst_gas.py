@@ -18,10 +18,18 @@ from itertools import count
 from eth_utils import keccak
 
 from gateway.chain.backends import AnvilNode, ChainBackend, EmbeddedChain
-from gateway.chain.ledger import BatchResult, Ledger, Sender, SignedEarn, SignedRedeem, SignedReverse
+from gateway.chain.ledger import BatchResult, Ledger, Sender, SignedAward, SignedEarn, SignedRedeem, SignedReverse
 from gateway.config import CoalitionSettings
 from gateway.ledger.rules import month_start
-from partners.signing import EarnMessage, RedeemMessage, ReverseMessage, address_of, sign
+from partners.signing import (
+    AwardMessage,
+    EarnMessage,
+    MigrateMessage,
+    RedeemMessage,
+    ReverseMessage,
+    address_of,
+    sign,
+)
 
 FAR = 2**40
 MAX_POLICY = 120
@@ -131,15 +139,32 @@ def main() -> None:
         b.policy(1)
         figures["earn_sweeping_120_buckets"] = b.earn(a, 1_000).gas_used
 
-        # The same for a redemption (sweeps 120, then takes from the tail) and for expire().
+        # Migration of 121 live buckets to a new address.
+        h_key = key("h")
+        h = address_of(h_key)
+        b.full_ring(h)
+        mm = MigrateMessage(h, address_of(key("h-new")), next(b.nonces), FAR)
+        receipt = b.ledger.migrate(b.admin, mm, sign(b.ledger.domain, mm, h_key))
+        figures["migration_121_buckets"] = int(receipt["gasUsed"])
+
+        # The same sweeps for a redemption (120, then takes from the tail), an award (120, then
+        # inserts) and expire().
         f_key = key("f")
         f = address_of(f_key)
         g = address_of(key("g"))
+        w = address_of(key("w"))
         b.full_ring(f)
         b.full_ring(g)
+        b.full_ring(w)
         b.goto(b.month() + MAX_POLICY + 2)
         figures["redemption_sweeping_120_buckets"] = b.redeem(f_key, 10).gas_used
         figures["expire_120_buckets"] = b.ledger.expire(b.admin, [g]).gas_used
+        b.policy(1)
+        n = next(b.nonces)
+        am = AwardMessage(b.pid, w, 10, 2, keccak(text=f"award-{n}"), n, FAR)
+        awarded = b.ledger.award_batch(b.admin, [SignedAward(am, sign(b.ledger.domain, am, b.partner_key))])
+        assert not awarded.rejections(), awarded.rejections()
+        figures["award_sweeping_120_buckets"] = awarded.gas_used
     finally:
         chain.close()
 

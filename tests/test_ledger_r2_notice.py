@@ -12,6 +12,7 @@ import pytest
 
 from gateway.chain.backends import AnvilNode
 from gateway.chain.ledger import Ledger, LedgerRevert, Sender
+from gateway.ledger.rules import CHANGE_EXPIRY, CHANGE_PRICES, CHANGE_RATE, PartnerModel, PointsModel, Rejected
 from partners.signing import CancelChangeMessage, RotateSignerMessage, address_of, sign
 from tests.conftest import _anvil_available
 from tests.support import DAY, FAR_DEADLINE, TEST_COALITION, World, anvil_required, key_for, make_chain, member
@@ -152,6 +153,49 @@ def test_rate_tier_expiry_and_point_value_changes_wait_for_the_notice_period(wor
     assert world.ledger.view("pointValue")[0] == 5
     with pytest.raises(LedgerRevert, match="UnknownChange"):
         world.ledger.apply_change(world.relayer, scheduled[0])  # applies once
+
+
+def test_partner_prices_change_after_the_notice_period(world: World) -> None:
+    assert world.ledger.partner_prices(EUR) == (0, 0)  # the coalition's point value
+    change_id = world.ledger.schedule(world.admin, "setPartnerPrices", EUR, 12, 9)
+    assert world.ledger.partner_prices(EUR) == (0, 0)
+    later(world, NOTICE)
+    receipt = world.ledger.apply_change(world.relayer, change_id)
+    prices = [e for e in world.ledger.decode_logs(receipt) if e.name == "PartnerPricesSet"][0].args
+    assert (prices["partnerId"], prices["issuePrice"], prices["redemptionPrice"]) == (EUR, 12, 9)
+    assert world.ledger.partner_prices(EUR) == (12, 9)
+    with pytest.raises(LedgerRevert, match="UnknownPartner"):
+        world.ledger.call(world.admin, "setPartnerPrices", 77, 1, 1)
+
+
+def test_changes_agree_with_the_rules_model(world: World) -> None:
+    model = PointsModel(notice_period=NOTICE)
+    model.partners[EUR] = PartnerModel("0x0", 1, 100, "EUR", 0)
+    now = world.chain.latest_timestamp()
+    chain_ids = [
+        world.ledger.schedule(world.admin, "setPartnerRate", EUR, 3, 100),
+        world.ledger.schedule(world.admin, "setPartnerPrices", EUR, 4, 5),
+        world.ledger.schedule(world.admin, "setExpiryMonths", 6),
+    ]
+    model_ids = [
+        model.schedule(CHANGE_RATE, (3, 100), now=now, partner_id=EUR),
+        model.schedule(CHANGE_PRICES, (4, 5), now=now, partner_id=EUR),
+        model.schedule(CHANGE_EXPIRY, 6, now=now),
+    ]
+    assert [c - chain_ids[0] for c in chain_ids] == [m - model_ids[0] for m in model_ids]
+    world.ledger.call(world.admin, "cancelChange", chain_ids[2])
+    model.cancel_change(model_ids[2])
+    with pytest.raises(Rejected, match="ChangeNotDue"):
+        model.apply_change(model_ids[0], now=now + NOTICE - 10)
+    later(world, NOTICE)
+    for chain_id, model_id in zip(chain_ids[:2], model_ids[:2], strict=True):
+        world.ledger.apply_change(world.relayer, chain_id)
+        model.apply_change(model_id, now=now + NOTICE)
+    partner = world.ledger.partner(EUR)
+    p = model.partners[EUR]
+    assert (partner["rate_points"], partner["rate_per_minor_units"]) == (p.rate_points, p.rate_per_minor_units)
+    assert world.ledger.partner_prices(EUR) == (p.issue_price, p.redemption_price)
+    assert world.ledger.view("expiryMonths") == model.expiry_months == 12
 
 
 def test_a_new_partner_issues_only_after_the_notice_period(world: World) -> None:

@@ -16,17 +16,20 @@ from __future__ import annotations
 # Worst case of one operation in a one-operation transaction (measured, rounded up to 1,000).
 WORST_CASE = {
     "earn": 1_033_000,  # sweeps 120 expired buckets, then inserts (an earn after a policy cut)
-    "redemption": 1_235_000,  # reads and burns 121 live buckets
+    "award": 1_051_000,  # the same for an award
+    "redemption": 1_233_000,  # reads and burns 121 live buckets
     "reversal": 1_233_000,  # the same, plus the Merkle proof of the earn
     "expire": 939_000,  # expire([member]) sweeping 120 buckets
-    "transfer": 5_043_000,  # ERC-20 transfer of 121 buckets into a member holding the same 121
+    "migration": 2_825_000,  # migrate() of 121 live buckets to a fresh address
+    "transfer": 5_029_000,  # ERC-20 transfer of 121 buckets into a member holding the same 121
 }
 
 # Per-operation gas in a batch of 100 at steady state (scripts/bench_gas.py, docs/benchmarks.md).
 TYPICAL = {
-    "earn": 48_000,
-    "redemption": 47_000,
-    "reversal": 60_000,
+    "earn": 47_026,  # to a new member; 29,927 to an existing one
+    "award": 26_980,  # to an existing member
+    "redemption": 46_071,
+    "reversal": 59_473,
 }
 
 TX_BASE = 21_000

@@ -574,7 +574,8 @@ class Ledger:
 
     def schedule(self, sender: Sender, function: str, *args: Any) -> int:
         """Calls an operator function that schedules a change (setTiers, setExpiryMonths,
-        setPointValue, setPartnerRate, requestSignerChange); returns the change id. The change
+        setPointValue, setPartnerRate, setPartnerPrices, requestSignerChange); returns the
+        change id. The change
         applied at once if `ChangeApplied` is in the same receipt (no notice period)."""
         receipt = self.call(sender, function, *args)
         scheduled = [e for e in self.decode_logs(receipt) if e.name == "ChangeScheduled"]
@@ -595,6 +596,11 @@ class Ledger:
             "effective_at": effective_at,
             "data": bytes(data),
         }
+
+    def partner_prices(self, partner_id: int, block: int | str = "latest") -> tuple[int, int]:
+        """(issue price, redemption price) per point in force; 0 means the point value."""
+        issue, redemption = self._view("partnerPrices", partner_id, block=block)
+        return int(issue), int(redemption)
 
     def notice_period(self, block: int | str = "latest") -> int:
         return int(self._view("noticePeriod", block=block))

@@ -44,6 +44,8 @@ class PartnerModel:
     redeemed: int = 0
     active_from: int = 0  # first second it may issue: added + the notice period (r2)
     awarded: int = 0  # the part of `issued` that awards issued (r2)
+    issue_price: int = 0  # settlement prices per point (r2); 0: the coalition's point value
+    redemption_price: int = 0
 
 
 @dataclass
@@ -296,6 +298,10 @@ class PointsModel:
         elif change.kind == CHANGE_SIGNER:
             assert isinstance(value, str)
             self.partners[change.partner_id].signer = value
+        elif change.kind == CHANGE_PRICES:
+            assert isinstance(value, tuple)
+            partner = self.partners[change.partner_id]
+            partner.issue_price, partner.redemption_price = value
         # CHANGE_POINT_VALUE changes no rule of this model (settlement only).
 
     def add_partner(self, partner_id: int, partner: PartnerModel, *, now: int) -> None:
@@ -355,13 +361,14 @@ class PointsModel:
 
 
 MAX_REASON = 7
-CHANGE_EXPIRY, CHANGE_TIERS, CHANGE_POINT_VALUE, CHANGE_RATE, CHANGE_SIGNER = 1, 2, 3, 4, 5
+CHANGE_EXPIRY, CHANGE_TIERS, CHANGE_POINT_VALUE, CHANGE_RATE, CHANGE_SIGNER, CHANGE_PRICES = 1, 2, 3, 4, 5, 6
 
 
 @dataclass
 class ScheduledChange:
     """A change waiting for its notice period: expiry months (int), tiers (list of
-    (threshold, bps)), point value, rate ((points, per minor units)) or signer (address)."""
+    (threshold, bps)), point value, rate ((points, per minor units)), signer (address) or
+    partner prices ((issue, redemption))."""
 
     kind: int
     partner_id: int
