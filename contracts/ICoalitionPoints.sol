@@ -9,11 +9,13 @@ interface ICoalitionPoints {
 
     /// @notice An earn: the partner reports a purchase; the contract computes the points.
     /// @dev Signed by the partner's signer over the EIP-712 type `Earn`. `(r, vs)` is an
-    /// EIP-2098 compact signature (cheaper calldata than 65 bytes).
+    /// EIP-2098 compact signature (cheaper calldata than 65 bytes). `maxPoints` is the most
+    /// the partner accepts to issue for this earn; an earn that would issue more is rejected.
     struct EarnOp {
         uint32 partnerId;
         address member;
         uint256 spend;
+        uint256 maxPoints;
         bytes32 receiptRef;
         uint256 nonce;
         uint256 deadline;
@@ -62,6 +64,24 @@ interface ICoalitionPoints {
         EarnRecord earn;
     }
 
+    /// @notice An award (r2): points issued without a purchase, for a reason from a fixed list
+    /// (1 bonus, 2 goodwill, 3 referral, 4 signup, 5 employee, 6 correction, 7 retro_claim).
+    /// @dev Signed by the partner's signer over the EIP-712 type `Award`. Awards are drawn
+    /// from the partner's allowance and do not count as qualifying points. Each award batch
+    /// commits a Merkle root like an earn batch (leaf with spend 0), so a reversal can take an
+    /// award back.
+    struct AwardOp {
+        uint32 partnerId;
+        address member;
+        uint256 points;
+        uint8 reason;
+        bytes32 receiptRef;
+        uint256 nonce;
+        uint256 deadline;
+        bytes32 r;
+        bytes32 vs;
+    }
+
     /// @notice A partner as the operator registered it, with its running totals.
     struct PartnerInfo {
         address signer;
@@ -73,6 +93,8 @@ interface ICoalitionPoints {
         uint128 issued;
         uint128 reversed;
         uint128 redeemed;
+        uint40 activeFrom;
+        uint256 awarded;
     }
 
     /// @notice One row of the tier table: members whose qualifying points reach `threshold`
@@ -93,6 +115,24 @@ interface ICoalitionPoints {
         uint256 points,
         uint32 expiryMonth
     );
+
+    /// @notice Points issued by `partnerId` to `member` without a purchase (r2), for `reason`.
+    event Awarded(
+        uint32 indexed partnerId,
+        address indexed member,
+        bytes32 indexed receiptRef,
+        uint256 points,
+        uint8 reason,
+        uint32 expiryMonth
+    );
+
+    /// @notice The operator gave `member` at least tier `tier` until `until` (r2); the member's
+    /// tier is the higher of this and the one its qualifying points give.
+    event TierAssigned(address indexed member, uint8 tier, uint64 until);
+
+    /// @notice `from` moved all its points, expiry months, tier history and assigned tier to
+    /// `to`, a new address of its own, with its signature (r2).
+    event Migrated(address indexed from, address indexed to, uint256 points);
 
     /// @notice Points of `member` burnt as payment at `partnerId`.
     event Redeemed(uint32 indexed partnerId, address indexed member, bytes32 indexed receiptRef, uint256 points);
@@ -128,6 +168,25 @@ interface ICoalitionPoints {
     event TransfersSwitched(bool enabled);
     event PointValueSet(uint256 minorUnitsPerPoint, bytes3 currency);
 
+    /// @notice A programme change announced now, effective from `effectiveAt` (the notice
+    /// period later) once someone calls `applyChange`. `data` is the ABI-encoded argument list
+    /// of the change (kind 1 expiry `(uint16)`, 2 tiers `(Tier[])`, 3 point value
+    /// `(uint256,bytes3)`, 4 earn rate `(uint32,uint32)`, 5 signer `(address)`, 6 partner
+    /// prices `(uint128,uint128)`).
+    event ChangeScheduled(
+        uint256 indexed changeId, uint8 indexed kind, uint32 indexed partnerId, uint64 effectiveAt, bytes data
+    );
+    /// @notice A scheduled change took effect.
+    event ChangeApplied(uint256 indexed changeId, uint8 indexed kind, uint32 indexed partnerId);
+    /// @notice A scheduled change was withdrawn (by the operator, or by the partner's current
+    /// key for a signer change).
+    event ChangeCancelled(uint256 indexed changeId, uint8 indexed kind, uint32 indexed partnerId);
+    /// @notice A partner's own settlement prices took effect (r2): what it pays per point it
+    /// issues and is paid per point redeemed at it (0: the coalition's point value).
+    event PartnerPricesSet(uint32 indexed partnerId, uint128 issuePrice, uint128 redemptionPrice);
+    /// @notice A partner's signer changed with its previous key's signature.
+    event SignerRotated(uint32 indexed partnerId, address previousSigner, address newSigner);
+
     // ---------------------------------------------------------------- errors
 
     error InvalidSignature(address expected, address recovered);
@@ -148,4 +207,14 @@ interface ICoalitionPoints {
     error InvalidRate(uint256 ratePoints, uint256 ratePerMinorUnits);
     error InvalidSigner(address signer);
     error TooManyBuckets(address member);
+    error MaxPointsExceeded(uint256 maxPoints, uint256 points);
+    error EarnExpired(bytes32 earnLeaf, uint256 expiryMonth);
+    error PartnerNotYetActive(uint32 partnerId, uint256 activeFrom);
+    error NoticePeriodTooShort(uint256 noticePeriod);
+    error InvalidModule(address module);
+    error UnknownChange(uint256 changeId);
+    error ChangeNotDue(uint256 changeId, uint256 effectiveAt);
+    error InvalidReason(uint8 reason);
+    error AccountInUse(address account);
+    error InvalidTier(uint256 tier);
 }

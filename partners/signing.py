@@ -1,4 +1,5 @@
-"""EIP-712 messages of the ledger (Earn, Redeem, Reverse) and their compact signatures.
+"""EIP-712 messages of the ledger (Earn, Redeem, Reverse, Award, Migrate, RotateSigner,
+CancelChange) and their compact signatures.
 
 The hashing is written out with eth-abi rather than through eth-account's typed-data
 encoder because it runs hundreds of times a second in the gateway; `typed_data()` gives
@@ -127,9 +128,14 @@ class Message:
         }
 
 
+MAX_OP_POINTS = 2**48 - 1  # the most points one operation may move (the ledger's MAX_OP_POINTS)
+
+
 @dataclass(frozen=True)
 class EarnMessage(Message):
-    """A partner's authorization to issue points for a purchase of `spend` minor units."""
+    """A partner's authorization to issue at most `max_points` points for a purchase of
+    `spend` minor units. `max_points` defaults to the ledger's per-operation cap, i.e. no cap
+    of the partner's own; a partner that knows its quote signs it (issue 10, finding 5)."""
 
     partner_id: int
     member: str
@@ -137,12 +143,14 @@ class EarnMessage(Message):
     receipt_ref: bytes
     nonce: int
     deadline: int
+    max_points: int = MAX_OP_POINTS
 
     TYPE_NAME = "Earn"
     FIELDS = (
         ("uint32", "partnerId", "partner_id"),
         ("address", "member", "member"),
         ("uint256", "spend", "spend"),
+        ("uint256", "maxPoints", "max_points"),
         ("bytes32", "receiptRef", "receipt_ref"),
         ("uint256", "nonce", "nonce"),
         ("uint256", "deadline", "deadline"),
@@ -190,6 +198,81 @@ class ReverseMessage(Message):
         ("bytes32", "receiptRef", "receipt_ref"),
         ("uint256", "nonce", "nonce"),
         ("uint256", "deadline", "deadline"),
+    )
+
+
+@dataclass(frozen=True)
+class AwardMessage(Message):
+    """A partner's authorization to issue `points` without a purchase, for `reason` (1 bonus,
+    2 goodwill, 3 referral, 4 signup, 5 employee, 6 correction, 7 retro_claim)."""
+
+    partner_id: int
+    member: str
+    points: int
+    reason: int
+    receipt_ref: bytes
+    nonce: int
+    deadline: int
+
+    TYPE_NAME = "Award"
+    FIELDS = (
+        ("uint32", "partnerId", "partner_id"),
+        ("address", "member", "member"),
+        ("uint256", "points", "points"),
+        ("uint8", "reason", "reason"),
+        ("bytes32", "receiptRef", "receipt_ref"),
+        ("uint256", "nonce", "nonce"),
+        ("uint256", "deadline", "deadline"),
+    )
+
+
+@dataclass(frozen=True)
+class MigrateMessage(Message):
+    """A member's authorization to move everything it holds to `to`, a new address of its own."""
+
+    from_member: str
+    to: str
+    nonce: int
+    deadline: int
+
+    TYPE_NAME = "Migrate"
+    FIELDS = (
+        ("address", "from", "from_member"),
+        ("address", "to", "to"),
+        ("uint256", "nonce", "nonce"),
+        ("uint256", "deadline", "deadline"),
+    )
+
+
+@dataclass(frozen=True)
+class RotateSignerMessage(Message):
+    """A partner's current key authorizing its replacement by `new_signer`."""
+
+    partner_id: int
+    new_signer: str
+    nonce: int
+    deadline: int
+
+    TYPE_NAME = "RotateSigner"
+    FIELDS = (
+        ("uint32", "partnerId", "partner_id"),
+        ("address", "newSigner", "new_signer"),
+        ("uint256", "nonce", "nonce"),
+        ("uint256", "deadline", "deadline"),
+    )
+
+
+@dataclass(frozen=True)
+class CancelChangeMessage(Message):
+    """A partner's current key withdrawing an operator's scheduled change of its signer."""
+
+    partner_id: int
+    change_id: int
+
+    TYPE_NAME = "CancelChange"
+    FIELDS = (
+        ("uint32", "partnerId", "partner_id"),
+        ("uint256", "changeId", "change_id"),
     )
 
 

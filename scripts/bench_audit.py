@@ -40,7 +40,7 @@ from gateway.chain.backends import AnvilNode, RpcChain, anvil_dev_keys
 from gateway.chain.ledger import Ledger, LedgerEvent, Sender, SignedEarn, rpc, wait_for_receipt
 from gateway.core.config import get_settings
 from gateway.points.rules import month_of, month_start
-from partners.signing import Domain, EarnMessage, address_of, sign
+from partners.signing import MAX_OP_POINTS, Domain, EarnMessage, address_of, sign
 
 ZERO = "0x0000000000000000000000000000000000000000"
 
@@ -136,6 +136,7 @@ class EarnSigner:
             + pid.to_bytes(32, "big")
             + member.rjust(32, b"\0")
             + spend.to_bytes(32, "big")
+            + MAX_OP_POINTS.to_bytes(32, "big")
             + ref
             + nonce.to_bytes(32, "big")
             + FAR.to_bytes(32, "big")
@@ -186,6 +187,7 @@ def batch_calldata(b: int) -> bytes:
             pid.to_bytes(32, "big"),
             member.rjust(32, b"\0"),
             spend.to_bytes(32, "big"),
+            MAX_OP_POINTS.to_bytes(32, "big"),
             ref,
             nonce.to_bytes(32, "big"),
             FAR.to_bytes(32, "big"),

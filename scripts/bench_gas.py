@@ -27,13 +27,14 @@ from gateway.chain.backends import EmbeddedChain
 from gateway.chain.ledger import (
     Ledger,
     Sender,
+    SignedAward,
     SignedEarn,
     SignedRedeem,
     SignedReverse,
     artifact,
 )
-from gateway.config import get_settings
-from partners.signing import EarnMessage, RedeemMessage, ReverseMessage, address_of, sign
+from gateway.core.config import get_settings
+from partners.signing import AwardMessage, EarnMessage, RedeemMessage, ReverseMessage, address_of, sign
 
 SIZES = (1, 10, 100)
 FAR = 2**40
@@ -88,6 +89,15 @@ def main() -> None:
         assert not result.rejections(), result.rejections()
         return result.gas_used
 
+    def award(members: list[tuple[str, str]]) -> int:
+        ops = []
+        for _, address in members:
+            m = AwardMessage(pid, address, 10, 1, keccak(text=f"aw{next(nonces)}"), next(nonces), FAR)
+            ops.append(SignedAward(m, sign(ledger.domain, m, partner_key)))
+        result = ledger.award_batch(relayer, ops, gas=25_000_000)
+        assert not result.rejections(), result.rejections()
+        return result.gas_used
+
     def plain_mint(n: int) -> int:
         recipients = [address for _, address in new_members(n)]
         data = mint_selector + encode(["address[]", "uint256[]"], [recipients, [10] * n])
@@ -104,12 +114,14 @@ def main() -> None:
             members = new_members(n)
             new_gas, reversals = earn(members)
             existing_gas, _ = earn(members)
+            award_gas = award(members)
             redeem_gas = redeem(members)
             reverse_result = ledger.reverse_batch(relayer, reversals, gas=25_000_000)
             assert not reverse_result.rejections(), reverse_result.rejections()
             rows[n] = {
                 "earn_new": new_gas / n,
                 "earn_existing": existing_gas / n,
+                "award_existing": award_gas / n,
                 "redeem": redeem_gas / n,
                 "reverse": reverse_result.gas_used / n,
                 "oz_mint_new": plain_mint(n) / n,
@@ -122,6 +134,7 @@ def main() -> None:
         "batch",
         "earn, new member",
         "earn, existing",
+        "award, existing",
         "redemption",
         "reversal",
         "OZ mint, new holder",
@@ -131,7 +144,10 @@ def main() -> None:
     for n, r in rows.items():
         table.add_row(
             str(n),
-            *(f"{r[k]:,.0f}" for k in ("earn_new", "earn_existing", "redeem", "reverse", "oz_mint_new")),
+            *(
+                f"{r[k]:,.0f}"
+                for k in ("earn_new", "earn_existing", "award_existing", "redeem", "reverse", "oz_mint_new")
+            ),
             f"{r['earn_new'] / r['oz_mint_new']:.2f}",
         )
     console.print(table)
@@ -143,6 +159,7 @@ def main() -> None:
     figures = {
         "earn_new_gas": round(rows[100]["earn_new"]),
         "earn_existing_gas": round(rows[100]["earn_existing"]),
+        "award_existing_gas": round(rows[100]["award_existing"]),
         "redeem_gas": round(rows[100]["redeem"]),
         "reverse_gas": round(rows[100]["reverse"]),
         "oz_mint_new_gas": round(rows[100]["oz_mint_new"]),

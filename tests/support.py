@@ -20,7 +20,7 @@ from gateway.chain.ledger import (
 )
 from gateway.core.config import CoalitionSettings, TierSettings
 from gateway.points.rules import month_of, month_start
-from partners.signing import Domain, EarnMessage, RedeemMessage, ReverseMessage, address_of, sign
+from partners.signing import MAX_OP_POINTS, Domain, EarnMessage, RedeemMessage, ReverseMessage, address_of, sign
 
 FAR_DEADLINE = 2**40
 DAY = 86_400
@@ -61,10 +61,12 @@ class World:
     _nonces: count[int] = field(default_factory=lambda: count(1))
 
     @classmethod
-    def create(cls, chain: ChainBackend, *, partners: int = 3, allowance: int = 10**12) -> World:
+    def create(
+        cls, chain: ChainBackend, *, partners: int = 3, allowance: int = 10**12, notice_period: int = 0
+    ) -> World:
         admin = Sender(chain.w3, chain.dev_keys[0])
         relayer = Sender(chain.w3, chain.dev_keys[1])
-        ledger = Ledger.deploy(admin, TEST_COALITION)
+        ledger = Ledger.deploy(admin, TEST_COALITION, notice_period=notice_period)
         world = cls(chain, ledger, admin, relayer)
         rates = [(1, 100), (3, 200), (5, 1)]  # 1 pt / EUR; 1.5 pt / EUR-equivalent; 5 pt / yen
         currencies = ["EUR", "GBP", "JPY"]
@@ -111,6 +113,7 @@ class World:
         deadline: int = FAR_DEADLINE,
         key: str | None = None,
         domain: Domain | None = None,
+        max_points: int = MAX_OP_POINTS,
     ) -> SignedEarn:
         message = EarnMessage(
             partner_id,
@@ -119,6 +122,7 @@ class World:
             keccak(text=receipt or f"earn-{self.nonce()}"),
             self.nonce() if nonce is None else nonce,
             deadline,
+            max_points,
         )
         signer = key or self.partner_keys.get(partner_id) or key_for("nobody")
         return SignedEarn(message, sign(domain or self.ledger.domain, message, signer))

@@ -34,6 +34,16 @@ def test_recompiling_gives_the_committed_bytecode() -> None:
         assert fresh[name]["bytecode"] == committed["bytecode"], f"{name}: bytecode is stale; run `loyalty compile`"
 
 
-def test_ledger_fits_the_code_size_limit() -> None:
-    size = len(bytes.fromhex(artifact()["deployedBytecode"][2:]))
-    assert size <= EIP170_LIMIT, f"deployed code is {size} bytes, over EIP-170's {EIP170_LIMIT}"
+@pytest.mark.parametrize("name", ["CoalitionPoints", "CoalitionPointsAdmin", "CoalitionPointsPrograms"])
+def test_ledger_and_its_modules_fit_the_code_size_limit(name: str) -> None:
+    size = len(bytes.fromhex(artifact(name)["deployedBytecode"][2:]))
+    assert size <= EIP170_LIMIT, f"{name}: deployed code is {size} bytes, over EIP-170's {EIP170_LIMIT}"
+
+
+def test_the_ledgers_abi_covers_its_modules() -> None:
+    """The ledger's fallback runs its modules' functions: its ABI must list them too."""
+    ledger = {(i["type"], i.get("name")) for i in artifact()["abi"]}
+    for module in ("CoalitionPointsAdmin", "CoalitionPointsPrograms"):
+        for item in artifact(module)["abi"]:
+            if item["type"] in ("function", "event", "error"):
+                assert (item["type"], item["name"]) in ledger, f"{module}.{item['name']} missing"

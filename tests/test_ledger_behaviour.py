@@ -6,9 +6,9 @@ import pytest
 from eth_utils import keccak
 
 from gateway.chain.ledger import NEVER, EarnRecord, LedgerRevert, Sender
-from gateway.ledger.rules import month_start
-from partners.signing import Domain, address_of
-from tests.support import DAY, World, key_for, member
+from gateway.points.rules import month_start
+from partners.signing import Domain, RotateSignerMessage, address_of, sign
+from tests.support import DAY, FAR_DEADLINE, World, key_for, member
 
 EUR = 1  # partner 1: 1 point per 100 minor units
 GBP = 2  # partner 2: 3 points per 200 minor units
@@ -374,7 +374,8 @@ def test_partner_settings_are_validated(world: World) -> None:
 def test_partner_key_rotation(world: World) -> None:
     _, alice = member("alice")
     new_key = key_for("partner-0-rotated")
-    world.ledger.call(world.admin, "updatePartner", EUR, address_of(new_key), 1, 100)
+    rotation = RotateSignerMessage(EUR, address_of(new_key), world.nonce(), FAR_DEADLINE)
+    world.ledger.rotate_signer(world.relayer, rotation, sign(world.ledger.domain, rotation, world.partner_keys[EUR]))
     old = world.earn_op(EUR, alice, 1_000)
     new = world.earn_op(EUR, alice, 1_000, key=new_key)
     assert reasons(world.earn(old, new)) == [(0, "InvalidSignature")]

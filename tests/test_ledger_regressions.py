@@ -94,3 +94,72 @@ def test_shorter_expiry_policy_then_earn_creates_no_points(world: World) -> None
     assert result.rejections() == []
     assert world.ledger.balance_of(alice) == 0
     _consistent(world, alice, bob)
+
+
+# ------------------------------------------------------------------ issue 10, findings 3 to 5
+
+
+def test_ring_stays_bounded_and_no_earn_reverts_after_policy_changes(world: World) -> None:
+    """Finding 4: `_insert` never swept, so a never-expiring tail with a short policy after it
+    grew the ring by one expired bucket a month until `TooManyBuckets` reverted the whole batch
+    (month 243 here on fd34166), and a redemption then swept every one of them. On anvil the
+    whole 249 months run; py-evm takes minutes for that, so the embedded chain runs 40 and
+    checks what the unswept ring costs there: fd34166's redemption swept 39 buckets."""
+    alice_key, alice = member("alice")
+    _, bob = member("bob")
+    world.ledger.call(world.admin, "setExpiryMonths", 0)
+    world.earn(world.earn_op(EUR, alice, 10_000))  # 100 points that never expire: the tail
+    world.ledger.call(world.admin, "setExpiryMonths", 1)
+    start = world.month()
+    for i in range(1, 250 if world.chain.name == "anvil" else 41):
+        world.goto_month(start + i)
+        # One batch, an earn for alice beside an earn for bob: neither may take the other down.
+        result = world.earn(world.earn_op(EUR, alice, 100), world.earn_op(EUR, bob, 100))
+        assert result.rejections() == [], (i, result.rejections())
+        # Live buckets: last month's, this month's new one (expiring next month), the tail.
+        assert len(world.ledger.expiring_of(alice)) <= 3
+    assert world.ledger.balance_of(alice) == 100 + 2
+    result = world.redeem(world.redeem_op(alice_key, EUR, 102))
+    assert result.rejections() == []
+    assert result.gas_used < 200_000
+    _consistent(world, alice, bob)
+
+
+def test_reversal_of_an_expired_earn_is_rejected(world: World) -> None:
+    """Finding 3: a reversal after the earn's points expired burnt points another partner had
+    paid for and gave the reverser its allowance back. Expired points are breakage."""
+    _, alice = member("alice")
+    start = world.month()
+    record = world.earn(world.earn_op(EUR, alice, 10_000)).earn_records()[0]  # 100, expire start+12
+    world.goto_month(start + 13)
+    world.earn(world.earn_op(EUR, alice, 20_000))  # 200 fresh points from the same partner
+    allowance = world.ledger.partner(EUR)["allowance"]
+    result = world.reverse(world.reverse_op(record, 100))
+    assert [(i, e.name) for i, e in result.rejections()] == [(0, "EarnExpired")]
+    assert result.rejections()[0][1].args == {"earnLeaf": "0x" + record.leaf().hex(), "expiryMonth": start + 12}
+    assert world.ledger.balance_of(alice) == 200
+    partner = world.ledger.partner(EUR)
+    assert (partner["reversed"], partner["allowance"]) == (0, allowance)
+
+
+def test_reversal_is_accepted_until_the_last_month_of_the_earn(world: World) -> None:
+    """Finding 3, the other side: the earn's points are live through its expiry month."""
+    _, alice = member("alice")
+    start = world.month()
+    record = world.earn(world.earn_op(EUR, alice, 10_000)).earn_records()[0]
+    world.goto_month(start + 12, day=28)
+    assert world.reverse(world.reverse_op(record, 40)).rejections() == []
+    assert world.ledger.balance_of(alice) == 60
+
+
+def test_earn_cannot_issue_more_than_the_partner_signed_for(world: World) -> None:
+    """Finding 5: the partner signed a spend, and a rate change after signing issued 10^7 times
+    what it expected. The signature now binds the most points it accepts to issue."""
+    _, alice = member("alice")
+    signed = world.earn_op(EUR, alice, 10_000, max_points=100)  # 100 points at 1 per 100
+    world.ledger.call(world.admin, "setPartnerRate", EUR, 1_000_000, 100)  # no notice on this chain
+    result = world.earn(signed, world.earn_op(EUR, alice, 100, max_points=1_000_000))
+    assert [(i, e.name) for i, e in result.rejections()] == [(0, "MaxPointsExceeded")]
+    assert result.rejections()[0][1].args == {"maxPoints": 100, "points": 100_000_000}
+    assert world.ledger.balance_of(alice) == 1_000_000
+    assert not world.ledger.partner_nonce_used(EUR, signed.message.nonce)

@@ -5,7 +5,7 @@ the state that pass builds.
 
 An auditor needs only an RPC endpoint and the contract's address (and deployment block).
 Every event from the deployment block is fetched (paged eth_getLogs), replayed into the
-rules model of gateway/ledger/rules.py, and the result compared with the contract's own
+rules model of gateway/points/rules.py, and the result compared with the contract's own
 views at the same block: every member's balance, qualifying points and tier, the supply,
 and each partner's issued/reversed/redeemed totals and allowance. Points of each earn are
 recomputed from the spend, the partner's rate and the member's tier at that moment.

@@ -24,11 +24,22 @@ ARTIFACTS_DIR = shipped("contracts", "artifacts")
 NODE_MODULES = REPO_ROOT / "node_modules"
 SOLCJS_ADAPTER = CONTRACTS_DIR / "tools" / "solc-standard-json"
 # Source files compiled, relative to the repository root; the artifacts are for these contracts.
-ROOT_SOURCES = ("contracts/CoalitionPoints.sol", "contracts/reference/PlainMintToken.sol")
+ROOT_SOURCES = (
+    "contracts/CoalitionPoints.sol",
+    "contracts/CoalitionPointsAdmin.sol",
+    "contracts/CoalitionPointsPrograms.sol",
+    "contracts/reference/PlainMintToken.sol",
+)
 ARTIFACT_CONTRACTS = {
     "CoalitionPoints": "contracts/CoalitionPoints.sol",
+    "CoalitionPointsAdmin": "contracts/CoalitionPointsAdmin.sol",
+    "CoalitionPointsPrograms": "contracts/CoalitionPointsPrograms.sol",
     "PlainMintToken": "contracts/reference/PlainMintToken.sol",
 }
+# The ledger runs its modules' functions through its fallback (delegatecall; the operator
+# module's own fallback reaches the programme module): the ledger's artifact lists them too,
+# so one ABI at the ledger's address covers everything.
+MODULES = {"CoalitionPoints": ("CoalitionPointsAdmin", "CoalitionPointsPrograms")}
 
 _IMPORT = re.compile(r'^\s*import\s+(?:[^"\']*from\s+)?["\']([^"\']+)["\']', re.MULTILINE)
 
@@ -158,7 +169,22 @@ def compile_contracts(settings: CompilerSettings, compiler: Compiler | None = No
             "bytecode": "0x" + out["evm"]["bytecode"]["object"],
             "deployedBytecode": "0x" + out["evm"]["deployedBytecode"]["object"],
         }
+    for name, modules in MODULES.items():
+        for module in modules:
+            artifacts[name]["abi"] = merged_abi(artifacts[name]["abi"], artifacts[module]["abi"])
     return artifacts
+
+
+def merged_abi(own: list[dict[str, Any]], module: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ledger's ABI plus the module's functions, events and errors it lacks (the module's
+    constructor and the ledger's fallback are not callable through the other)."""
+
+    def key(item: dict[str, Any]) -> tuple[str, str]:
+        return item["type"], item.get("name", "")
+
+    seen = {key(item) for item in own}
+    extra = [item for item in module if item["type"] in ("function", "event", "error") and key(item) not in seen]
+    return own + extra
 
 
 def write_artifacts(artifacts: dict[str, dict[str, Any]], directory: Path = COMPILED_DIR) -> list[Path]:

@@ -37,16 +37,32 @@ from gateway.core.config import CoalitionSettings
 from gateway.core.errors import ChainError, ErrorCode
 from gateway.points.rules import NEVER as NEVER  # the contract's "never expires" month
 from partners.signing import (
+    AwardMessage,
+    CancelChangeMessage,
     CompactSignature,
     Domain,
     EarnMessage,
+    MigrateMessage,
     RedeemMessage,
     ReverseMessage,
+    RotateSignerMessage,
     abi_word,
     earn_leaf,
 )
 
 KIND_EARN, KIND_REDEEM, KIND_REVERSE = 1, 2, 3
+MODULE = "CoalitionPointsAdmin"  # the ledger's operator module, run through its fallback
+PROGRAMS_MODULE = "CoalitionPointsPrograms"  # awards, assigned tiers, migration (via the module)
+KIND_AWARD = 4
+AWARD_REASONS = {
+    "bonus": 1,
+    "goodwill": 2,
+    "referral": 3,
+    "signup": 4,
+    "employee": 5,
+    "correction": 6,
+    "retro_claim": 7,
+}
 
 
 @cache
@@ -143,6 +159,7 @@ class SignedEarn:
             m.partner_id,
             to_checksum_address(m.member),
             m.spend,
+            m.max_points,
             m.receipt_ref,
             m.nonce,
             m.deadline,
@@ -208,6 +225,45 @@ def earn_records(batch_id: int, earn_month: int, earned: list[LedgerEvent]) -> l
             earn_month,
         )
         for e in earned
+    ]
+    proofs = merkle_proofs([d.leaf() for d in drafts])
+    return [replace(d, proof=proof) for d, proof in zip(drafts, proofs, strict=True)]
+
+
+@dataclass(frozen=True)
+class SignedAward:
+    message: AwardMessage
+    signature: CompactSignature
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        m = self.message
+        return (
+            m.partner_id,
+            to_checksum_address(m.member),
+            m.points,
+            m.reason,
+            m.receipt_ref,
+            m.nonce,
+            m.deadline,
+            self.signature.r,
+            self.signature.vs,
+        )
+
+
+def award_records(batch_id: int, award_month: int, awarded: list[LedgerEvent]) -> list[EarnRecord]:
+    """One award batch's records from its `Awarded` events (in log order), with proofs: an
+    award is committed like an earn with spend 0, and reversed the same way."""
+    drafts = [
+        EarnRecord(
+            batch_id,
+            e.args["partnerId"],
+            e.args["member"],
+            bytes(e.args["receiptRef"]),
+            0,
+            int(e.args["points"]),
+            award_month,
+        )
+        for e in awarded
     ]
     proofs = merkle_proofs([d.leaf() for d in drafts])
     return [replace(d, proof=proof) for d, proof in zip(drafts, proofs, strict=True)]
@@ -409,11 +465,15 @@ class BatchResult:
         return [(e.args["index"], decode_error(e.args["reason"])) for e in self.named("OperationRejected")]
 
     def earn_records(self) -> list[EarnRecord]:
-        """The accepted earns of an earn batch, each with its proof against the batch root."""
+        """The accepted earns of an earn batch (or awards of an award batch), each with its
+        proof against the batch root."""
         earned = self.named("Earned")
-        if not earned:
-            return []
-        return earn_records(int(self.named("EarnBatchCommitted")[0].args["batchId"]), self.earn_month, earned)
+        if earned:
+            return earn_records(int(self.named("EarnBatchCommitted")[0].args["batchId"]), self.earn_month, earned)
+        awarded = self.named("Awarded")
+        if awarded:
+            return award_records(int(self.named("EarnBatchCommitted")[0].args["batchId"]), self.earn_month, awarded)
+        return []
 
 
 class Ledger:
@@ -431,11 +491,38 @@ class Ledger:
     # -------------------------------------------------------------- deployment
 
     @classmethod
-    def deploy(cls, sender: Sender, coalition: CoalitionSettings, *, admin: str | None = None) -> Ledger:
-        """Deploys the contract and applies the coalition policy from the settings."""
+    def deploy(
+        cls,
+        sender: Sender,
+        coalition: CoalitionSettings,
+        *,
+        admin: str | None = None,
+        notice_period: int | None = None,
+    ) -> Ledger:
+        """Deploys the operator module and the ledger, and applies the coalition policy from
+        the settings (at once: before the first partner nothing is a change under notice).
+
+        `notice_period` (seconds) defaults to the settings' `notice_period_seconds`, or 0 when
+        they have none; the contract refuses less than 7 days outside development chains."""
+        if notice_period is None:
+            notice_period = int(getattr(coalition, "notice_period_seconds", 0))
+        programs = sender.send(None, HexBytes(artifact(PROGRAMS_MODULE)["bytecode"]))["contractAddress"]
+        if programs is None:
+            raise ChainError("deploying the ledger's programme module created no contract")
+        module_args = encode(["address"], [to_checksum_address(programs)])
+        module = sender.send(None, HexBytes(artifact(MODULE)["bytecode"]) + module_args)["contractAddress"]
+        if module is None:
+            raise ChainError("deploying the ledger's operator module created no contract")
         args = encode(
-            ["string", "string", "address", "uint48"],
-            [coalition.name, coalition.symbol, admin or sender.address, coalition.admin_delay_seconds],
+            ["string", "string", "address", "uint48", "uint64", "address"],
+            [
+                coalition.name,
+                coalition.symbol,
+                admin or sender.address,
+                coalition.admin_delay_seconds,
+                notice_period,
+                to_checksum_address(module),
+            ],
         )
         receipt = sender.send(None, HexBytes(artifact()["bytecode"]) + args)
         if receipt["contractAddress"] is None:
@@ -488,6 +575,61 @@ class Ledger:
         added = [e for e in self.decode_logs(receipt) if e.name == "PartnerAdded"]
         return int(added[0].args["partnerId"])
 
+    # -------------------------------------------------------------- changes under notice (r2)
+
+    def schedule(self, sender: Sender, function: str, *args: Any) -> int:
+        """Calls an operator function that schedules a change (setTiers, setExpiryMonths,
+        setPointValue, setPartnerRate, setPartnerPrices, requestSignerChange); returns the
+        change id. The change
+        applied at once if `ChangeApplied` is in the same receipt (no notice period)."""
+        receipt = self.call(sender, function, *args)
+        scheduled = [e for e in self.decode_logs(receipt) if e.name == "ChangeScheduled"]
+        return int(scheduled[0].args["changeId"])
+
+    def apply_change(self, sender: Sender, change_id: int) -> TxReceipt:
+        """Applies a scheduled change whose notice period is over (anyone may)."""
+        return self.call(sender, "applyChange", change_id)
+
+    def change(self, change_id: int, block: int | str = "latest") -> dict[str, Any]:
+        kind, state, partner_id, effective_at, data = self._view("changeOf", change_id, block=block)
+        states = {1: "pending", 2: "applied", 3: "cancelled"}
+        return {
+            "change_id": change_id,
+            "kind": kind,
+            "state": states.get(state, "unknown"),
+            "partner_id": partner_id,
+            "effective_at": effective_at,
+            "data": bytes(data),
+        }
+
+    def partner_prices(self, partner_id: int, block: int | str = "latest") -> tuple[int, int]:
+        """(issue price, redemption price) per point in force; 0 means the point value."""
+        issue, redemption = self._view("partnerPrices", partner_id, block=block)
+        return int(issue), int(redemption)
+
+    def notice_period(self, block: int | str = "latest") -> int:
+        return int(self._view("noticePeriod", block=block))
+
+    def rotate_signer(self, sender: Sender, message: RotateSignerMessage, signature: CompactSignature) -> TxReceipt:
+        """Replaces a partner's signer with the current signer's signature (anyone submits)."""
+        m = message
+        return self.call(
+            sender,
+            "rotateSigner",
+            m.partner_id,
+            to_checksum_address(m.new_signer),
+            m.nonce,
+            m.deadline,
+            signature.r,
+            signature.vs,
+        )
+
+    def cancel_signer_change(
+        self, sender: Sender, message: CancelChangeMessage, signature: CompactSignature
+    ) -> TxReceipt:
+        """Withdraws an operator's scheduled signer change with the partner's current key."""
+        return self.call(sender, "cancelSignerChange", message.change_id, signature.r, signature.vs)
+
     def call(self, sender: Sender, function: str, *args: Any, gas: int | None = None) -> TxReceipt:
         """Sends any operator function by name (setPartnerActive, pause, setTiers...)."""
         return sender.send(self.address, self.encode_call(function, *args), gas=gas)
@@ -511,6 +653,35 @@ class Ledger:
         receipt = sender.send(self.address, self.encode_call("earnBatch", [op.as_tuple() for op in ops]), gas=gas)
         block = self.w3.eth.get_block(receipt["blockNumber"])
         return BatchResult(receipt, self.decode_logs(receipt), self.month_of(int(block["timestamp"])))
+
+    def award_batch(self, sender: Sender, ops: list[SignedAward], *, gas: int | None = None) -> BatchResult:
+        """Awards (r2): points without a purchase, for a reason code; reversible like earns."""
+        receipt = sender.send(self.address, self.encode_call("awardBatch", [op.as_tuple() for op in ops]), gas=gas)
+        block = self.w3.eth.get_block(receipt["blockNumber"])
+        return BatchResult(receipt, self.decode_logs(receipt), self.month_of(int(block["timestamp"])))
+
+    def assign_tier(self, sender: Sender, member: str, tier: int, until: int) -> TxReceipt:
+        """Gives `member` at least tier `tier` until the timestamp `until` (0 withdraws it)."""
+        return self.call(sender, "assignTier", to_checksum_address(member), tier, until)
+
+    def assigned_tier(self, member: str, block: int | str = "latest") -> tuple[int, int]:
+        tier, until = self._view("assignedTier", to_checksum_address(member), block=block)
+        return int(tier), int(until)
+
+    def migrate(self, sender: Sender, message: MigrateMessage, signature: CompactSignature) -> TxReceipt:
+        """Moves a member's points, expiry months, tier history and assigned tier to a new
+        address, with the member's signature (r2; works while transfers are off)."""
+        m = message
+        return self.call(
+            sender,
+            "migrate",
+            to_checksum_address(m.from_member),
+            to_checksum_address(m.to),
+            m.nonce,
+            m.deadline,
+            signature.r,
+            signature.vs,
+        )
 
     def redeem_batch(self, sender: Sender, ops: list[SignedRedeem], *, gas: int | None = None) -> BatchResult:
         receipt = sender.send(self.address, self.encode_call("redeemBatch", [op.as_tuple() for op in ops]), gas=gas)
@@ -607,6 +778,8 @@ class Ledger:
             "issued",
             "reversed",
             "redeemed",
+            "active_from",
+            "awarded",
         )
         out = dict(zip(keys, info, strict=True))
         out["currency"] = bytes(out["currency"]).decode()

@@ -58,6 +58,9 @@ class CoalitionSettings(BaseModel):
     symbol: str = "PTS"
     expiry_months: int = Field(default=12, ge=0, le=120)
     admin_delay_seconds: int = Field(default=86400, ge=0)
+    # Seconds between an operator's programme change and its effect (SPEC section 3, r2): the
+    # ledger refuses less than 7 days outside development chains.
+    notice_period_seconds: int = Field(default=0, ge=0)
     transfers_enabled: bool = False
     point_value_minor_units: int = Field(default=1, ge=0)
     point_value_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")

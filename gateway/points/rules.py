@@ -48,12 +48,17 @@ class PartnerModel:
     issued: int = 0
     reversed: int = 0
     redeemed: int = 0
+    active_from: int = 0  # first second it may issue: added + the notice period (r2)
+    awarded: int = 0  # the part of `issued` that awards issued (r2)
+    issue_price: int = 0  # settlement prices per point (r2); 0: the coalition's point value
+    redemption_price: int = 0
 
 
 @dataclass
 class MemberModel:
     buckets: dict[int, int] = field(default_factory=dict)  # expiry month -> points not yet spent
     earned: dict[int, int] = field(default_factory=dict)  # month -> points earned (net of reversals)
+    assigned: tuple[int, int] | None = None  # (tier, until timestamp) the operator assigned (r2)
 
 
 class Rejected(Exception):
@@ -92,12 +97,18 @@ class PointsModel:
         get = self.member(address).earned.get
         return sum([get(m, 0) for m in range(month - 11, month + 1)])
 
-    def tier_index(self, address: str, month: int) -> int:
+    def tier_index(self, address: str, month: int, now: int | None = None) -> int:
+        """The earned tier, or (r2) the assigned one while it runs (`now` before its end) if
+        higher; an assigned tier past the end of a shortened table is the top tier. Without
+        `now`, assignments are not considered."""
         qualifying = self.qualifying(address, month)
         index = 0
         for i, (threshold, _) in enumerate(self.tiers):
             if qualifying >= threshold:
                 index = i
+        assigned = self.member(address).assigned
+        if now is not None and assigned is not None and now < assigned[1]:
+            index = max(index, min(assigned[0], len(self.tiers) - 1))
         return index
 
     def total_supply(self, month: int) -> int:
@@ -123,19 +134,35 @@ class PointsModel:
             raise Rejected("PartnerSuspended")
         return partner
 
-    def earn(self, *, partner_id: int, member: str, spend: int, nonce: int, month: int) -> int:
-        """Applies an earn, or raises Rejected. Returns the points issued."""
+    def earn(
+        self,
+        *,
+        partner_id: int,
+        member: str,
+        spend: int,
+        nonce: int,
+        month: int,
+        max_points: int = MAX_OP_POINTS,
+        now: int | None = None,
+    ) -> int:
+        """Applies an earn, or raises Rejected. Returns the points issued. `max_points` is the
+        most the partner signed for (r2); `now` (the block's time), when given, is checked
+        against the partner's first issuing second."""
         partner = self._partner(partner_id)
+        if now is not None and now < partner.active_from:
+            raise Rejected("PartnerNotYetActive")
         if spend <= 0 or spend > MAX_SPEND:
             raise Rejected("AmountOutOfRange")
         if (partner_id, nonce) in self.used_partner_nonces:
             raise Rejected("NonceAlreadyUsed")
-        multiplier = self.tiers[self.tier_index(member, month)][1]
+        multiplier = self.tiers[self.tier_index(member, month, now)][1]
         points = self.points_for(partner, spend, multiplier)
         if points == 0:
             raise Rejected("ZeroPoints")
         if points > MAX_OP_POINTS:
             raise Rejected("AmountOutOfRange")
+        if points > max_points:
+            raise Rejected("MaxPointsExceeded")
         if points > partner.allowance:
             raise Rejected("AllowanceExceeded")
         self.used_partner_nonces.add((partner_id, nonce))
@@ -187,13 +214,20 @@ class PointsModel:
         points: int,
         nonce: int,
         month: int,
+        expiry_month: int | None = None,
     ) -> None:
-        """Takes back points of an earn identified by `leaf` (issued `earn_points` in `earn_month`)."""
+        """Takes back points of an earn identified by `leaf` (issued `earn_points` in `earn_month`,
+        expiring at the end of `expiry_month`; by default the month the current policy gives).
+        (r2) Only while the earn's points have not expired: expired points are breakage."""
         partner = self._partner(partner_id)
         if points <= 0 or points > MAX_OP_POINTS:
             raise Rejected("AmountOutOfRange")
         if (partner_id, nonce) in self.used_partner_nonces:
             raise Rejected("NonceAlreadyUsed")
+        if expiry_month is None:
+            expiry_month = NEVER if self.expiry_months == 0 else earn_month + self.expiry_months
+        if expiry_month < month:
+            raise Rejected("EarnExpired")
         done = self.reversed_of.get(leaf, 0)
         if done + points > earn_points:
             raise Rejected("ReversalExceedsEarn")
@@ -223,3 +257,128 @@ class PointsModel:
 
     def reversed(self) -> int:
         return sum(p.reversed for p in self.partners.values())
+
+    # ------------------------------------------------------------ programme changes (r2)
+
+    notice_period: int = 0
+    changes: dict[int, ScheduledChange] = field(default_factory=dict)
+
+    def schedule(self, kind: int, value: object, *, now: int, partner_id: int = 0) -> int:
+        """Records a change of the programme or of a partner's terms (SPEC section 3, r2): it
+        takes effect `notice_period` seconds later, when applied; at once when the period is
+        zero or no partner exists yet. Returns the change id (from 1, in order)."""
+        change_id = len(self.changes) + 1
+        notice = 0 if not self.partners else self.notice_period
+        self.changes[change_id] = ScheduledChange(kind, partner_id, now + notice, value)
+        if notice == 0:
+            self._apply(change_id)
+        return change_id
+
+    def apply_change(self, change_id: int, *, now: int) -> None:
+        change = self.changes.get(change_id)
+        if change is None or change.state != "pending":
+            raise Rejected("UnknownChange")
+        if now < change.effective_at:
+            raise Rejected("ChangeNotDue")
+        self._apply(change_id)
+
+    def cancel_change(self, change_id: int) -> None:
+        change = self.changes.get(change_id)
+        if change is None or change.state != "pending":
+            raise Rejected("UnknownChange")
+        change.state = "cancelled"
+
+    def _apply(self, change_id: int) -> None:
+        change = self.changes[change_id]
+        change.state = "applied"
+        value = change.value
+        if change.kind == CHANGE_EXPIRY:
+            assert isinstance(value, int)
+            self.expiry_months = value
+        elif change.kind == CHANGE_TIERS:
+            assert isinstance(value, list)
+            self.tiers = list(value)
+        elif change.kind == CHANGE_RATE:
+            assert isinstance(value, tuple)
+            partner = self.partners[change.partner_id]
+            partner.rate_points, partner.rate_per_minor_units = value
+        elif change.kind == CHANGE_SIGNER:
+            assert isinstance(value, str)
+            self.partners[change.partner_id].signer = value
+        elif change.kind == CHANGE_PRICES:
+            assert isinstance(value, tuple)
+            partner = self.partners[change.partner_id]
+            partner.issue_price, partner.redemption_price = value
+        # CHANGE_POINT_VALUE changes no rule of this model (settlement only).
+
+    def add_partner(self, partner_id: int, partner: PartnerModel, *, now: int) -> None:
+        """(r2) A new partner issues its first point only after the notice period."""
+        partner.active_from = now + self.notice_period
+        self.partners[partner_id] = partner
+
+    def rotate_signer(self, partner_id: int, new_signer: str, *, nonce: int) -> None:
+        """(r2) A signer change authorized by the current key: at once, one nonce spent."""
+        if partner_id not in self.partners:
+            raise Rejected("UnknownPartner")
+        if (partner_id, nonce) in self.used_partner_nonces:
+            raise Rejected("NonceAlreadyUsed")
+        self.used_partner_nonces.add((partner_id, nonce))
+        self.partners[partner_id].signer = new_signer
+
+    # ------------------------------------------------------------ awards, tiers, migration (r2)
+
+    def award(
+        self, *, partner_id: int, member: str, points: int, reason: int, nonce: int, month: int, now: int | None = None
+    ) -> None:
+        """Issues `points` without a purchase (reason 1..7), from the allowance; not qualifying."""
+        partner = self._partner(partner_id)
+        if now is not None and now < partner.active_from:
+            raise Rejected("PartnerNotYetActive")
+        if points <= 0 or points > MAX_OP_POINTS:
+            raise Rejected("AmountOutOfRange")
+        if not 1 <= reason <= MAX_REASON:
+            raise Rejected("InvalidReason")
+        if (partner_id, nonce) in self.used_partner_nonces:
+            raise Rejected("NonceAlreadyUsed")
+        if points > partner.allowance:
+            raise Rejected("AllowanceExceeded")
+        self.used_partner_nonces.add((partner_id, nonce))
+        expiry = NEVER if self.expiry_months == 0 else month + self.expiry_months
+        state = self.member(member)
+        state.buckets[expiry] = state.buckets.get(expiry, 0) + points
+        partner.allowance -= points
+        partner.issued += points
+        partner.awarded += points
+
+    def assign_tier(self, member: str, tier: int, until: int) -> None:
+        self.member(member).assigned = (tier, until) if until else None
+
+    def migrate(self, *, source: str, target: str, nonce: int) -> None:
+        """Moves everything `source` holds to `target`, which must never have held points."""
+        if target.lower() == source.lower():
+            raise Rejected("InvalidMember")
+        existing = self.members.get(target.lower())
+        if existing is not None and (any(existing.buckets.values()) or existing.earned or existing.assigned):
+            raise Rejected("AccountInUse")
+        if (source.lower(), nonce) in self.used_member_nonces:
+            raise Rejected("NonceAlreadyUsed")
+        self.used_member_nonces.add((source.lower(), nonce))
+        self.members[target.lower()] = self.member(source)
+        self.members[source.lower()] = MemberModel()
+
+
+MAX_REASON = 7
+CHANGE_EXPIRY, CHANGE_TIERS, CHANGE_POINT_VALUE, CHANGE_RATE, CHANGE_SIGNER, CHANGE_PRICES = 1, 2, 3, 4, 5, 6
+
+
+@dataclass
+class ScheduledChange:
+    """A change waiting for its notice period: expiry months (int), tiers (list of
+    (threshold, bps)), point value, rate ((points, per minor units)), signer (address) or
+    partner prices ((issue, redemption))."""
+
+    kind: int
+    partner_id: int
+    effective_at: int
+    value: object
+    state: str = "pending"  # pending | applied | cancelled

@@ -32,7 +32,12 @@ class GatewayProcess:
         self.log = open(data_dir.parent / "gateway.log", "ab")  # noqa: SIM115 - closed in stop()
 
     def start(self) -> None:
-        env = {**os.environ, "LOYALTY_GATEWAY__BATCH_WINDOW_MS": "20"}
+        # Rate limit off: the tills post as fast as they can, and a 429 is not what this test is about.
+        env = {
+            **os.environ,
+            "LOYALTY_GATEWAY__BATCH_WINDOW_MS": "20",
+            "LOYALTY_GATEWAY__RATE_LIMIT_PER_SECOND": "100000",
+        }
         self.process = subprocess.Popen(
             [
                 sys.executable,

@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {LedgerBase} from "./LedgerBase.sol";
+import {CalendarMonths} from "./CalendarMonths.sol";
+
+/// @title CoalitionPointsPrograms
+/// @notice The ledger's programme module (revision 2): awards with reason codes, tiers the
+/// operator assigns until a date, and member migration to a new address. Reached from the
+/// ledger through the operator module's fallback, by `delegatecall` on the ledger's storage;
+/// its own storage is never used.
+contract CoalitionPointsPrograms is LedgerBase {
+    constructor() LedgerBase("", "", msg.sender, 0) {}
+
+    // ================================================================ awards
+
+    /// @notice Issues each valid partner-signed award; invalid ones are skipped with
+    /// `OperationRejected`. Commits the accepted awards' Merkle root (leaves with spend 0) in
+    /// the earn batches' sequence, so a reversal can take an award back.
+    /// @return accepted number of awards applied.
+    function awardBatch(AwardOp[] calldata ops) external whenNotPaused returns (uint256 accepted) {
+        uint24 cur = CalendarMonths.monthOf(block.timestamp);
+        uint24 expiry = _expiryFor(cur);
+        bytes32[] memory leaves = new bytes32[](ops.length);
+        for (uint256 i = 0; i < ops.length; ++i) {
+            bytes memory err = _award(ops[i], cur, expiry);
+            if (err.length != 0) {
+                emit OperationRejected(KIND_AWARD, i, ops[i].receiptRef, err);
+            } else {
+                AwardOp calldata op = ops[i];
+                leaves[accepted++] =
+                    keccak256(abi.encode(op.partnerId, op.member, op.receiptRef, uint256(0), op.points, cur));
+            }
+        }
+        if (accepted != 0) {
+            bytes32 root = _merkleRoot(leaves, accepted);
+            uint64 batchId = ++_earnBatchCount;
+            _earnRoots[batchId] = bytes32((uint256(root) & ~_EXPIRY_BITS) | expiry);
+            emit EarnBatchCommitted(batchId, root, accepted);
+        }
+    }
+
+    function _award(AwardOp calldata op, uint24 cur, uint24 expiry) private returns (bytes memory err) {
+        PartnerCore memory p = _partners[op.partnerId];
+        err = _checkPartner(p, op.partnerId);
+        if (err.length != 0) return err;
+        IssueTotals storage totals = _issueTotals[op.partnerId];
+        if (block.timestamp < totals.activeFrom) {
+            return abi.encodeWithSelector(PartnerNotYetActive.selector, op.partnerId, totals.activeFrom);
+        }
+        if (op.member == address(0)) return abi.encodeWithSelector(InvalidMember.selector, op.member);
+        if (op.points == 0 || op.points > MAX_OP_POINTS) {
+            return abi.encodeWithSelector(AmountOutOfRange.selector, op.points, MAX_OP_POINTS);
+        }
+        if (op.reason == 0 || op.reason > MAX_REASON) return abi.encodeWithSelector(InvalidReason.selector, op.reason);
+        mapping(uint256 => uint256) storage nonces = _partnerNonces[op.partnerId];
+        err = _checkFresh(nonces, p.signer, op.nonce, op.deadline);
+        if (err.length != 0) return err;
+        bytes32 structHash = keccak256(
+            abi.encode(
+                AWARD_TYPEHASH, op.partnerId, op.member, op.points, op.reason, op.receiptRef, op.nonce, op.deadline
+            )
+        );
+        err = _checkSigner(structHash, op.r, op.vs, p.signer);
+        if (err.length != 0) return err;
+        uint256 allowance = totals.allowance;
+        if (op.points > allowance) {
+            return abi.encodeWithSelector(AllowanceExceeded.selector, op.partnerId, allowance, op.points);
+        }
+        Account memory a = _accounts[op.member];
+        if (a.tailExpiry == expiry && a.tailPoints + op.points > _LANE_MAX) {
+            return abi.encodeWithSelector(AmountOutOfRange.selector, op.points, _LANE_MAX - a.tailPoints);
+        }
+        if (a.tailExpiry != expiry && _ringFull(a, op.member, cur)) {
+            return abi.encodeWithSelector(TooManyBuckets.selector, op.member);
+        }
+
+        _spendNonce(nonces, op.nonce);
+        // unchecked: points <= allowance just above; `issued` is a uint88 sum of uint48 amounts.
+        unchecked {
+            totals.allowance = uint128(allowance - op.points);
+            totals.issued += uint88(op.points);
+        }
+        _awarded[op.partnerId] += op.points;
+        // Not qualifying points: the tier window is left as it is.
+        _update(address(0), op.member, op.points);
+        emit Awarded(op.partnerId, op.member, op.receiptRef, op.points, op.reason, expiry);
+    }
+
+    // ================================================================ assigned tiers
+
+    /// @notice Gives `member` at least tier `tier` (index in `tiers()`) until `until` (a
+    /// timestamp; 0 withdraws it): a paid or matched status. The member's tier is the higher
+    /// of this and the earned one. Acts at once: it never lowers a tier.
+    function assignTier(address member, uint8 tier, uint64 until) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (member == address(0)) revert InvalidMember(member);
+        if (tier >= MAX_TIERS) revert InvalidTier(tier);
+        _assignedTiers[member] = AssignedTier(tier, until);
+        Account storage a = _accounts[member];
+        a.flags = until == 0 ? a.flags & ~uint8(1) : a.flags | 1;
+        emit TierAssigned(member, tier, until);
+    }
+
+    /// @notice The tier the operator assigned to `member` and until when (0: none).
+    function assignedTier(address member) external view returns (uint8 tier, uint64 until) {
+        AssignedTier memory t = _assignedTiers[member];
+        return (t.tier, t.until);
+    }
+
+    // ================================================================ migration
+
+    /// @notice Moves all of `from`'s points with their expiry months, its tier history and
+    /// its assigned tier to `to`, an address that has never held points, authorized by
+    /// `from`'s EIP-712 signature over `Migrate(from, to, nonce, deadline)` (a member nonce).
+    /// Works while transfers are off (a custodial card moving to a wallet); anyone submits.
+    function migrate(address from, address to, uint256 nonce, uint256 deadline, bytes32 r, bytes32 vs)
+        external
+        whenNotPaused
+    {
+        if (to == address(0) || to == from) revert InvalidMember(to);
+        Account memory t = _accounts[to];
+        if (t.earnMonth != 0 || t.tailPoints != 0 || t.flags != 0) revert AccountInUse(to);
+        mapping(uint256 => uint256) storage nonces = _memberNonces[from];
+        _revertIf(_checkFresh(nonces, from, nonce, deadline));
+        _revertIf(_checkSigner(keccak256(abi.encode(MIGRATE_TYPEHASH, from, to, nonce, deadline)), r, vs, from));
+        _spendNonce(nonces, nonce);
+
+        uint24 cur = CalendarMonths.monthOf(block.timestamp);
+        Account memory a = _accounts[from];
+        if (a.tailPoints != 0) _sweep(a, from, cur); // expired points expire as `from`'s
+        // The ring moves slot by slot to the same indices: at most _MAX_RING slots.
+        mapping(uint16 => uint256) storage src = _ring[from];
+        mapping(uint16 => uint256) storage dst = _ring[to];
+        uint256 points = a.tailPoints;
+        for (uint16 i = 0; i < a.count; ++i) {
+            uint16 slot = _at(a, i);
+            uint256 packed = src[slot];
+            points += _unpackPoints(packed);
+            dst[slot] = packed;
+            delete src[slot];
+        }
+        // The tier window's history: the 11 months before `earnMonth`, four per slot.
+        if (a.earnMonth != 0) {
+            for (uint256 g = (uint256(a.earnMonth) - 11) >> 2; g <= uint256(a.earnMonth) >> 2; ++g) {
+                uint256 lanes = _earnedHist[from][g];
+                if (lanes != 0) {
+                    _earnedHist[to][g] = lanes;
+                    delete _earnedHist[from][g];
+                }
+            }
+        }
+        if (a.flags & 1 != 0) {
+            _assignedTiers[to] = _assignedTiers[from];
+            delete _assignedTiers[from];
+        }
+        _accounts[to] = a;
+        delete _accounts[from];
+        emit Migrated(from, to, points);
+        emit Transfer(from, to, points);
+    }
+
+    function _revertIf(bytes memory err) private pure {
+        if (err.length != 0) {
+            assembly ("memory-safe") {
+                revert(add(err, 32), mload(err))
+            }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+"""Gas figures of the ledger's operations, measured, for whoever sizes batches and gas limits.
+
+`WORST_CASE` is the gas of a one-operation transaction (21,000 base and calldata included)
+doing the most work the contract allows at the maximum expiry policy (120 months): 121 live
+buckets to walk, or 120 expired ones to sweep first (scripts/bench_worst_gas.py, revision 2,
+2026-12-01). `TYPICAL` is the per-operation share of a batch of 100 in the steady state
+(scripts/bench_gas.py). docs/contracts.md explains both.
+
+A batch's limit must cover its operations at their worst, or one member with a long history
+can make the batch run out of gas (a whole-batch revert, issue 10 finding 4). Only the gas
+used is paid, so a limit sized for the worst case costs nothing when the batch is typical.
+"""
+
+from __future__ import annotations
+
+# Worst case of one operation in a one-operation transaction (measured, rounded up to 1,000).
+WORST_CASE = {
+    "earn": 1_033_000,  # sweeps 120 expired buckets, then inserts (an earn after a policy cut)
+    "award": 1_051_000,  # the same for an award
+    "redemption": 1_233_000,  # reads and burns 121 live buckets
+    "reversal": 1_233_000,  # the same, plus the Merkle proof of the earn
+    "expire": 939_000,  # expire([member]) sweeping 120 buckets
+    "migration": 2_825_000,  # migrate() of 121 live buckets to a fresh address
+    "transfer": 5_029_000,  # ERC-20 transfer of 121 buckets into a member holding the same 121
+}
+
+# Per-operation gas in a batch of 100 at steady state (scripts/bench_gas.py, docs/benchmarks.md).
+TYPICAL = {
+    "earn": 47_026,  # to a new member; 29,927 to an existing one
+    "award": 26_980,  # to an existing member
+    "redemption": 46_071,
+    "reversal": 59_473,
+}
+
+TX_BASE = 21_000
+# Above any batch's fixed cost: calldata head, the earn batch's Merkle root commit, events.
+BATCH_OVERHEAD = 150_000
+# Under a 30M block, the common limit of EVM chains.
+GAS_CAP = 25_000_000
+
+
+def batch_gas_limit(kind: str, size: int) -> int:
+    """A gas limit under which a batch of `size` operations of `kind` cannot run out of gas,
+    whatever the members' histories (capped at GAS_CAP: see `safe_batch_size`)."""
+    return min(GAS_CAP, BATCH_OVERHEAD + WORST_CASE[kind] * size)
+
+
+def safe_batch_size(kind: str) -> int:
+    """The most operations of `kind` whose worst case fits GAS_CAP together (e.g. 20
+    redemptions). Larger batches are safe only for members known to be cheap."""
+    return max(1, (GAS_CAP - BATCH_OVERHEAD) // WORST_CASE[kind])

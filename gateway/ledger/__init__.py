@@ -1,1 +1,0 @@
-"""Old home of the points rules, kept only as an import path (see rules.py here)."""

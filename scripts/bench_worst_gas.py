@@ -1,0 +1,180 @@
+"""Worst-case gas of each ledger operation at the maximum expiry policy (120 months).
+
+Builds the member histories that make each operation do the most work the contract allows:
+121 live buckets (the bound: every month of now .. now + 120 and "never"), or 120 expired
+buckets behind a never-expiring one that the operation must sweep first. Prints each
+figure as the gas of a one-operation transaction (21,000 base and calldata included); the
+gateway's gas budgets (gateway/chain/gas.py) are these figures with a margin.
+
+    .venv/bin/python scripts/bench_worst_gas.py [--chain anvil|embedded] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from itertools import count
+
+from eth_utils import keccak
+
+from gateway.chain.backends import AnvilNode, ChainBackend, EmbeddedChain
+from gateway.chain.ledger import BatchResult, Ledger, Sender, SignedAward, SignedEarn, SignedRedeem, SignedReverse
+from gateway.core.config import CoalitionSettings
+from gateway.points.rules import month_start
+from partners.signing import (
+    AwardMessage,
+    EarnMessage,
+    MigrateMessage,
+    RedeemMessage,
+    ReverseMessage,
+    address_of,
+    sign,
+)
+
+FAR = 2**40
+MAX_POLICY = 120
+
+
+def key(label: str) -> str:
+    return "0x" + keccak(text=f"bench-worst-gas:{label}").hex()
+
+
+class Bench:
+    def __init__(self, chain: ChainBackend) -> None:
+        self.chain = chain
+        self.admin = Sender(chain.w3, chain.dev_keys[0])
+        self.ledger = Ledger.deploy(self.admin, CoalitionSettings())
+        self.partner_key = key("partner")
+        self.pid = self.ledger.add_partner(
+            self.admin,
+            signer=address_of(self.partner_key),
+            rate_points=1,
+            rate_per_minor_units=1,
+            currency="EUR",
+            allowance=10**15,
+        )
+        self.ledger.call(self.admin, "setTransfersEnabled", True)
+        self.nonces = count(1)
+
+    def month(self) -> int:
+        return self.ledger.current_month()
+
+    def goto(self, month: int) -> None:
+        self.chain.travel_to(month_start(month) + 14 * 86_400)
+
+    def policy(self, months: int) -> None:
+        self.ledger.call(self.admin, "setExpiryMonths", months)
+
+    def earn(self, member: str, spend: int) -> BatchResult:
+        n = next(self.nonces)
+        m = EarnMessage(self.pid, member, spend, keccak(text=f"earn-{n}"), n, FAR)
+        result = self.ledger.earn_batch(self.admin, [SignedEarn(m, sign(self.ledger.domain, m, self.partner_key))])
+        assert not result.rejections(), result.rejections()
+        return result
+
+    def redeem(self, member_key: str, points: int) -> BatchResult:
+        n = next(self.nonces)
+        m = RedeemMessage(address_of(member_key), self.pid, points, keccak(text=f"redeem-{n}"), n, FAR)
+        result = self.ledger.redeem_batch(self.admin, [SignedRedeem(m, sign(self.ledger.domain, m, member_key))])
+        assert not result.rejections(), result.rejections()
+        return result
+
+    def full_ring(self, member: str) -> int:
+        """121 live buckets: a never-expiring tail, then policies 120 down to 1, each earn
+        inserted before every bucket already there. Returns the largest earn's gas."""
+        self.policy(0)
+        self.earn(member, 1_000_000)
+        worst = 0
+        for months in range(MAX_POLICY, 0, -1):
+            self.policy(months)
+            worst = max(worst, self.earn(member, 100 + months).gas_used)
+        assert len(self.ledger.expiring_of(member)) == MAX_POLICY + 1
+        return worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chain", choices=("anvil", "embedded"), default="anvil")
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args()
+    chain: ChainBackend = AnvilNode() if args.chain == "anvil" else EmbeddedChain()
+    figures: dict[str, int] = {}
+    try:
+        b = Bench(chain)
+        start = b.month()
+
+        # Earn that inserts before 120 newer buckets (an earn after the policy was shortened).
+        a_key = key("a")
+        a = address_of(a_key)
+        figures["earn_insert_121_buckets"] = b.full_ring(a)
+
+        # Redemption and reversal through 121 live buckets, and a transfer of all of them
+        # into a member holding the same 121 months.
+        c_key = key("c")
+        c = address_of(c_key)
+        b.full_ring(c)
+        figures["redemption_121_buckets"] = b.redeem(c_key, b.ledger.balance_of(c)).gas_used
+
+        d = address_of(key("d"))
+        b.policy(0)
+        big = b.earn(d, 1_000_000)
+        record = big.earn_records()[0]
+        b.full_ring(d)
+        n = next(b.nonces)
+        rm = ReverseMessage(b.pid, record.leaf(), 1_000_000, keccak(text=f"refund-{n}"), n, FAR)
+        rev = b.ledger.reverse_batch(b.admin, [SignedReverse(rm, sign(b.ledger.domain, rm, b.partner_key), record)])
+        assert not rev.rejections(), rev.rejections()
+        figures["reversal_121_buckets"] = rev.gas_used
+
+        e_key = key("e")
+        e = address_of(e_key)
+        b.full_ring(e)
+        chain.fund(e, 10**18)
+        receipt = b.ledger.call(Sender(chain.w3, e_key), "transfer", a, b.ledger.balance_of(e), gas=25_000_000)
+        figures["transfer_121_buckets_into_121"] = int(receipt["gasUsed"])
+
+        # 121 months later every dated bucket of `a` has expired behind its never-expiring
+        # tail: the next earn (a short policy again) sweeps 120 buckets before inserting.
+        b.goto(start + MAX_POLICY + 2)
+        b.policy(1)
+        figures["earn_sweeping_120_buckets"] = b.earn(a, 1_000).gas_used
+
+        # Migration of 121 live buckets to a new address.
+        h_key = key("h")
+        h = address_of(h_key)
+        b.full_ring(h)
+        mm = MigrateMessage(h, address_of(key("h-new")), next(b.nonces), FAR)
+        receipt = b.ledger.migrate(b.admin, mm, sign(b.ledger.domain, mm, h_key))
+        figures["migration_121_buckets"] = int(receipt["gasUsed"])
+
+        # The same sweeps for a redemption (120, then takes from the tail), an award (120, then
+        # inserts) and expire().
+        f_key = key("f")
+        f = address_of(f_key)
+        g = address_of(key("g"))
+        w = address_of(key("w"))
+        b.full_ring(f)
+        b.full_ring(g)
+        b.full_ring(w)
+        b.goto(b.month() + MAX_POLICY + 2)
+        figures["redemption_sweeping_120_buckets"] = b.redeem(f_key, 10).gas_used
+        figures["expire_120_buckets"] = b.ledger.expire(b.admin, [g]).gas_used
+        b.policy(1)
+        n = next(b.nonces)
+        am = AwardMessage(b.pid, w, 10, 2, keccak(text=f"award-{n}"), n, FAR)
+        awarded = b.ledger.award_batch(b.admin, [SignedAward(am, sign(b.ledger.domain, am, b.partner_key))])
+        assert not awarded.rejections(), awarded.rejections()
+        figures["award_sweeping_120_buckets"] = awarded.gas_used
+    finally:
+        chain.close()
+
+    width = max(len(k) for k in figures)
+    for name, gas in figures.items():
+        print(f"{name:<{width}}  {gas:>10,}")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(figures, out, indent=2)
+
+
+if __name__ == "__main__":
+    main()
