@@ -95,10 +95,17 @@ contract CoalitionPointsPrograms is LedgerBase {
     function assignTier(address member, uint8 tier, uint64 until) external onlyRole(DEFAULT_ADMIN_ROLE) {
         if (member == address(0)) revert InvalidMember(member);
         if (tier >= MAX_TIERS) revert InvalidTier(tier);
-        _assignedTiers[member] = AssignedTier(tier, until);
         Account storage a = _accounts[member];
-        a.flags = until == 0 ? a.flags & ~uint8(1) : a.flags | 1;
-        emit TierAssigned(member, tier, until);
+        if (until == 0) {
+            // Withdrawn: nothing of it is left to read back or to move with a migration.
+            delete _assignedTiers[member];
+            a.flags &= ~uint8(1);
+            emit TierAssigned(member, 0, 0);
+        } else {
+            _assignedTiers[member] = AssignedTier(tier, until);
+            a.flags |= 1;
+            emit TierAssigned(member, tier, until);
+        }
     }
 
     /// @notice The tier the operator assigned to `member` and until when (0: none).

@@ -215,10 +215,12 @@ class PointsModel:
         nonce: int,
         month: int,
         expiry_month: int | None = None,
+        qualifying: bool = True,
     ) -> None:
         """Takes back points of an earn identified by `leaf` (issued `earn_points` in `earn_month`,
         expiring at the end of `expiry_month`; by default the month the current policy gives).
-        (r2) Only while the earn's points have not expired: expired points are breakage."""
+        (r2) Only while the earn's points have not expired: expired points are breakage. An
+        award (`qualifying` False) never counted towards tiers: its reversal leaves them."""
         partner = self._partner(partner_id)
         if points <= 0 or points > MAX_OP_POINTS:
             raise Rejected("AmountOutOfRange")
@@ -234,8 +236,9 @@ class PointsModel:
         self._take(member, points, month)
         self.used_partner_nonces.add((partner_id, nonce))
         self.reversed_of[leaf] = done + points
-        earned = self.member(member).earned
-        earned[earn_month] = earned.get(earn_month, 0) - min(points, earned.get(earn_month, 0))
+        if qualifying:
+            earned = self.member(member).earned
+            earned[earn_month] = earned.get(earn_month, 0) - min(points, earned.get(earn_month, 0))
         # A reversal returns its points to the allowance, saturating at the uint128 maximum.
         partner.allowance = min(partner.allowance + points, MAX_ALLOWANCE)
         partner.reversed += points
