@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from gateway.app.runtime import Runtime
+from gateway.chain.gas import BATCH_OVERHEAD, GAS_CAP, batch_gas_limit
 from gateway.chain.jsonrpc import quantity
 from gateway.chain.ledger import EarnRecord, SignedEarn, SignedRedeem, SignedReverse, rpc
 from gateway.db.models import Base, Batch, Member, Operation
@@ -23,16 +24,22 @@ from partners.signing import CompactSignature, EarnMessage, RedeemMessage, Rever
 KINDS = (Kind.EARN, Kind.REDEMPTION, Kind.REVERSAL)
 FUNCTIONS = {Kind.EARN: "earnBatch", Kind.REDEMPTION: "redeemBatch", Kind.REVERSAL: "reverseBatch"}
 
-# Upper bounds of one operation's gas inside a batch (measured 47k-59k; redemptions and
-# reversals that sweep a long bucket ring cost more). Only the gas used is paid, so a
-# generous limit costs nothing; it saves running every batch twice through eth_estimateGas.
+# Per-operation gas allowed inside a batch: well above the steady state (gas.TYPICAL, 30k-60k)
+# and above a bucket walk of a few dozen months. Only the gas used is paid, so a generous limit
+# costs nothing; it saves running every batch twice through eth_estimateGas. A batch of members
+# with very long histories can still exceed it: it then reverts whole, and the submitter halves
+# the next batch of that kind down to one operation, whose limit is the measured worst case
+# (gas.WORST_CASE), so a valid operation always goes through and nothing loops (issue 10,
+# finding 4).
 GAS_PER_OPERATION = {Kind.EARN: 120_000, Kind.REDEMPTION: 250_000, Kind.REVERSAL: 250_000}
-GAS_BASE = 150_000
-GAS_CAP = 25_000_000  # under a 30M block, the common limit of EVM chains
+GROW_AFTER = 4
+WORST_KIND = {Kind.EARN: "earn", Kind.REDEMPTION: "redemption", Kind.REVERSAL: "reversal"}
 
 
 def gas_limit(kind: str, size: int) -> int:
-    return min(GAS_CAP, GAS_BASE + GAS_PER_OPERATION[Kind(kind)] * size)
+    if size == 1:
+        return batch_gas_limit(WORST_KIND[Kind(kind)], 1)
+    return min(GAS_CAP, BATCH_OVERHEAD + GAS_PER_OPERATION[Kind(kind)] * size)
 
 
 OPS = Base.metadata.tables["operations"]
@@ -82,6 +89,29 @@ class Batches:
 
     def __init__(self, runtime: Runtime, *, batch_max: int, window: float) -> None:
         self.rt, self.batch_max, self.window = runtime, batch_max, window
+        # Batch size per kind after a whole-batch revert: halved each time, doubled again after
+        # GROW_AFTER batches in a row went through (not after one: it would retry the size that
+        # just failed while the costly operations are still queued).
+        self.size: dict[str, int] = {}
+        self._passed: dict[str, int] = {}
+
+    def reverted(self, kind: str, size: int) -> None:
+        """A batch of `size` operations of `kind` reverted whole: the next one is half as big."""
+        self.size[kind] = max(1, size // 2)
+        self._passed[kind] = 0
+
+    def mined(self, kind: str) -> None:
+        """A batch of `kind` went through: after a few in a row, grow back towards the configured size."""
+        if kind not in self.size:
+            return
+        self._passed[kind] = self._passed.get(kind, 0) + 1
+        if self._passed[kind] >= GROW_AFTER:
+            self._passed[kind] = 0
+            grown = self.size[kind] * 2
+            if grown >= self.batch_max:
+                del self.size[kind]
+            else:
+                self.size[kind] = grown
 
     def next(self, kind: str) -> Draft | float | None:
         """The next batch of `kind`; or the seconds until a filling batch's window ends; or
@@ -89,14 +119,15 @@ class Batches:
         with self.rt.sessions() as session:
             conn = session.connection()
             # First only the queue's shape (this runs many times while a batch fills up).
-            queued = conn.execute(_QUEUED, {"kind": kind, "limit": self.batch_max}).all()
+            limit = self.size.get(kind, self.batch_max)
+            queued = conn.execute(_QUEUED, {"kind": kind, "limit": limit}).all()
             if not queued:
                 return None
             oldest = queued[0].created_at
             age = (datetime.now(UTC) - (oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC))).total_seconds()
-            if len(queued) < self.batch_max and age < self.window:
+            if len(queued) < limit and age < self.window:
                 return self.window - age  # let the batch fill up for a moment
-            bounds = {"kind": kind, "first": queued[0].seq, "last": queued[-1].seq, "limit": self.batch_max}
+            bounds = {"kind": kind, "first": queued[0].seq, "last": queued[-1].seq, "limit": limit}
             ops = conn.execute(_BATCH_ROWS, bounds).all()
             return Draft(kind, ops, self.calldata(session, kind, ops), self.next_nonce(session))
 

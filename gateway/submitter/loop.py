@@ -102,8 +102,12 @@ class Submitter:
 
     def track(self) -> bool:
         seen = self.receipts.track(self._broadcast)
-        for kind in seen.reverted:
-            self._paused_until[kind] = time.monotonic() + PAUSE_AFTER_REVERT_SECONDS
+        for kind, size in seen.reverted:
+            self.batches.reverted(kind, size)
+            if size == 1:  # not out of gas (that is refused): e.g. a pause raced it; wait a moment
+                self._paused_until[kind] = time.monotonic() + PAUSE_AFTER_REVERT_SECONDS
+        for kind in seen.passed:
+            self.batches.mined(kind)
         if seen.mined:
             self.reorgs.fresh_mined = True
         return seen.busy

@@ -21,6 +21,7 @@ from gateway.db.models import Base, Batch
 from gateway.operations.kinds import BatchStatus, Kind, Status
 from gateway.operations.store import proof_to_column
 from gateway.points.rules import month_of
+from gateway.submitter.batches import gas_limit
 from gateway.webhooks.announce import announce_batch
 
 log = logging.getLogger("gateway.submitter")
@@ -70,7 +71,8 @@ class Tracked:
 
     busy: bool = False  # a receipt was applied
     mined: bool = False  # a batch was mined (its depth is worth a look, whatever the head)
-    reverted: list[str] = field(default_factory=list)  # kinds of batches that reverted whole
+    reverted: list[tuple[str, int]] = field(default_factory=list)  # (kind, size): reverted whole, queued again
+    passed: list[str] = field(default_factory=list)  # kinds of batches that went through
 
 
 class ReceiptTracker:
@@ -93,16 +95,19 @@ class ReceiptTracker:
                 if rpc(self.rt.chain.w3, "eth_getTransactionByHash", [batch.tx_hash]) is None:
                     broadcast(bytes.fromhex(batch.raw_tx[2:]))
                 continue
-            reverted = self.apply(batch.id, receipt)
-            if reverted is None:
+            kind, size, outcome = self.apply(batch.id, receipt)
+            if outcome == "requeued":
+                seen.reverted.append((kind, size))
+            elif outcome == "mined":
                 seen.mined = True
-            else:
-                seen.reverted.append(reverted)
+                seen.passed.append(kind)
             seen.busy = True
         return seen
 
-    def apply(self, batch_id: int, receipt: Any) -> str | None:
-        """Stores a mined batch's results; returns its kind if the whole transaction reverted."""
+    def apply(self, batch_id: int, receipt: Any) -> tuple[str, int, str]:
+        """Stores a mined batch's results; returns its kind, size and outcome: "mined", or,
+        when the whole transaction reverted, "requeued" (its operations wait for the next
+        batch) or "refused" (its one operation)."""
         status = quantity(receipt["status"])
         block_number = quantity(receipt["blockNumber"])
         block_hash = HexBytes(receipt["blockHash"]).to_0x_hex()
@@ -113,22 +118,41 @@ class ReceiptTracker:
         with self.rt.writes.begin() as session:
             batch = session.get(Batch, batch_id)
             assert batch is not None
+            kind = str(batch.kind)
             ops = session.execute(
                 select(OPS.c.seq, OPS.c.created_at).where(OPS.c.batch_id == batch_id).order_by(OPS.c.batch_index)
             ).all()
             batch.block_number, batch.block_hash, batch.mined_at = block_number, block_hash, datetime.now(UTC)
             conn = session.connection()
             if status != 1:
-                # The whole transaction reverted: nothing happened on-chain. The operations go
-                # back to the queue and will ride in a new transaction with a new nonce.
                 batch.status = BatchStatus.REVERTED
+                if len(ops) == 1 and quantity(receipt["gasUsed"]) >= gas_limit(kind, 1):
+                    # Alone, with the worst case's gas, it ran out: no retry can do better, so
+                    # it is refused rather than queued forever (issue 10, finding 4). (A revert
+                    # for another reason, such as a pause that raced the batch, queues it again.)
+                    conn.execute(
+                        _REJECT,
+                        [
+                            {
+                                "b_seq": ops[0].seq,
+                                "b_code": "transaction_reverted",
+                                "b_message": "the ledger reverted this operation's transaction",
+                                "b_block": block_number,
+                                "b_hash": block_hash,
+                            }
+                        ],
+                    )
+                    log.warning("batch %s reverted with one operation: refused", batch.tx_hash)
+                    return kind, 1, "refused"
+                # Nothing happened on-chain. The operations go back to the queue and ride in
+                # smaller transactions with new nonces (the loop halves the next batch).
                 conn.execute(
                     update(OPS)
                     .where(OPS.c.batch_id == batch_id)
                     .values(status=Status.ACCEPTED, batch_id=None, batch_index=None, tx_hash=None)
                 )
                 log.warning("batch %s reverted; %d operations queued again", batch.tx_hash, len(ops))
-                return str(batch.kind)
+                return kind, len(ops), "requeued"
             batch.status = BatchStatus.CONFIRMED if self.confirmations == 0 else BatchStatus.MINED
             events = [e for log_ in receipt["logs"] if (e := self._decoder.decode(log_, RESULTS)) is not None]
             rejected, accepted = self.results(batch.kind, [op.seq for op in ops], events, month)
@@ -146,7 +170,7 @@ class ReceiptTracker:
                 observe_latency(self.metrics, [op.created_at for op in ops if op.seq in confirmed])
         # After the commit, with no database lock held: the tiers these members have now.
         self.rt.refresh_tiers(touched, block_number)
-        return None
+        return kind, len(ops), "mined"
 
     def results(
         self, kind: str, seqs: list[int], events: list[LedgerEvent], month: int
