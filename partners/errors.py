@@ -207,6 +207,8 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "earn_not_confirmed": EarnNotConfirmed,
     "duplicate_member": Conflict,
     "duplicate_address": Conflict,
+    "duplicate_partner": Conflict,
+    "operator_key_absent": Conflict,
     "conflict": Conflict,
     "ledger_revert": Conflict,
     "reindex_refused": Conflict,

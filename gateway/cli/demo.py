@@ -238,7 +238,7 @@ def _story(
     console.print(f"an earn signed with the wrong key: [red]{response.status_code} {code}[/red], nothing stored")
     ben_address = address_of(ben_key)
     theft = RedeemMessage(ben_address, fresh_id, 500, keccak(text="THEFT-1"), 99, 2**40)
-    result = ledger.redeem_batch(runtime.operator, [SignedRedeem(theft, sign(ledger.domain, theft, _key("mallory")))])
+    result = ledger.redeem_batch(runtime.relayer, [SignedRedeem(theft, sign(ledger.domain, theft, _key("mallory")))])
     for index, error in result.rejections():
         console.print(f"straight to the contract, bypassing the gateway: operation {index} [red]{error}[/red]")
     console.print(f"ben's balance is untouched: {ledger.balance_of(ben_address)}")
@@ -253,7 +253,7 @@ def _story(
     with runtime.sessions() as session:
         names = {p.id: p.name for p in session.scalars(select(Partner))}
     by_address = {bean.member(m).address: m for m in ("ana", "ben", "chloe")}
-    swept = ledger.expire(runtime.operator, list(by_address))  # anyone may sweep; the operator does it monthly
+    swept = ledger.expire(runtime.relayer, list(by_address))  # anyone may sweep; the operator does it monthly
     for e in swept.named("Expired"):
         month = month_label(e.args["expiryMonth"])
         console.print(

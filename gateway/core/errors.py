@@ -49,6 +49,8 @@ class ErrorCode(StrEnum):
     # partners and members
     UNKNOWN_PARTNER = "unknown_partner"
     INVALID_PARTNER = "invalid_partner"
+    DUPLICATE_PARTNER = "duplicate_partner"
+    OPERATOR_KEY_ABSENT = "operator_key_absent"
     UNKNOWN_MEMBER = "unknown_member"
     DUPLICATE_MEMBER = "duplicate_member"
     DUPLICATE_ADDRESS = "duplicate_address"
@@ -114,6 +116,8 @@ CATEGORY: dict[ErrorCode, Category] = {
     E.UNKNOWN_API_KEY: C.NOT_FOUND,
     E.UNKNOWN_PARTNER: C.NOT_FOUND,
     E.INVALID_PARTNER: C.INVALID,
+    E.DUPLICATE_PARTNER: C.CONFLICT,
+    E.OPERATOR_KEY_ABSENT: C.CONFLICT,
     E.UNKNOWN_MEMBER: C.NOT_FOUND,
     E.DUPLICATE_MEMBER: C.CONFLICT,
     E.DUPLICATE_ADDRESS: C.CONFLICT,

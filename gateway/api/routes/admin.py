@@ -17,7 +17,9 @@ router = APIRouter(tags=["admin"])
 
 @router.post("/v1/partners", status_code=201, response_model=PartnerCreated)
 def create_partner(body: PartnerCreate, who: Admin, idem: IdempotencyDep) -> JSONResponse:
-    """Onboards a partner on-chain. Without signer_address the gateway keeps its key (managed)."""
+    """Onboards a partner on-chain. Without signer_address the gateway keeps its key (managed).
+    With partner_id, adopts a partner the operator added on-chain (a gateway without the
+    operator key onboards partners only so)."""
     runtime = idem.runtime
     return idem.run(
         who,
@@ -33,6 +35,7 @@ def create_partner(body: PartnerCreate, who: Admin, idem: IdempotencyDep) -> JSO
                 rate_per_minor_units=body.earn_rate.per_minor_units,
                 allowance=body.allowance,
                 signer_address=body.signer_address,
+                partner_id=body.partner_id,
             ),
         ),
     )

@@ -33,6 +33,10 @@ class PartnerCreate(Strict):
     earn_rate: EarnRate
     allowance: Annotated[StrictInt, Field(ge=0, le=MAX_ALLOWANCE)]
     signer_address: Address | None = None
+    # A partner the operator already added on-chain (`loyalty operator add-partner`): the
+    # gateway checks signer, currency and rate against the chain and adopts it (the chain's
+    # allowance stands). The only way when the gateway holds no operator key.
+    partner_id: Annotated[StrictInt, Field(ge=1, le=2**32 - 1)] | None = None
 
     model_config = ConfigDict(
         json_schema_extra={
