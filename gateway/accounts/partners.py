@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from gateway.accounts.keys import create_api_key
 from gateway.app.runtime import Runtime
 from gateway.chain.ledger import LedgerRevert
+from gateway.core.currencies import is_currency
 from gateway.core.errors import ErrorCode, Invalid, NotFound
 from gateway.core.security import (
     encrypt_private_key,
@@ -31,6 +32,8 @@ def create_partner(
     allowance: int,
     signer_address: str | None,
 ) -> dict[str, Any]:
+    if not is_currency(currency):
+        raise Invalid(f"{currency} is not an active ISO 4217 currency code", code=ErrorCode.VALIDATION_ERROR)
     managed = signer_address is None
     encrypted = None
     if managed:

@@ -112,9 +112,16 @@ class Idempotency:
         return reply(response)
 
 
-async def _idempotency(
-    request: Request, idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None
-) -> Idempotency:
+IdempotencyKey = Header(
+    alias="Idempotency-Key",
+    min_length=1,
+    max_length=255,
+    pattern=r"^[!-~]([ -~]*[!-~])?$",  # visible ASCII, no blank key
+    description="Same key and same body: the first answer again. Same key, other body: 422.",
+)
+
+
+async def _idempotency(request: Request, idempotency_key: Annotated[str | None, IdempotencyKey] = None) -> Idempotency:
     return Idempotency(runtime_of(request), idempotency_key)
 
 

@@ -22,6 +22,7 @@ STATUS: dict[Category, int] = {
     Category.NOT_FOUND: 404,
     Category.CONFLICT: 409,
     Category.TOO_LARGE: 413,
+    Category.TIMEOUT: 408,
     Category.INVALID: 422,
     Category.RATE_LIMITED: 429,
     Category.INTERNAL: 500,

@@ -4,10 +4,11 @@ verification jobs (POST to start one, GET to poll it)."""
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from gateway.api.deps import Auditor, RuntimeDep
+from gateway.api.schemas.requests import MAX_PARTNER_ID
 from gateway.api.schemas.responses import LedgerInfo, ReceiptProof, SettlementStatement, VerifyJob
 from gateway.audit.jobs import VerifyJob as Job
 from gateway.audit.jobs import VerifyJobs
@@ -31,7 +32,11 @@ def ledger_info(runtime: RuntimeDep) -> dict[str, Any]:
 
 @router.get("/v1/audit/receipts/{partner_id}/{receipt_id:path}", response_model=ReceiptProof)
 def receipt_proof(
-    partner_id: int, receipt_id: str, who: Auditor, runtime: RuntimeDep, kind: str | None = None
+    partner_id: Annotated[int, Path(ge=0, le=MAX_PARTNER_ID)],
+    receipt_id: str,
+    who: Auditor,
+    runtime: RuntimeDep,
+    kind: Annotated[str | None, Query(max_length=16)] = None,
 ) -> dict[str, Any]:
     """The stored receipt, its keccak-256 recomputed, and the on-chain event carrying it."""
     from gateway.audit.receipts import stored_receipt_proof
