@@ -65,7 +65,10 @@ def install(app: FastAPI) -> None:
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         cause = exc.__cause__
         if isinstance(cause, LoyaltyError):  # FastAPI wraps what the body read raised
-            return error_response(http_status(cause), cause.code, cause.message)
+            response = error_response(http_status(cause), cause.code, cause.message)
+            if cause.category is Category.TIMEOUT:  # the rest of a stalled body is not waited for
+                response.headers["Connection"] = "close"
+            return response
         code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(exc.status_code, ErrorCode.HTTP_ERROR)
         return error_response(exc.status_code, code, str(exc.detail))
 

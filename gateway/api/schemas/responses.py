@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Body(BaseModel):
@@ -199,4 +199,6 @@ class Health(Body):
     submitter_leader: bool
     submitter_running: bool | None = None
     submitter_error: str | None = None
+    probe_error: str | None = None
+    checked_seconds_ago: float = Field(description="age of the checks answered (a probe runs every second)")
     process: int
