@@ -143,8 +143,10 @@ def submit(network: str, data_dir: Path | None, parent: int | None) -> None:
 @click.option(
     "--data-dir", type=click.Path(path_type=Path), default=None, help="default <data dir>/demo (replaced each run)"
 )
-def demo(fast: bool, data_dir: Path | None) -> None:
+@click.option("--host", default=None, help="where `loyalty serve` will show the pages (for the links; 127.0.0.1)")
+@click.option("--port", type=int, default=None, help="where `loyalty serve` will show the pages (for the links; 8000)")
+def demo(fast: bool, data_dir: Path | None, host: str | None, port: int | None) -> None:
     """The whole story on the embedded chain, through the gateway, in one command."""
     from gateway.cli.demo import run_demo
 
-    run_demo(console, data_dir=data_dir, fast=fast)
+    run_demo(console, data_dir=data_dir, fast=fast, host=host, port=port)
