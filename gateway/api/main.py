@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from gateway.api import errors
 from gateway.api.middleware import MAX_BODY_BYTES, BodyLimit, RequestLog
@@ -82,7 +83,12 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
         runtime.writer.stop()
         jobs.stop()  # a running verification gives up between two pages of events
 
-    app = FastAPI(
+    # /docs with Swagger UI's files served by the gateway itself (fastapi-offline ships them):
+    # it works without the internet. No /redoc.
+    app = FastAPIOffline(
+        docs_url="/docs",
+        redoc_url=None,
+        static_url="/docs/static",
         title="Coalition points gateway",
         version="1",
         lifespan=lifespan,

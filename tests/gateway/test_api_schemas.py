@@ -53,3 +53,48 @@ def test_answers_match_their_models(gw: Gateway) -> None:
     _matches(responses.LedgerInfo, gw.client.get("/v1/ledger").json())
     refused = gw.get("/v1/members/nobody", key).json()
     _matches(responses.ErrorBody, refused)
+
+
+def test_the_openapi_document_tells_the_truth_about_errors_and_keys(gw: Gateway) -> None:
+    doc = gw.client.get("/openapi.json").json()
+    error = {"$ref": "#/components/schemas/ErrorBody"}
+    assert "HTTPValidationError" not in doc["components"]["schemas"]  # FastAPI's {"detail": [...]}
+    assert doc["components"]["securitySchemes"]["ApiKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "lk_<id>_<secret>",
+        "description": "An API key (partner, auditor or admin) as `Authorization: Bearer <key>`",
+    }
+    for path, methods in doc["paths"].items():
+        if not path.startswith("/v1/") or path == "/v1/ledger":
+            continue
+        for method, operation in methods.items():
+            where = f"{method.upper()} {path}"
+            assert operation.get("security") == [{"ApiKey": []}], where
+            assert not any(p["name"].lower() == "authorization" for p in operation.get("parameters", [])), where
+            for status in ("400", "401", "403", "404", "409", "422", "429"):
+                schema = operation["responses"][status]["content"]["application/json"]["schema"]
+                assert schema == error, f"{where} {status}"
+    assert list(doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
+    # What the document promises is what the gateway answers.
+    refused = gw.client.post("/v1/earn", json={"member_id": 1}, headers=gw.headers(gw.partner()["api_key"]))
+    _matches(responses.ErrorBody, refused.json())
+    assert refused.status_code == 422 and refused.json()["error"]["details"]
+
+
+def test_a_wrong_method_is_405_with_allow(gw: Gateway) -> None:
+    response = gw.client.put("/v1/earn", headers=gw.headers(gw.admin_key))
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    assert gw.client.delete("/v1/members/x").headers["Allow"] in ("GET", "GET, HEAD")
+
+
+def test_the_api_docs_work_without_the_internet(gw: Gateway) -> None:
+    page = gw.client.get("/docs")
+    assert page.status_code == 200 and "/openapi.json" in page.text
+    assert "cdn" not in page.text.lower() and "https://" not in page.text.replace("https://fastapi", "")
+    for asset in ("/docs/static/swagger-ui-bundle.js", "/docs/static/swagger-ui.css"):
+        assert asset in page.text
+        served = gw.client.get(asset)
+        assert served.status_code == 200 and len(served.content) > 10_000, asset
+    assert gw.client.get("/redoc").status_code == 404

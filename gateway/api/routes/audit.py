@@ -9,13 +9,13 @@ from fastapi.responses import JSONResponse
 
 from gateway.api.deps import Auditor, RuntimeDep
 from gateway.api.schemas.requests import MAX_PARTNER_ID
-from gateway.api.schemas.responses import LedgerInfo, ReceiptProof, SettlementStatement, VerifyJob
+from gateway.api.schemas.responses import API_ERRORS, LedgerInfo, ReceiptProof, SettlementStatement, VerifyJob
 from gateway.audit.jobs import VerifyJob as Job
 from gateway.audit.jobs import VerifyJobs
 from gateway.chain.ledger import artifact
 from gateway.core.errors import ErrorCode, Invalid
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], responses=API_ERRORS)
 
 
 @router.get("/v1/ledger", response_model=LedgerInfo)

@@ -9,12 +9,12 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.api.deps import AnyCaller, IdempotencyDep, PartnerCaller, RuntimeDep
 from gateway.api.schemas.requests import EarnCreate, PinAuthorization, RedemptionCreate, ReversalCreate, Signed
-from gateway.api.schemas.responses import Accepted, OperationView
+from gateway.api.schemas.responses import API_ERRORS, Accepted, OperationView
 from gateway.core.metrics import Metrics
 from gateway.operations import accept, queries
 from gateway.operations.signatures import SignedFields
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=API_ERRORS)
 
 
 def signed(value: Signed | None) -> SignedFields | None:

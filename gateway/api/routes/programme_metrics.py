@@ -10,12 +10,13 @@ from fastapi import APIRouter, Query, Request
 from gateway.api.deps import AnyCaller, RuntimeDep
 from gateway.api.schemas.programme import ProgrammeMetrics
 from gateway.api.schemas.requests import MAX_PARTNER_ID
+from gateway.api.schemas.responses import API_ERRORS
 from gateway.audit.metrics import metrics_of
 from gateway.audit.report import History, default_period
 from gateway.core.errors import ErrorCode, Forbidden, Invalid
 from gateway.web.reads import HistoryCache
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], responses=API_ERRORS)
 _lock = threading.Lock()
 MAX_CHURN_DAYS = 3650
 

@@ -12,11 +12,12 @@ from gateway.api.deps import AnyCaller, RuntimeDep
 from gateway.api.routes.programme_metrics import history
 from gateway.api.schemas.programme import OperationFeed, PartnerStatement
 from gateway.api.schemas.requests import MAX_PARTNER_ID
+from gateway.api.schemas.responses import API_ERRORS
 from gateway.audit.report import default_period, statement
 from gateway.core.errors import ErrorCode, Invalid, NotFound
 from gateway.operations import feed
 
-router = APIRouter(tags=["reconciliation"])
+router = APIRouter(tags=["reconciliation"], responses=API_ERRORS)
 
 
 def _moment(day: date | None) -> datetime | None:

@@ -10,12 +10,13 @@ from sqlalchemy.orm import Session
 from gateway.api.deps import AnyCaller, IdempotencyDep, RuntimeDep
 from gateway.api.schemas.programme import DeliveryList, WebhookCreate, WebhookCreated, WebhookList
 from gateway.api.schemas.requests import MAX_INT64
+from gateway.api.schemas.responses import API_ERRORS
 from gateway.core.errors import ErrorCode, Forbidden
 from gateway.core.security import Caller
 from gateway.operations.idempotency import Response as Stored
 from gateway.webhooks import store
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], responses=API_ERRORS)
 
 
 def _owner(who: Caller) -> int | None:
