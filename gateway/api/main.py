@@ -24,7 +24,7 @@ from gateway.api.routes import (
     reconciliation,
     webhooks,
 )
-from gateway.api.routes.health import HealthProbe
+from gateway.api.routes.health import Figures, HealthProbe
 from gateway.app.runtime import Runtime
 from gateway.audit.jobs import VerifyJobs
 from gateway.core.metrics import Metrics
@@ -97,10 +97,11 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     )
     app.state.runtime, app.state.submitter, app.state.metrics = runtime, submitter, metrics
     app.state.audit_jobs, app.state.health = jobs, probe
+    app.state.figures = Figures(runtime)
     app.state.limiter = TokenBuckets(rate_per_second or runtime.settings.gateway.rate_limit_per_second)
     errors.install(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=runtime.settings.gateway.body_timeout_seconds)
-    app.add_middleware(RequestLog)
+    app.add_middleware(RequestLog, observe=metrics.request)
     for area in (admin, members, operations, audit, programme_metrics, reconciliation, webhooks, health):
         app.include_router(area.router)
     # The member and auditor pages (HTML, gateway/web), after the API: routes are tried in

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -14,6 +15,7 @@ from gateway.cli.common import console
 from gateway.cli.root import main
 from gateway.cli.supervisor import SubmitterSupervisor
 from gateway.core.config import get_settings
+from gateway.core.metrics import MULTIPROC_ENV
 
 
 @main.command()
@@ -70,6 +72,14 @@ def serve(
         raise click.UsageError(
             "the embedded chain lives inside one process: --workers and --submitter-process need a JSON-RPC network"
         )
+    if workers > 1 or submitter_process:
+        # prometheus-client's multiprocess mode: every process (workers, the submitter) keeps
+        # its counters and histograms in files here, and /metrics adds them up. Set before the
+        # processes start (they read it when they import prometheus-client); emptied first.
+        shared = directory / "metrics.d"
+        shutil.rmtree(shared, ignore_errors=True)
+        shared.mkdir()
+        os.environ[MULTIPROC_ENV] = str(shared)
     supervisor = SubmitterSupervisor(directory, runtime.network) if submitter_process else None
     try:
         if supervisor is not None:
