@@ -87,7 +87,11 @@ def start_verification(request: Request, who: Auditor) -> JSONResponse:
     return _answer(job, 202)
 
 
-@router.get("/v1/audit/verify", response_model=VerifyJob)
+@router.get(
+    "/v1/audit/verify",
+    response_model=VerifyJob,
+    responses={202: {"model": VerifyJob, "description": "there was none: one was started"}},
+)
 def latest_verification(request: Request, who: Auditor) -> JSONResponse:
     """The latest verification job; starts one (202) if there has been none."""
     jobs = _jobs(request)
