@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from gateway.accounts.keys import create_api_key
 from gateway.app.runtime import Runtime
 from gateway.chain.ledger import LedgerRevert
+from gateway.core.currencies import is_currency
 from gateway.core.errors import Conflict, ErrorCode, Invalid, NotFound
 from gateway.core.security import (
     encrypt_private_key,
@@ -34,6 +35,8 @@ def create_partner(
 ) -> dict[str, Any]:
     """Adds a partner on-chain with the operator's key, or (`partner_id`) adopts one the
     operator added on-chain elsewhere: the only way when the gateway holds no operator key."""
+    if not is_currency(currency):
+        raise Invalid(f"{currency} is not an active ISO 4217 currency code", code=ErrorCode.VALIDATION_ERROR)
     if partner_id is not None:
         rate = (rate_points, rate_per_minor_units)
         signer, allowance = _adopt(runtime, session, partner_id, currency, rate, signer_address)

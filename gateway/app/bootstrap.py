@@ -144,7 +144,10 @@ def _check_key_encryption_key(runtime: Runtime) -> None:
 def _first_admin_key(runtime: Runtime, *, log: bool) -> None:
     path = runtime.data_dir / "admin.key"
     with runtime.writes.begin() as session:
-        if session.scalar(select(ApiKey).where(ApiKey.role == "admin").limit(1)) is not None:
+        # An active one: a data directory whose admin keys were all revoked (before the gateway
+        # refused to revoke the last one) gets a new first key.
+        active = select(ApiKey).where(ApiKey.role == "admin", ApiKey.revoked_at.is_(None)).limit(1)
+        if session.scalar(active) is not None:
             return
         key_id, key, key_hash = new_api_key()
         session.add(ApiKey(id=key_id, key_hash=key_hash, role="admin"))

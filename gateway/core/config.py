@@ -95,6 +95,9 @@ class GatewaySettings(BaseModel):
     # Requests per second each API key may make (bursts of twice that) before 429s; one gateway
     # process counts its own (see docs/gateway.md).
     rate_limit_per_second: float = Field(default=200.0, gt=0)
+    # A request body must arrive within this many seconds of the request's start, else 408 and
+    # the connection is closed (a client that sends half a body and stalls holds nothing).
+    body_timeout_seconds: float = Field(default=10.0, gt=0)
     # Member and partner notices for webhooks (gateway/webhooks/notices.py): how often the scan
     # runs (0: never), and its thresholds.
     notice_interval_seconds: float = Field(default=3600.0, ge=0)

@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session
 from gateway.accounts import keys, members, partners
 from gateway.api.deps import Admin, AnyCaller, IdempotencyDep, RuntimeDep
 from gateway.api.schemas.requests import ApiKeyCreate, PartnerCreate
-from gateway.api.schemas.responses import ApiKeyCreated, ApiKeySelf, MemberUnlocked, PartnerCreated
+from gateway.api.schemas.responses import API_ERRORS, ApiKeyCreated, ApiKeySelf, MemberUnlocked, PartnerCreated
 from gateway.operations.idempotency import Response as Stored
 
-router = APIRouter(tags=["admin"])
+router = APIRouter(tags=["admin"], responses=API_ERRORS)
 
 
 @router.post("/v1/partners", status_code=201, response_model=PartnerCreated)

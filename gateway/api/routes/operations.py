@@ -9,12 +9,12 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.api.deps import AnyCaller, IdempotencyDep, PartnerCaller, RuntimeDep
 from gateway.api.schemas.requests import EarnCreate, PinAuthorization, RedemptionCreate, ReversalCreate, Signed
-from gateway.api.schemas.responses import Accepted, OperationView
+from gateway.api.schemas.responses import API_ERRORS, Accepted, OperationView
 from gateway.core.metrics import Metrics
 from gateway.operations import accept, queries
 from gateway.operations.signatures import SignedFields
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=API_ERRORS)
 
 
 def signed(value: Signed | None) -> SignedFields | None:
@@ -33,11 +33,17 @@ async def earn(request: Request, body: EarnCreate, who: PartnerCaller, idem: Ide
     # commit without a thread. Only a cache miss (a new member, a stale tier, a used-up
     # nonce block) goes to a worker thread, where the database or the chain is read.
     runtime = idem.runtime
-    self_signed = body.partner_signature is not None
-    prepared = accept.prepare_earn_cached(runtime, caller=who, member_id=body.member_id, self_signed=self_signed)
+    given = signed(body.partner_signature)
+    self_signed = given is not None
+    # A partner's own signature is checked against the chain (expired? nonce spent?) first.
+    prepared = (
+        None
+        if self_signed
+        else accept.prepare_earn_cached(runtime, caller=who, member_id=body.member_id, self_signed=self_signed)
+    )
     if prepared is None:
         prepared = await run_in_threadpool(
-            accept.prepare_earn, runtime, caller=who, member_id=body.member_id, self_signed=self_signed
+            accept.prepare_earn, runtime, caller=who, member_id=body.member_id, self_signed=self_signed, signed=given
         )
     response = await idem.run_async(
         who,
@@ -51,7 +57,7 @@ async def earn(request: Request, body: EarnCreate, who: PartnerCaller, idem: Ide
             amount_minor=body.amount_minor,
             currency=body.currency,
             issued_at=body.issued_at,
-            partner_signature=signed(body.partner_signature),
+            partner_signature=given,
             prepared=prepared,
         ),
         refuses_before_writing=True,
