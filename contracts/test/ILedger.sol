@@ -62,6 +62,13 @@ interface ILedger is ICoalitionPoints {
     function beginDefaultAdminTransfer(address newAdmin) external;
     function cancelDefaultAdminTransfer() external;
     function acceptDefaultAdminTransfer() external;
+    function changeDefaultAdminDelay(uint48 newDelay) external;
+    function rollbackDefaultAdminDelay() external;
+    function grantRole(bytes32 role, address account) external;
+    function revokeRole(bytes32 role, address account) external;
+    function renounceRole(bytes32 role, address account) external;
+    function hasRole(bytes32 role, address account) external view returns (bool);
+    function defaultAdminDelay() external view returns (uint48);
 
     // operator (programme module)
     function assignTier(address member, uint8 tier, uint64 until) external;
@@ -100,4 +107,6 @@ interface ILedger is ICoalitionPoints {
     error AccessControlUnauthorizedAccount(address account, bytes32 neededRole);
     error AccessControlInvalidDefaultAdmin(address defaultAdmin);
     error AccessControlEnforcedDefaultAdminDelay(uint48 schedule);
+    error AccessControlEnforcedDefaultAdminRules();
+    error AccessControlBadConfirmation();
 }

@@ -506,6 +506,75 @@ abstract contract LedgerGhost {
         return uint256(keccak256(abi.encode(what, ++_nonce))) % 2 ** 200 + 1;
     }
 
+    // ================================================================ names, for failure messages
+
+    function _errorName(bytes4 e) internal pure returns (string memory) {
+        if (e == 0) return "accepted";
+        if (e == ICoalitionPoints.InvalidSignature.selector) return "InvalidSignature";
+        if (e == ICoalitionPoints.NonceAlreadyUsed.selector) return "NonceAlreadyUsed";
+        if (e == ICoalitionPoints.SignatureExpired.selector) return "SignatureExpired";
+        if (e == ICoalitionPoints.UnknownPartner.selector) return "UnknownPartner";
+        if (e == ICoalitionPoints.PartnerSuspended.selector) return "PartnerSuspended";
+        if (e == ICoalitionPoints.AllowanceExceeded.selector) return "AllowanceExceeded";
+        if (e == ICoalitionPoints.InsufficientPoints.selector) return "InsufficientPoints";
+        if (e == ICoalitionPoints.UnknownEarn.selector) return "UnknownEarn";
+        if (e == ICoalitionPoints.ReversalExceedsEarn.selector) return "ReversalExceedsEarn";
+        if (e == ICoalitionPoints.InvalidMember.selector) return "InvalidMember";
+        if (e == ICoalitionPoints.AmountOutOfRange.selector) return "AmountOutOfRange";
+        if (e == ICoalitionPoints.ZeroPoints.selector) return "ZeroPoints";
+        if (e == ICoalitionPoints.TransfersDisabled.selector) return "TransfersDisabled";
+        if (e == ICoalitionPoints.InvalidTierTable.selector) return "InvalidTierTable";
+        if (e == ICoalitionPoints.InvalidExpiryMonths.selector) return "InvalidExpiryMonths";
+        if (e == ICoalitionPoints.InvalidRate.selector) return "InvalidRate";
+        if (e == ICoalitionPoints.InvalidSigner.selector) return "InvalidSigner";
+        if (e == ICoalitionPoints.TooManyBuckets.selector) return "TooManyBuckets";
+        if (e == ICoalitionPoints.MaxPointsExceeded.selector) return "MaxPointsExceeded";
+        if (e == ICoalitionPoints.EarnExpired.selector) return "EarnExpired";
+        if (e == ICoalitionPoints.PartnerNotYetActive.selector) return "PartnerNotYetActive";
+        if (e == ICoalitionPoints.UnknownChange.selector) return "UnknownChange";
+        if (e == ICoalitionPoints.ChangeNotDue.selector) return "ChangeNotDue";
+        if (e == ICoalitionPoints.InvalidReason.selector) return "InvalidReason";
+        if (e == ICoalitionPoints.AccountInUse.selector) return "AccountInUse";
+        if (e == ICoalitionPoints.InvalidTier.selector) return "InvalidTier";
+        if (e == ILedger.ERC20InsufficientBalance.selector) return "ERC20InsufficientBalance";
+        if (e == ILedger.ERC20InsufficientAllowance.selector) return "ERC20InsufficientAllowance";
+        if (e == ILedger.EnforcedPause.selector) return "EnforcedPause";
+        if (e == ILedger.ExpectedPause.selector) return "ExpectedPause";
+        if (e == ILedger.AccessControlUnauthorizedAccount.selector) return "AccessControlUnauthorizedAccount";
+        if (e == ILedger.AccessControlInvalidDefaultAdmin.selector) return "AccessControlInvalidDefaultAdmin";
+        if (e == ILedger.AccessControlEnforcedDefaultAdminDelay.selector) return "AccessControlEnforcedDefaultAdminDelay";
+        if (e == ILedger.AccessControlEnforcedDefaultAdminRules.selector) return "AccessControlEnforcedDefaultAdminRules";
+        if (e == ILedger.AccessControlBadConfirmation.selector) return "AccessControlBadConfirmation";
+        return "(another error)";
+    }
+
+    function _batchName(uint8 kind) internal pure returns (string memory) {
+        return kind == 1 ? "earnBatch" : (kind == 2 ? "redeemBatch" : (kind == 3 ? "reverseBatch" : "awardBatch"));
+    }
+
+    function _callName(bytes4 s) internal pure returns (string memory) {
+        if (s == ILedger.rotateSigner.selector) return "rotateSigner";
+        if (s == ILedger.migrate.selector) return "migrate";
+        if (s == ILedger.applyChange.selector) return "applyChange";
+        if (s == ILedger.cancelChange.selector) return "cancelChange";
+        if (s == ILedger.cancelSignerChange.selector) return "cancelSignerChange";
+        if (s == ILedger.requestSignerChange.selector) return "requestSignerChange";
+        if (s == ILedger.transfer.selector) return "transfer";
+        if (s == ILedger.transferFrom.selector) return "transferFrom";
+        if (s == ILedger.assignTier.selector) return "assignTier";
+        if (s == ILedger.addPartner.selector) return "addPartner";
+        if (s == ILedger.setTiers.selector) return "setTiers";
+        if (s == ILedger.setExpiryMonths.selector) return "setExpiryMonths";
+        if (s == ILedger.setPartnerRate.selector) return "setPartnerRate";
+        if (s == ILedger.pause.selector) return "pause";
+        if (s == ILedger.earnBatch.selector) return "earnBatch";
+        if (s == ILedger.redeemBatch.selector) return "redeemBatch";
+        if (s == ILedger.reverseBatch.selector) return "reverseBatch";
+        if (s == ILedger.awardBatch.selector) return "awardBatch";
+        if (s == ILedger.expire.selector) return "expire";
+        return "an operator call";
+    }
+
     // ================================================================ ghost views
 
     function actorCount() external pure returns (uint256) {

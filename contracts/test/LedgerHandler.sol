@@ -24,9 +24,11 @@ contract LedgerHandler is LedgerGhost {
     uint8 internal constant KIND_REVERSE = 3;
     uint8 internal constant KIND_AWARD = 4;
 
-    error RejectionDiffers(uint8 kind, uint256 index, bytes4 expected, bytes reason);
-    error AcceptedDiffers(uint8 kind, uint256 index, bytes4 expected);
-    error RefusalDiffers(bytes4 selector, bytes4 expected, bytes err);
+    /// @dev A batch operation the ledger answered otherwise than the ghost: `got` is the
+    /// ledger's reason ("accepted" if it applied it), `expected` the ghost's.
+    error OperationDiffers(string batch, uint256 index, string expected, string got, bytes reason);
+    /// @dev A single call the ledger answered otherwise than the ghost expected.
+    error CallDiffers(string call, string expected, string got, bytes err);
     error IssuedDiffers(uint8 kind, uint256 index, uint256 expectedPoints, uint256 points, uint256 expiry);
 
     /// @dev A signed earn kept back, submitted by a later call (after rate, tier or signer
@@ -68,6 +70,8 @@ contract LedgerHandler is LedgerGhost {
     uint256 internal _lastRotateKey;
     uint256 internal _lastRotateNewKey;
     MigrateCall internal _lastMigrate;
+    address internal _lastApprover;
+    address internal _lastSpender;
 
     /// @notice What a campaign exercised: per ledger function, the calls (batch operations)
     /// it applied, and the refusals per error selector.
@@ -146,6 +150,18 @@ contract LedgerHandler is LedgerGhost {
         }
         // Now and then the same signed earn twice in one batch: the second is a replay.
         if (size > 1 && (seed >> 128) % 6 == 0) (ops[size - 1], keys[size - 1]) = (ops[0], keys[0]);
+        _submitEarns(ops, keys);
+    }
+
+    /// @notice earnBatch of four to eight earns (Merkle proofs three levels deep for reversals;
+    /// several earns of one member in one batch, each at the tier the previous ones gave it).
+    function earnBatchLarge(uint256 seed, uint256 size) external {
+        size = 4 + size % 5;
+        ICoalitionPoints.EarnOp[] memory ops = new ICoalitionPoints.EarnOp[](size);
+        uint256[] memory keys = new uint256[](size);
+        for (uint256 i = 0; i < size; ++i) {
+            (ops[i], keys[i]) = _pickEarn(uint256(keccak256(abi.encode(seed, "large", i))));
+        }
         _submitEarns(ops, keys);
     }
 
@@ -288,6 +304,7 @@ contract LedgerHandler is LedgerGhost {
     function transferFrom(uint256 spenderSeed, uint256 ownerSeed, uint256 toSeed, uint256 amount) external {
         address spender = _actor(spenderSeed);
         address owner = _actor(ownerSeed);
+        if (spenderSeed % 2 == 0 && _lastApprover != address(0)) (owner, spender) = (_lastApprover, _lastSpender);
         address to = _actor(toSeed);
         uint256 approved = ghostApproval[owner][spender];
         uint256 kind = amount % 8;
@@ -307,6 +324,7 @@ contract LedgerHandler is LedgerGhost {
         value = value % 5 == 0 ? type(uint256).max : _bound(value, 0, 5_000);
         _call(owner, abi.encodeCall(ILedger.approve, (spender, value)), 0);
         ghostApproval[owner][spender] = value;
+        (_lastApprover, _lastSpender) = (owner, spender);
     }
 
     // ================================================================ operator: at once
@@ -603,6 +621,43 @@ contract LedgerHandler is LedgerGhost {
         }
     }
 
+    /// @notice The rest of OpenZeppelin's admin surface. The default admin role moves only by
+    /// the two-step handover (granting or revoking it: AccessControlEnforcedDefaultAdminRules);
+    /// another role can be granted, revoked and renounced (the ledger checks none, so nothing
+    /// else changes); renouncing for another account is refused; the handover delay can be
+    /// changed (0 to 5 days) and the change rolled back.
+    function adminRoles(uint256 seed, uint256 who) external {
+        bytes32 role = keccak256("SOME_ROLE");
+        address member = _actor(seed >> 8);
+        uint256 kind = seed % 8;
+        address sender = _isStranger(who) ? stranger : operators[adminIndex];
+        if (kind == 0) {
+            bytes memory call = abi.encodeCall(ILedger.grantRole, (bytes32(0), member));
+            _call(sender, call, ILedger.AccessControlEnforcedDefaultAdminRules.selector);
+        } else if (kind == 1) {
+            bytes memory call = abi.encodeCall(ILedger.revokeRole, (bytes32(0), operators[adminIndex]));
+            _call(sender, call, ILedger.AccessControlEnforcedDefaultAdminRules.selector);
+        } else if (kind == 2) {
+            if (_operatorCall(who, abi.encodeCall(ILedger.grantRole, (role, member)), 0)) {
+                require(ledger.hasRole(role, member), "grantRole: not granted");
+            }
+        } else if (kind == 3) {
+            if (_operatorCall(who, abi.encodeCall(ILedger.revokeRole, (role, member)), 0)) {
+                require(!ledger.hasRole(role, member), "revokeRole: not revoked");
+            }
+        } else if (kind == 4) {
+            _call(member, abi.encodeCall(ILedger.renounceRole, (role, member)), 0);
+            require(!ledger.hasRole(role, member), "renounceRole: not renounced");
+        } else if (kind == 5) {
+            _call(member, abi.encodeCall(ILedger.renounceRole, (role, stranger)), ILedger.AccessControlBadConfirmation.selector);
+        } else if (kind == 6) {
+            uint48 delay = uint48(_bound(seed >> 16, 0, 5 days));
+            _operatorCall(who, abi.encodeCall(ILedger.changeDefaultAdminDelay, (delay)), 0);
+        } else {
+            _operatorCall(who, abi.encodeCall(ILedger.rollbackDefaultAdminDelay, ()), 0);
+        }
+    }
+
     // ================================================================ time
 
     /// @notice Moves the clock: one month mostly, up to six years now and then, a few days or
@@ -824,12 +879,15 @@ contract LedgerHandler is LedgerGhost {
             require(uint256(log.topics[1]) == kind, "a rejection of another kind");
             (uint256 index, bytes memory reason) = abi.decode(log.data, (uint256, bytes));
             if (index >= errs.length || errs[index] == 0 || bytes4(reason) != errs[index] || seen & (1 << index) != 0) {
-                revert RejectionDiffers(kind, index, index < errs.length ? errs[index] : bytes4(0), reason);
+                bytes4 expected = index < errs.length ? errs[index] : bytes4(0);
+                revert OperationDiffers(_batchName(kind), index, _errorName(expected), _errorName(bytes4(reason)), reason);
             }
             seen |= 1 << index;
         }
         for (uint256 i = 0; i < errs.length; ++i) {
-            if (errs[i] != 0 && seen & (1 << i) == 0) revert AcceptedDiffers(kind, i, errs[i]);
+            if (errs[i] != 0 && seen & (1 << i) == 0) {
+                revert OperationDiffers(_batchName(kind), i, _errorName(errs[i]), "accepted", "");
+            }
         }
         require(accepted == expectedAccepted, "accepted count differs from the ghost");
         applied[_batchSelector(kind)] += accepted;
@@ -952,7 +1010,7 @@ contract LedgerHandler is LedgerGhost {
                 }
             }
         } else if (ok || bytes4(err) != expected) {
-            revert RefusalDiffers(bytes4(call), expected, ok ? bytes("(succeeded)") : err);
+            revert CallDiffers(_callName(bytes4(call)), _errorName(expected), ok ? "succeeded" : _errorName(bytes4(err)), err);
         }
         if (ok) ++applied[bytes4(call)];
         else ++refused[bytes4(call)][expected];
@@ -965,7 +1023,7 @@ contract LedgerHandler is LedgerGhost {
         if (!ghostPaused) return false;
         (bool ok, bytes memory err) = address(ledger).call(call);
         if (ok || bytes4(err) != ILedger.EnforcedPause.selector) {
-            revert RefusalDiffers(bytes4(call), ILedger.EnforcedPause.selector, ok ? bytes("(succeeded)") : err);
+            revert CallDiffers(_callName(bytes4(call)), "EnforcedPause", ok ? "succeeded" : _errorName(bytes4(err)), err);
         }
         ++refused[bytes4(call)][ILedger.EnforcedPause.selector];
         return true;

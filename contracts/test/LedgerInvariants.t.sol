@@ -30,8 +30,11 @@ abstract contract LedgerDeployment {
         return ILedger(ledger);
     }
 
+    /// @dev From `contracts/artifacts/`, or from `$LEDGER_ARTIFACTS` (a directory under
+    /// build/forge/, where a bug-injection run puts a mutated build: see docs/contracts.md).
     function _artifact(string memory name) internal view returns (bytes memory) {
-        return vm.parseJsonBytes(vm.readFile(string.concat("contracts/artifacts/", name, ".json")), ".bytecode");
+        string memory dir = vm.envOr("LEDGER_ARTIFACTS", string("contracts/artifacts"));
+        return vm.parseJsonBytes(vm.readFile(string.concat(dir, "/", name, ".json")), ".bytecode");
     }
 
     function _create(bytes memory code, bytes memory args) internal returns (address deployed) {

@@ -16,6 +16,9 @@ interface Vm {
     function load(address target, bytes32 slot) external view returns (bytes32 data);
     function recordLogs() external;
     function getRecordedLogs() external returns (Log[] memory logs);
+    function envOr(string calldata name, string calldata defaultValue) external view returns (string memory value);
+    function envOr(string calldata name, bool defaultValue) external view returns (bool value);
+    function skip(bool skipTest) external;
     function readFile(string calldata path) external view returns (string memory);
     function parseJsonBytes(string calldata json, string calldata key) external pure returns (bytes memory);
     function label(address account, string calldata name) external;
