@@ -52,6 +52,7 @@ abstract contract LedgerGhost {
     struct GhostPartner {
         uint256 key; // the signer's private key; 0: no such partner
         uint256 retiredKey; // the key before the last rotation (must no longer work)
+        address signer; // vm.addr(key), kept to spare the invariant a key derivation per partner
         bool active;
         uint32 ratePoints;
         uint32 ratePerMinorUnits;
@@ -489,7 +490,7 @@ abstract contract LedgerGhost {
         } else if (c.kind == CHANGE_PRICES) {
             (p.issuePrice, p.redemptionPrice) = (uint128(c.a), uint128(c.b));
         } else {
-            (p.retiredKey, p.key) = (p.key, c.a);
+            (p.retiredKey, p.key, p.signer) = (p.key, c.a, vm.addr(c.a));
         }
     }
 

@@ -417,7 +417,7 @@ contract LedgerHandler is LedgerGhost {
     /// InvalidTierTable: a zero or above-100x multiplier, a first threshold above 0, thresholds
     /// not ascending, nine rows, none).
     function setTiers(uint256 seed, uint256 who) external {
-        uint256 bad = (seed >> 200) % 10;
+        uint256 bad = (seed >> 200) % 16;
         uint256 n = bad == 4 ? MAX_TIERS + 1 : (bad == 5 ? 0 : 1 + seed % MAX_TIERS);
         ICoalitionPoints.Tier[] memory table = new ICoalitionPoints.Tier[](n);
         uint32[6] memory multipliers = [uint32(1), 5_000, 10_000, 12_500, 20_000, 1_000_000];
@@ -554,7 +554,7 @@ contract LedgerHandler is LedgerGhost {
         if (_call(callerSeed % 2 == 0 ? stranger : _actor(callerSeed), call, expected)) {
             GhostPartner storage q = _partners[c.partnerId];
             _partnerNonceUsed[c.partnerId][c.nonce] = true;
-            (q.retiredKey, q.key) = (q.key, newKey);
+            (q.retiredKey, q.key, q.signer) = (q.key, newKey, c.newSigner);
             (_lastRotate, _lastRotateKey, _lastRotateNewKey) = (c, key, newKey);
         }
     }
@@ -963,7 +963,8 @@ contract LedgerHandler is LedgerGhost {
         vm.prank(operators[adminIndex]);
         require(ledger.addPartner(vm.addr(key), rp, rpm, "EUR", uint128(allowance)) == pid, "partner id");
         GhostPartner storage p = _partners[pid];
-        (p.key, p.active, p.ratePoints, p.ratePerMinorUnits, p.allowance) = (key, true, rp, rpm, allowance);
+        (p.key, p.signer, p.active, p.ratePoints, p.ratePerMinorUnits) = (key, vm.addr(key), true, rp, rpm);
+        p.allowance = allowance;
         p.activeFrom = ghostTime + NOTICE;
         ghostAllowedTotal[pid] = allowance;
         ghostPartnerCount = pid;

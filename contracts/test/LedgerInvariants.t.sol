@@ -151,7 +151,7 @@ contract LedgerInvariantsTest is LedgerDeployment {
             ICoalitionPoints.PartnerInfo memory info = ledger.partner(pid);
             LedgerGhost.PartnerView memory v = handler.ghostPartnerView(pid);
             LedgerGhost.GhostPartner memory g = v.partner;
-            require(info.signer == (g.key == 0 ? address(0) : vm.addr(g.key)), "partner signer");
+            require(info.signer == g.signer, "partner signer");
             require(info.active == g.active, "partner active");
             require(info.ratePoints == g.ratePoints && info.ratePerMinorUnits == g.ratePerMinorUnits, "partner rate");
             require(info.activeFrom == g.activeFrom, "partner activeFrom");
