@@ -3,7 +3,7 @@ pragma solidity ^0.8.28;
 
 import {ICoalitionPoints} from "../ICoalitionPoints.sol";
 import {ILedger} from "./ILedger.sol";
-import {vm} from "./Vm.sol";
+import {vm, Vm} from "./Vm.sol";
 
 /// @notice The handler's model of the ledger (revision 2), written from docs/contracts.md and
 /// the SPEC, not from the contract: each member's expiry buckets (with the expired ones the
@@ -156,6 +156,12 @@ abstract contract LedgerGhost {
     mapping(bytes32 => uint256) public ghostReversedOf;
 
     uint256 internal _nonce;
+
+    // the audit trail (SPEC section 4): balances and breakage replayed from the ledger's events
+    bytes32 internal constant TRANSFER_EVENT = keccak256("Transfer(address,address,uint256)");
+    bytes32 internal constant EXPIRED_EVENT = keccak256("Expired(address,bytes32,uint256,uint32)");
+    mapping(address => int256) public eventBalance;
+    uint256 public expiredEventTotal;
 
     // ================================================================ time
 
@@ -494,6 +500,32 @@ abstract contract LedgerGhost {
         }
     }
 
+    // ================================================================ events
+
+    /// @dev The logs recorded since the last call, after replaying their `Transfer` and `Expired`
+    /// events into `eventBalance` and `expiredEventTotal` (each `Expired` must carry the receipt
+    /// reference the docs give it).
+    function _logs() internal returns (Vm.Log[] memory logs) {
+        logs = vm.getRecordedLogs();
+        for (uint256 i = 0; i < logs.length; ++i) {
+            Vm.Log memory log = logs[i];
+            if (log.emitter != address(ledger)) continue;
+            if (log.topics[0] == TRANSFER_EVENT) {
+                int256 value = int256(abi.decode(log.data, (uint256)));
+                address from = address(uint160(uint256(log.topics[1])));
+                address to = address(uint160(uint256(log.topics[2])));
+                if (from != address(0)) eventBalance[from] -= value;
+                if (to != address(0)) eventBalance[to] += value;
+            } else if (log.topics[0] == EXPIRED_EVENT) {
+                (uint256 points, uint32 month) = abi.decode(log.data, (uint256, uint32));
+                address member = address(uint160(uint256(log.topics[1])));
+                require(log.topics[2] == keccak256(abi.encode(member, uint24(month))), "Expired: receipt reference");
+                require(month < ghostMonth, "Expired: a month not over");
+                expiredEventTotal += points;
+            }
+        }
+    }
+
     // ================================================================ signatures
 
     /// @dev An EIP-712 signature in EIP-2098 compact form (r, vs), as the ledger takes it.
@@ -656,6 +688,8 @@ abstract contract LedgerGhost {
         uint256 qualifying;
         uint256 tier;
         uint256[ACTORS] approvals;
+        uint256 unswept; // expired points the ledger has not swept yet (no event for them yet)
+        int256 eventBalance;
     }
 
     /// @dev Everything the invariants compare for one partner, in one call.
@@ -672,6 +706,16 @@ abstract contract LedgerGhost {
         for (uint256 j = 0; j < ACTORS; ++j) {
             v.approvals[j] = ghostApproval[member][actors[j]];
         }
+        uint24[] storage ms = _months[member];
+        for (uint256 i = 0; i < ms.length && ms[i] < ghostMonth; ++i) {
+            v.unswept += ghostBucket[member][ms[i]];
+        }
+        v.eventBalance = eventBalance[member];
+    }
+
+    /// @notice Points swept per the ghost, and per the ledger's `Expired` events.
+    function ghostSwept() external view returns (uint256 swept, uint256 expiredEvents) {
+        return (_sweptTotal, expiredEventTotal);
     }
 
     function ghostPartnerView(uint32 pid) external view returns (PartnerView memory) {

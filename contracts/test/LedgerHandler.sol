@@ -78,6 +78,13 @@ contract LedgerHandler is LedgerGhost {
     mapping(bytes4 => uint256) public applied;
     mapping(bytes4 => mapping(bytes4 => uint256)) public refused;
 
+    /// @dev Every call's events go through `_logs` (the audit-trail ghost).
+    modifier recorded() {
+        vm.recordLogs();
+        _;
+        _logs();
+    }
+
     constructor(ILedger ledger_, address operator0, address operator1) {
         ledger = ledger_;
         operators = [operator0, operator1];
@@ -97,7 +104,9 @@ contract LedgerHandler is LedgerGhost {
         ghostTime = block.timestamp;
         ghostMonth = ledger.currentMonth();
         _warpToMonth(2026 * 12 + 5);
+        vm.recordLogs();
         _seed();
+        _logs();
     }
 
     /// @dev The starting programme (set before the first partner, so it applies at once), three
@@ -141,7 +150,7 @@ contract LedgerHandler is LedgerGhost {
     /// key (InvalidSignature); a replay (NonceAlreadyUsed); a past deadline (SignatureExpired);
     /// member 0; a signed earn held back from earlier; and, by the partner chosen, unknown,
     /// suspended and not-yet-active partners, allowances short.
-    function earnBatch(uint256 seed, uint256 size) external {
+    function earnBatch(uint256 seed, uint256 size) external recorded {
         size = 1 + size % 3;
         ICoalitionPoints.EarnOp[] memory ops = new ICoalitionPoints.EarnOp[](size);
         uint256[] memory keys = new uint256[](size);
@@ -155,7 +164,7 @@ contract LedgerHandler is LedgerGhost {
 
     /// @notice earnBatch of four to eight earns (Merkle proofs three levels deep for reversals;
     /// several earns of one member in one batch, each at the tier the previous ones gave it).
-    function earnBatchLarge(uint256 seed, uint256 size) external {
+    function earnBatchLarge(uint256 seed, uint256 size) external recorded {
         size = 4 + size % 5;
         ICoalitionPoints.EarnOp[] memory ops = new ICoalitionPoints.EarnOp[](size);
         uint256[] memory keys = new uint256[](size);
@@ -166,7 +175,7 @@ contract LedgerHandler is LedgerGhost {
     }
 
     /// @notice Signs an earn now (maxPoints = what it would issue now) and keeps it for later.
-    function signEarnForLater(uint256 seed) external {
+    function signEarnForLater(uint256 seed) external recorded {
         if (_held.length >= 4) return;
         uint32 pid = _pid(seed);
         address member = _actor(seed >> 8);
@@ -182,7 +191,7 @@ contract LedgerHandler is LedgerGhost {
     /// @notice redeemBatch of one or two redemptions: valid (some or all of the balance), short
     /// of points, zero or out-of-range points, forged (a thief's key), a replay, a past
     /// deadline, member 0, at an unknown or suspended partner.
-    function redeemBatch(uint256 seed, uint256 size) external {
+    function redeemBatch(uint256 seed, uint256 size) external recorded {
         size = 1 + size % 2;
         ICoalitionPoints.RedeemOp[] memory ops = new ICoalitionPoints.RedeemOp[](size);
         uint256[] memory keys = new uint256[](size);
@@ -195,7 +204,6 @@ contract LedgerHandler is LedgerGhost {
             errs[i] = _checkRedeem(ops[i], keys[i]);
             if (errs[i] == 0) _applyRedeem(ops[i]);
         }
-        vm.recordLogs();
         uint256 accepted = ledger.redeemBatch(ops);
         _checkRejections(KIND_REDEEM, errs, accepted);
         for (uint256 i = 0; i < size; ++i) {
@@ -207,7 +215,7 @@ contract LedgerHandler is LedgerGhost {
     /// all of what is left), over the cap (ReversalExceedsEarn), by another partner or with a
     /// forged record (UnknownEarn), a retired or wrong key, a replay, a past deadline, zero
     /// points, after the earn's points expired (EarnExpired), the member short of points.
-    function reverseBatch(uint256 seed, uint256 size) external {
+    function reverseBatch(uint256 seed, uint256 size) external recorded {
         if (_earns.length == 0) return;
         size = 1 + size % 2;
         ICoalitionPoints.ReverseOp[] memory ops = new ICoalitionPoints.ReverseOp[](size);
@@ -223,7 +231,6 @@ contract LedgerHandler is LedgerGhost {
             errs[i] = _checkReverse(ops[i], e, keys[i]);
             if (errs[i] == 0) _applyReverse(ops[i], e);
         }
-        vm.recordLogs();
         uint256 accepted = ledger.reverseBatch(ops);
         _checkRejections(KIND_REVERSE, errs, accepted);
         for (uint256 i = 0; i < size; ++i) {
@@ -234,7 +241,7 @@ contract LedgerHandler is LedgerGhost {
     /// @notice awardBatch of one to three awards: every reason code 1-7 and invalid ones (0, 8,
     /// 255), zero, out-of-range and above-allowance points, wrong and retired keys, a replay, a
     /// past deadline, member 0, unknown, suspended and not-yet-active partners.
-    function awardBatch(uint256 seed, uint256 size) external {
+    function awardBatch(uint256 seed, uint256 size) external recorded {
         size = 1 + size % 3;
         ICoalitionPoints.AwardOp[] memory ops = new ICoalitionPoints.AwardOp[](size);
         uint256[] memory keys = new uint256[](size);
@@ -251,7 +258,6 @@ contract LedgerHandler is LedgerGhost {
                 points[i] = ops[i].points;
             }
         }
-        vm.recordLogs();
         uint256 accepted = ledger.awardBatch(ops);
         Vm.Log[] memory logs = _checkRejections(KIND_AWARD, errs, accepted);
         bytes32[] memory leaves = new bytes32[](size);
@@ -270,7 +276,7 @@ contract LedgerHandler is LedgerGhost {
     }
 
     /// @notice The public sweep over any set of members (and a non-member).
-    function expire(uint256 mask) external {
+    function expire(uint256 mask) external recorded {
         address[] memory list = new address[](ACTORS + 1);
         uint256 n;
         for (uint256 i = 0; i < ACTORS; ++i) {
@@ -291,7 +297,7 @@ contract LedgerHandler is LedgerGhost {
     // ================================================================ ERC-20
 
     /// @notice transfer between members, self-transfers and zero included; on or off, paused or not.
-    function transfer(uint256 fromSeed, uint256 toSeed, uint256 amount) external {
+    function transfer(uint256 fromSeed, uint256 toSeed, uint256 amount) external recorded {
         address from = _actor(fromSeed);
         address to = _actor(toSeed);
         amount = amount % 8 == 0 ? ghostBalance(from) : _bound(amount, 0, ghostBalance(from) + 3);
@@ -301,7 +307,7 @@ contract LedgerHandler is LedgerGhost {
     }
 
     /// @notice transferFrom by an approved (or not) member, to itself or another.
-    function transferFrom(uint256 spenderSeed, uint256 ownerSeed, uint256 toSeed, uint256 amount) external {
+    function transferFrom(uint256 spenderSeed, uint256 ownerSeed, uint256 toSeed, uint256 amount) external recorded {
         address spender = _actor(spenderSeed);
         address owner = _actor(ownerSeed);
         if (spenderSeed % 2 == 0 && _lastApprover != address(0)) (owner, spender) = (_lastApprover, _lastSpender);
@@ -318,7 +324,7 @@ contract LedgerHandler is LedgerGhost {
         }
     }
 
-    function approve(uint256 ownerSeed, uint256 spenderSeed, uint256 value) external {
+    function approve(uint256 ownerSeed, uint256 spenderSeed, uint256 value) external recorded {
         address owner = _actor(ownerSeed);
         address spender = _actor(spenderSeed);
         value = value % 5 == 0 ? type(uint256).max : _bound(value, 0, 5_000);
@@ -331,7 +337,7 @@ contract LedgerHandler is LedgerGhost {
 
     /// @notice Adds a partner (it issues only after the notice period); a zero rate
     /// (InvalidRate) or a zero signer (InvalidSigner) refused.
-    function addPartner(uint256 rateSeed, uint256 allowance, uint256 who) external {
+    function addPartner(uint256 rateSeed, uint256 allowance, uint256 who) external recorded {
         if (ghostPartnerCount >= MAX_PARTNERS) return;
         (uint32 rp, uint32 rpm) = _rate(rateSeed);
         uint256 bad = (rateSeed >> 8) % 8;
@@ -348,7 +354,7 @@ contract LedgerHandler is LedgerGhost {
         _addPartner(rp, rpm, allowance % 4 == 0 ? type(uint128).max : _bound(allowance, 0, 10 ** 7));
     }
 
-    function setPartnerActive(uint256 partnerSeed, bool active, uint256 who) external {
+    function setPartnerActive(uint256 partnerSeed, bool active, uint256 who) external recorded {
         uint32 pid = _pid(partnerSeed);
         bytes4 expected = _partners[pid].key == 0 ? ICoalitionPoints.UnknownPartner.selector : bytes4(0);
         if (_operatorCall(who, abi.encodeCall(ILedger.setPartnerActive, (pid, active)), expected)) {
@@ -357,7 +363,7 @@ contract LedgerHandler is LedgerGhost {
     }
 
     /// @notice Any allowance up to 2^128-1.
-    function setAllowance(uint256 partnerSeed, uint256 amount, uint256 who) external {
+    function setAllowance(uint256 partnerSeed, uint256 amount, uint256 who) external recorded {
         uint32 pid = _pid(partnerSeed);
         amount = amount % 6 == 0 ? type(uint128).max : (amount % 6 == 1 ? 0 : _bound(amount, 1, 10 ** 12));
         bytes4 expected = _partners[pid].key == 0 ? ICoalitionPoints.UnknownPartner.selector : bytes4(0);
@@ -368,25 +374,25 @@ contract LedgerHandler is LedgerGhost {
         }
     }
 
-    function setTransfersEnabled(bool enabled, uint256 who) external {
+    function setTransfersEnabled(bool enabled, uint256 who) external recorded {
         if (_operatorCall(who, abi.encodeCall(ILedger.setTransfersEnabled, (enabled)), 0)) ghostTransfers = enabled;
     }
 
     /// @notice A real pause one call in three (else a stranger's, refused), so pauses stay short.
-    function pause(uint256 who) external {
+    function pause(uint256 who) external recorded {
         if (who % 3 != 0) who = 0; // _isStranger(0) is true
         bytes4 expected = ghostPaused ? ILedger.EnforcedPause.selector : bytes4(0);
         if (_operatorCall(who, abi.encodeCall(ILedger.pause, ()), expected)) ghostPaused = true;
     }
 
-    function unpause(uint256 who) external {
+    function unpause(uint256 who) external recorded {
         bytes4 expected = ghostPaused ? bytes4(0) : ILedger.ExpectedPause.selector;
         if (_operatorCall(who, abi.encodeCall(ILedger.unpause, ()), expected)) ghostPaused = false;
     }
 
     /// @notice Gives a member at least a tier until a time: in the future, past, 0 (withdrawn);
     /// an index past the table (capped at its top), 8 or more (InvalidTier), member 0.
-    function assignTier(uint256 actorSeed, uint256 tier, uint256 untilSeed, uint256 who) external {
+    function assignTier(uint256 actorSeed, uint256 tier, uint256 untilSeed, uint256 who) external recorded {
         address member = actorSeed % 9 == 8 ? address(0) : _actor(actorSeed);
         tier = tier % 11;
         uint256 kind = untilSeed % 4;
@@ -405,7 +411,7 @@ contract LedgerHandler is LedgerGhost {
     // ================================================================ operator: scheduled changes
 
     /// @notice Schedules an expiry policy: shortened, lengthened, 0 = never, up to 120; above refused.
-    function setExpiryMonths(uint256 months, uint256 who) external {
+    function setExpiryMonths(uint256 months, uint256 who) external recorded {
         months = months % 3 == 0 ? _bound(months, 0, 14) : _bound(months, 0, 125);
         bytes4 expected = months > MAX_EXPIRY_MONTHS ? ICoalitionPoints.InvalidExpiryMonths.selector : bytes4(0);
         if (_operatorCall(who, abi.encodeCall(ILedger.setExpiryMonths, (uint16(months))), expected)) {
@@ -416,7 +422,7 @@ contract LedgerHandler is LedgerGhost {
     /// @notice Schedules a tier table of one to eight rows, or a malformed one (refused with
     /// InvalidTierTable: a zero or above-100x multiplier, a first threshold above 0, thresholds
     /// not ascending, nine rows, none).
-    function setTiers(uint256 seed, uint256 who) external {
+    function setTiers(uint256 seed, uint256 who) external recorded {
         uint256 bad = (seed >> 200) % 16;
         uint256 n = bad == 4 ? MAX_TIERS + 1 : (bad == 5 ? 0 : 1 + seed % MAX_TIERS);
         ICoalitionPoints.Tier[] memory table = new ICoalitionPoints.Tier[](n);
@@ -434,7 +440,7 @@ contract LedgerHandler is LedgerGhost {
         _scheduleTiers(table, who);
     }
 
-    function setPointValue(uint256 value, uint256 who) external {
+    function setPointValue(uint256 value, uint256 who) external recorded {
         value = _bound(value, 0, 10 ** 6);
         bytes3 currency = value % 2 == 0 ? bytes3("EUR") : bytes3("USD");
         if (_operatorCall(who, abi.encodeCall(ILedger.setPointValue, (value, currency)), 0)) {
@@ -443,7 +449,7 @@ contract LedgerHandler is LedgerGhost {
     }
 
     /// @notice Schedules an earn rate (a zero one and an unknown partner refused).
-    function setPartnerRate(uint256 partnerSeed, uint256 rateSeed, uint256 who) external {
+    function setPartnerRate(uint256 partnerSeed, uint256 rateSeed, uint256 who) external recorded {
         uint32 pid = _pid(partnerSeed);
         (uint32 rp, uint32 rpm) = _rate(rateSeed);
         if (rateSeed % 9 == 8) rp = 0;
@@ -456,7 +462,7 @@ contract LedgerHandler is LedgerGhost {
         }
     }
 
-    function setPartnerPrices(uint256 partnerSeed, uint256 issuePrice, uint256 redemptionPrice, uint256 who) external {
+    function setPartnerPrices(uint256 partnerSeed, uint256 issuePrice, uint256 redemptionPrice, uint256 who) external recorded {
         uint32 pid = _pid(partnerSeed);
         issuePrice = issuePrice % 5 == 0 ? type(uint128).max : _bound(issuePrice, 0, 10 ** 6);
         redemptionPrice = _bound(redemptionPrice, 0, 10 ** 6);
@@ -469,7 +475,7 @@ contract LedgerHandler is LedgerGhost {
 
     /// @notice The lost-key path: the operator schedules a new signer (zero signer and unknown
     /// partner refused).
-    function requestSignerChange(uint256 partnerSeed, bool zero, uint256 who) external {
+    function requestSignerChange(uint256 partnerSeed, bool zero, uint256 who) external recorded {
         uint32 pid = _pid(partnerSeed);
         uint256 key = _newKey("requested signer");
         address signer = zero ? address(0) : vm.addr(key);
@@ -484,7 +490,7 @@ contract LedgerHandler is LedgerGhost {
     /// @notice applyChange by anyone: now (ChangeNotDue while the notice runs), after warping
     /// to its effective time (applied), one second before it (ChangeNotDue), an unknown,
     /// applied or cancelled id (UnknownChange).
-    function applyChange(uint256 idSeed, uint256 mode, uint256 callerSeed) external {
+    function applyChange(uint256 idSeed, uint256 mode, uint256 callerSeed) external recorded {
         uint256 id = _changeId(idSeed, 0);
         GhostChange storage c = _changes[id];
         mode %= 3;
@@ -500,7 +506,7 @@ contract LedgerHandler is LedgerGhost {
     }
 
     /// @notice The operator withdraws a pending change (an unknown, applied or cancelled one: UnknownChange).
-    function cancelChange(uint256 idSeed, uint256 who) external {
+    function cancelChange(uint256 idSeed, uint256 who) external recorded {
         uint256 id = _changeId(idSeed, 0);
         bytes4 expected = _changes[id].state != 1 ? ICoalitionPoints.UnknownChange.selector : bytes4(0);
         if (_operatorCall(who, abi.encodeCall(ILedger.cancelChange, (id)), expected)) _changes[id].state = 3;
@@ -509,7 +515,7 @@ contract LedgerHandler is LedgerGhost {
     /// @notice The partner's current key withdraws a pending signer request; the requested key,
     /// a retired key or a stranger's cannot (InvalidSignature); another kind of change or one
     /// no longer pending: UnknownChange.
-    function cancelSignerChange(uint256 idSeed, uint256 variant, uint256 callerSeed) external {
+    function cancelSignerChange(uint256 idSeed, uint256 variant, uint256 callerSeed) external recorded {
         uint256 id = _changeId(idSeed, CHANGE_SIGNER);
         GhostChange storage c = _changes[id];
         GhostPartner storage p = _partners[c.partnerId];
@@ -528,7 +534,7 @@ contract LedgerHandler is LedgerGhost {
     /// signed by the new key, a retired key or a stranger (InvalidSignature), a replay
     /// (NonceAlreadyUsed), a past deadline (SignatureExpired), a zero new signer
     /// (InvalidSigner), an unknown partner.
-    function rotateSigner(uint256 partnerSeed, uint256 variant, uint256 callerSeed) external {
+    function rotateSigner(uint256 partnerSeed, uint256 variant, uint256 callerSeed) external recorded {
         variant %= 8;
         RotateCall memory c;
         uint256 key;
@@ -563,7 +569,7 @@ contract LedgerHandler is LedgerGhost {
     /// expiry months, qualifying window and assigned tier move). Refused: into an address in
     /// use (AccountInUse), to itself or to 0 (InvalidMember), a wrong key, a replay, a past
     /// deadline, while paused.
-    function migrate(uint256 fromSeed, uint256 toSeed, uint256 variant) external {
+    function migrate(uint256 fromSeed, uint256 toSeed, uint256 variant) external recorded {
         variant %= 8;
         MigrateCall memory c;
         uint256 key;
@@ -597,17 +603,17 @@ contract LedgerHandler is LedgerGhost {
 
     // ================================================================ default admin (OpenZeppelin)
 
-    function beginDefaultAdminTransfer(uint256 who) external {
+    function beginDefaultAdminTransfer(uint256 who) external recorded {
         bytes memory call = abi.encodeCall(ILedger.beginDefaultAdminTransfer, (operators[1 - adminIndex]));
         if (_operatorCall(who, call, 0)) (hasPending, pendingIndex) = (true, 1 - adminIndex);
     }
 
-    function cancelDefaultAdminTransfer(uint256 who) external {
+    function cancelDefaultAdminTransfer(uint256 who) external recorded {
         if (_operatorCall(who, abi.encodeCall(ILedger.cancelDefaultAdminTransfer, ()), 0)) hasPending = false;
     }
 
     /// @notice Accepted only by the pending admin once the delay (3 days) has passed.
-    function acceptDefaultAdminTransfer(bool byPending) external {
+    function acceptDefaultAdminTransfer(bool byPending) external recorded {
         uint256 by = byPending && hasPending ? pendingIndex : 1 - adminIndex;
         bytes4 expected;
         if (!hasPending || by != pendingIndex) {
@@ -626,7 +632,7 @@ contract LedgerHandler is LedgerGhost {
     /// another role can be granted, revoked and renounced (the ledger checks none, so nothing
     /// else changes); renouncing for another account is refused; the handover delay can be
     /// changed (0 to 5 days) and the change rolled back.
-    function adminRoles(uint256 seed, uint256 who) external {
+    function adminRoles(uint256 seed, uint256 who) external recorded {
         bytes32 role = keccak256("SOME_ROLE");
         address member = _actor(seed >> 8);
         uint256 kind = seed % 8;
@@ -662,7 +668,7 @@ contract LedgerHandler is LedgerGhost {
 
     /// @notice Moves the clock: one month mostly, up to six years now and then, a few days or
     /// seconds (inside a notice period), or to either side of a month's end (expiry's edge).
-    function warp(uint256 seed) external {
+    function warp(uint256 seed) external recorded {
         uint256 kind = seed % 8;
         if (kind <= 3) {
             uint256 months = kind == 0
@@ -736,7 +742,6 @@ contract LedgerHandler is LedgerGhost {
             if (errs[i] == 0) _applyEarn(ops[i], points[i]);
             expiries[i] = _expiryFor();
         }
-        vm.recordLogs();
         uint256 accepted = ledger.earnBatch(ops);
         Vm.Log[] memory logs = _checkRejections(KIND_EARN, errs, accepted);
         bytes32[] memory leaves = new bytes32[](size);
@@ -866,7 +871,7 @@ contract LedgerHandler is LedgerGhost {
     /// @dev The batch's `OperationRejected` events must name exactly the operations the ghost
     /// rejects, each with the ghost's reason; returns the logs for the issuance check.
     function _checkRejections(uint8 kind, bytes4[] memory errs, uint256 accepted) internal returns (Vm.Log[] memory logs) {
-        logs = vm.getRecordedLogs();
+        logs = _logs();
         uint256 seen;
         uint256 expectedAccepted;
         for (uint256 i = 0; i < errs.length; ++i) {
@@ -1002,8 +1007,10 @@ contract LedgerHandler is LedgerGhost {
     /// `expected`, else any revert fails the run with the ledger's own error. Returns whether
     /// the call was applied.
     function _call(address sender, bytes memory call, bytes4 expected) internal returns (bool) {
+        _logs(); // replay what earlier calls emitted: forge also records the events of a call that reverts
         vm.prank(sender);
         (bool ok, bytes memory err) = address(ledger).call(call);
+        if (!ok) vm.getRecordedLogs(); // dropped: a reverted call emitted nothing
         if (expected == 0) {
             if (!ok) {
                 assembly ("memory-safe") {
@@ -1022,7 +1029,9 @@ contract LedgerHandler is LedgerGhost {
     /// `call` then and returns true.
     function _pausedCall(bytes memory call) internal returns (bool) {
         if (!ghostPaused) return false;
+        _logs();
         (bool ok, bytes memory err) = address(ledger).call(call);
+        if (!ok) vm.getRecordedLogs(); // dropped: a reverted call emitted nothing
         if (ok || bytes4(err) != ILedger.EnforcedPause.selector) {
             revert CallDiffers(_callName(bytes4(call)), "EnforcedPause", ok ? "succeeded" : _errorName(bytes4(err)), err);
         }

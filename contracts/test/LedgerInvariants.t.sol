@@ -126,6 +126,9 @@ contract LedgerInvariantsTest is LedgerDeployment {
         require(count <= MAX_RING && months.length <= MAX_RING + 1, "ring beyond its bound");
         require(tailPoints != 0 || count == 0, "ring holds buckets behind an empty tail");
         require(count + (tailPoints != 0 ? 1 : 0) == g.held, "buckets held (swept or not) != ghost");
+        // The audit trail: the member's Transfer events add up to its balance plus what has
+        // expired without being swept yet (a sweep emits Expired and Transfer to 0).
+        require(g.eventBalance == int256(balance + g.unswept), "Transfer events do not replay to the balance");
     }
 
     function _accountAgrees(address a, LedgerGhost.MemberView memory g) internal view {
@@ -172,8 +175,11 @@ contract LedgerInvariantsTest is LedgerDeployment {
         );
     }
 
-    /// @dev What expired at the end of each past month (`expiredIn`) is the ghost's.
+    /// @dev What expired at the end of each past month (`expiredIn`) is the ghost's, and the
+    /// `Expired` events add up to what the ghost says the ledger swept.
     function _breakageAgreesWithTheGhost() internal view {
+        (uint256 swept, uint256 expiredEvents) = handler.ghostSwept();
+        require(swept == expiredEvents, "Expired events != points swept");
         (uint24[] memory months, uint256[] memory points) = handler.ghostBreakage();
         for (uint256 i = 0; i < months.length; ++i) {
             require(ledger.expiredIn(months[i]) == points[i], "expiredIn != ghost breakage");
