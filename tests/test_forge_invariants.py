@@ -128,5 +128,7 @@ def test_forge_invariants_catch_an_injected_bug(name: str) -> None:
     )
     output = done.stdout + done.stderr
     assert done.returncode != 0 and "[FAIL" in output, f"{name}: the suite did not catch it:\n{output[-5_000:]}"
-    shrunk = re.search(r"\[FAIL: [^\n]*\]\n\s*\[Sequence\] \(original: \d+, shrunk: \d+\)", output)
-    print(f"{name}: {shrunk[0] if shrunk else output[-2_000:]}")
+    failure = re.search(r"\[FAIL: [^\n]*\]\n\s*\[Sequence\] \(original: \d+, shrunk: \d+\)", output)
+    sequence = output[failure.end() :].split(" invariant_", 1)[0] if failure else ""
+    calls = re.findall(r"calldata=(\w+)\(", sequence)
+    print(f"{name}: {failure[0] if failure else output[-2_000:]} {calls}")
