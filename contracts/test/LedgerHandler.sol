@@ -410,9 +410,11 @@ contract LedgerHandler is LedgerGhost {
 
     // ================================================================ operator: scheduled changes
 
-    /// @notice Schedules an expiry policy: shortened, lengthened, 0 = never, up to 120; above refused.
+    /// @notice Schedules an expiry policy: shortened, lengthened, 0 = never, up to 120 (often
+    /// 120 itself, the most buckets a member can hold); above refused.
     function setExpiryMonths(uint256 months, uint256 who) external recorded {
-        months = months % 3 == 0 ? _bound(months, 0, 14) : _bound(months, 0, 125);
+        uint256 kind = months % 6;
+        months = kind == 0 ? MAX_EXPIRY_MONTHS : (kind < 3 ? _bound(months >> 8, 0, 14) : _bound(months >> 8, 0, 125));
         bytes4 expected = months > MAX_EXPIRY_MONTHS ? ICoalitionPoints.InvalidExpiryMonths.selector : bytes4(0);
         if (_operatorCall(who, abi.encodeCall(ILedger.setExpiryMonths, (uint16(months))), expected)) {
             _expectChangeId(_recordChange(CHANGE_EXPIRY, 0, months, 0));
