@@ -78,7 +78,10 @@ def _run(url: str, key: str, reports: Path) -> subprocess.CompletedProcess[str]:
         "--report-dir",
         str(reports),
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=BUDGET_SECONDS, check=False)
+    # Its working directory is the test's own: schemathesis keeps a cache (.schemathesis/) there.
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=BUDGET_SECONDS, check=False, cwd=reports.parent
+    )
 
 
 def _auth(key: str) -> dict[str, str]:
