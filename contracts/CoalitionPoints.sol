@@ -306,9 +306,6 @@ contract CoalitionPoints is LedgerBase {
         if (a.windowTotal + points > _LANE_MAX || (a.tailExpiry == expiry && a.tailPoints + points > _LANE_MAX)) {
             return abi.encodeWithSelector(AmountOutOfRange.selector, points, _LANE_MAX - a.windowTotal);
         }
-        if (a.tailExpiry != expiry && _ringFull(a, op.member, cur)) {
-            return abi.encodeWithSelector(TooManyBuckets.selector, op.member);
-        }
         (plan.points, plan.expiry) = (points, expiry);
     }
 

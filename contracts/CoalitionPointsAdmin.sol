@@ -337,22 +337,25 @@ contract CoalitionPointsAdmin is LedgerBase {
         if (done + op.points > e.points) {
             return abi.encodeWithSelector(ReversalExceedsEarn.selector, leaf, e.points - done, op.points);
         }
-        uint256 balance = balanceOf(e.member);
+        // The earn's points live where the member's migrations took them (the leaf names the
+        // address they were credited to).
+        address holder = _holder(e.member);
+        uint256 balance = balanceOf(holder);
         if (balance < op.points) {
-            return abi.encodeWithSelector(InsufficientPoints.selector, e.member, balance, op.points);
+            return abi.encodeWithSelector(InsufficientPoints.selector, holder, balance, op.points);
         }
 
         _spendNonce(nonces, op.nonce);
         _reversedOf[leaf] = done + op.points;
         // An award (spend 0) never counted as qualifying points: nothing to take back there.
-        if (e.spend != 0) _unearn(e.member, e.earnMonth, op.points);
+        if (e.spend != 0) _unearn(holder, e.earnMonth, op.points);
         IssueTotals storage it = _issueTotals[op.partnerId];
         // A refunded purchase returns its points to the partner's prepaid block.
         uint256 restored = uint256(it.allowance) + op.points;
         it.allowance = restored > type(uint128).max ? type(uint128).max : uint128(restored);
         _burnTotals[op.partnerId].reversed += uint128(op.points);
-        _burn(e.member, op.points);
-        emit Reversed(op.partnerId, e.member, op.receiptRef, op.points, e.receiptRef);
+        _burn(holder, op.points);
+        emit Reversed(op.partnerId, holder, op.receiptRef, op.points, e.receiptRef);
     }
 
 }

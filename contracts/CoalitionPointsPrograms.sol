@@ -71,9 +71,6 @@ contract CoalitionPointsPrograms is LedgerBase {
         if (a.tailExpiry == expiry && a.tailPoints + op.points > _LANE_MAX) {
             return abi.encodeWithSelector(AmountOutOfRange.selector, op.points, _LANE_MAX - a.tailPoints);
         }
-        if (a.tailExpiry != expiry && _ringFull(a, op.member, cur)) {
-            return abi.encodeWithSelector(TooManyBuckets.selector, op.member);
-        }
 
         _spendNonce(nonces, op.nonce);
         // unchecked: points <= allowance just above; `issued` is a uint88 sum of uint48 amounts.
@@ -126,7 +123,12 @@ contract CoalitionPointsPrograms is LedgerBase {
     {
         if (to == address(0) || to == from) revert InvalidMember(to);
         Account memory t = _accounts[to];
-        if (t.earnMonth != 0 || t.tailPoints != 0 || t.flags != 0) revert AccountInUse(to);
+        // Never held points, never took part in a migration (a reversal follows migrations).
+        if (t.earnMonth != 0 || t.tailPoints != 0 || t.count != 0 || t.flags != 0) revert AccountInUse(to);
+        if (_originOf[to] != address(0) || _currentOf[to] != address(0)) revert AccountInUse(to);
+        address first = _originOf[from] == address(0) ? from : _originOf[from];
+        // An address its points already left cannot move them again (nor redirect reversals).
+        if (_holder(from) != from) revert InvalidMember(from);
         mapping(uint256 => uint256) storage nonces = _memberNonces[from];
         _revertIf(_checkFresh(nonces, from, nonce, deadline));
         _revertIf(_checkSigner(keccak256(abi.encode(MIGRATE_TYPEHASH, from, to, nonce, deadline)), r, vs, from));
@@ -162,6 +164,7 @@ contract CoalitionPointsPrograms is LedgerBase {
         }
         _accounts[to] = a;
         delete _accounts[from];
+        (_currentOf[first], _originOf[to]) = (to, first);
         emit Migrated(from, to, points);
         emit Transfer(from, to, points);
     }

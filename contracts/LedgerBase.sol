@@ -182,6 +182,10 @@ abstract contract LedgerBase is ICoalitionPoints, ERC20, AccessControlDefaultAdm
     uint64 internal _noticePeriod;
     uint256 internal _changeCount;
     mapping(uint256 changeId => Change) internal _changes;
+    // Migration (r2): an address's first address (0: itself), and where the points of each
+    // first address are now, so that a reversal follows an earn's points to their holder.
+    mapping(address member => address first) internal _originOf;
+    mapping(address first => address member) internal _currentOf;
 
     /// @param name_ ERC-20 name; @param symbol_ ERC-20 symbol.
     /// @param admin the coalition operator; @param adminDelay seconds a handover waits.
@@ -523,10 +527,11 @@ abstract contract LedgerBase is ICoalitionPoints, ERC20, AccessControlDefaultAdm
     /// @dev Whether crediting a new month to `a` could not find room in the ring even after
     /// sweeping: the ring is at its bound and its earliest bucket is still live. Unreachable
     /// by the argument at `_MAX_RING`; checked so that it would be a rejection, not a revert.
-    function _ringFull(Account memory a, address member, uint24 cur) internal view returns (bool) {
-        if (a.count < _MAX_RING) return false;
-        (uint24 e,) = _unpack(_ring[member][a.head]);
-        return e >= cur;
+    /// @dev Where the points credited to `member` are now: the address its migrations led to.
+    function _holder(address member) internal view returns (address) {
+        address first = _originOf[member];
+        address current = _currentOf[first == address(0) ? member : first];
+        return current == address(0) ? member : current;
     }
 
     function _at(Account memory a, uint16 offset) internal pure returns (uint16) {

@@ -206,3 +206,48 @@ def test_migration_needs_the_members_signature_and_an_unused_address(world: Worl
     back = MigrateMessage(wallet, card, world.nonce(), FAR_DEADLINE)
     with pytest.raises(LedgerRevert, match="EnforcedPause"):
         world.ledger.migrate(world.relayer, back, sign(domain, back, member("wallet")[0]))
+
+
+def test_a_reversal_follows_the_points_through_migrations(world: World) -> None:
+    """A member earns, moves to a wallet, then to another: the partner's reversal of the first
+    earn still takes the points back, from where they are now (found by the Foundry suite)."""
+    card_key, card = member("card")
+    wallet_key, wallet = member("wallet")
+    _, phone = member("phone")
+    result = world.earn(world.earn_op(EUR, card, 50_000))  # 500 points
+    record = result.earn_records()[0]
+    domain = world.ledger.domain
+    first = MigrateMessage(card, wallet, world.nonce(), FAR_DEADLINE)
+    world.ledger.migrate(world.relayer, first, sign(domain, first, card_key))
+    second = MigrateMessage(wallet, phone, world.nonce(), FAR_DEADLINE)
+    world.ledger.migrate(world.relayer, second, sign(domain, second, wallet_key))
+    reversed_ = world.reverse(world.reverse_op(record, 200))
+    assert reasons(reversed_) == []
+    event = reversed_.named("Reversed")[0].args
+    assert (event["member"], event["points"]) == (phone, 200)
+    assert (world.ledger.balance_of(phone), world.ledger.qualifying_points(phone)) == (300, 300)
+    assert world.ledger.total_supply() == 300
+
+
+def test_a_migration_chain_cannot_be_redirected(world: World) -> None:
+    """Once its points moved, an address cannot move them again (which would send reversals
+    to an empty address), and no one migrates into an address a migration left."""
+    card_key, card = member("card")
+    _, wallet = member("wallet")
+    _, decoy = member("decoy")
+    other_key, other = member("other")
+    world.earn(world.earn_op(EUR, card, 10_000), world.earn_op(EUR, other, 10_000))
+    domain = world.ledger.domain
+    ok = MigrateMessage(card, wallet, world.nonce(), FAR_DEADLINE)
+    world.ledger.migrate(world.relayer, ok, sign(domain, ok, card_key))
+    again = MigrateMessage(card, decoy, world.nonce(), FAR_DEADLINE)
+    with pytest.raises(LedgerRevert, match="InvalidMember"):
+        world.ledger.migrate(world.relayer, again, sign(domain, again, card_key))
+    into_left = MigrateMessage(other, card, world.nonce(), FAR_DEADLINE)
+    with pytest.raises(LedgerRevert, match="AccountInUse"):
+        world.ledger.migrate(world.relayer, into_left, sign(domain, into_left, other_key))
+    assert (world.ledger.balance_of(wallet), world.ledger.balance_of(decoy), world.ledger.balance_of(card)) == (
+        100,
+        0,
+        0,
+    )

@@ -173,7 +173,7 @@ class LedgerMachine(RuleBasedStateMachine):
         # The machine's own members: migration replaces one with a fresh address of its own.
         self.people: list[tuple[str, str]] = list(MEMBERS)
         self.senders = [Sender(self.world.chain.w3, key) for key, _ in MEMBERS]
-        self.migrated: list[str] = []  # addresses members left: they must hold nothing
+        self.migrated: list[tuple[str, str]] = []  # (key, address) members left: they must hold nothing
         self.stranger = sh.stranger
         self.operators = sh.operators
         for s in [*self.operators, self.stranger, self.world.relayer]:
@@ -611,13 +611,16 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(
         who=members,
         into=st.one_of(st.just(-1), st.just(-1), members),  # -1: a fresh address of its own
-        variant=st.sampled_from(["ok", "ok", "ok", "wrong_key", "replay", "expired"]),
+        variant=st.sampled_from(["ok", "ok", "ok", "wrong_key", "replay", "expired", "from_old", "into_old"]),
     )
     def migrate(self, who: int, into: int, variant: str) -> None:
         """A member moves everything to a new address (works with transfers off); refused into
-        an address in use (another member, itself), with a wrong key, a replay, a past deadline."""
+        an address in use (another member, itself, one a migration left), from an address its
+        points already left, with a wrong key, a replay, a past deadline."""
         w = self.world
         key, source = self.people[who]
+        if variant == "from_old" and self.migrated:
+            key, source = self.migrated[-1]  # its points moved on: it may not move them again
         self.key_versions += 1
         new_key = key_for(f"sm-wallet-{self.key_versions}")
         if into != -1 and into != who:
@@ -626,6 +629,8 @@ class LedgerMachine(RuleBasedStateMachine):
                 new_key = self.people[into][0]  # refused: in use (one never used would end up twice)
         elif into == who:
             new_key = key  # refused: itself
+        if variant == "into_old" and self.migrated:
+            new_key = self.migrated[0][0]  # an address a migration left: refused
         to = address_of(new_key)
         nonce, deadline = w.nonce(), FAR_DEADLINE
         if variant == "expired":
@@ -640,7 +645,12 @@ class LedgerMachine(RuleBasedStateMachine):
         try:
             # The model's checks come first, as the contract's do; a bad signature only
             # matters for an otherwise valid request.
-            probe = PointsModel(members=dict(self.model.members), used_member_nonces=set(self.model.used_member_nonces))
+            probe = PointsModel(
+                members=dict(self.model.members),
+                used_member_nonces=set(self.model.used_member_nonces),
+                origin_of=dict(self.model.origin_of),
+                current_of=dict(self.model.current_of),
+            )
             probe.migrate(source=source, target=to, nonce=nonce)
         except Rejected as rejected:
             expected = rejected.reason
@@ -658,7 +668,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 w.ledger.migrate(w.relayer, message, signature)
             w.relayer._nonce = None
         self.expired_events[to.lower()] = self.expired_events.pop(source.lower(), 0)
-        self.migrated.append(source)
+        self.migrated.append((key, source))
         self.people[who] = (new_key, to)
         self.world.chain.fund(to, 10**20)
         self.senders[who] = Sender(w.chain.w3, new_key)
@@ -1018,7 +1028,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 ("expiringOf", (address,)),
                 ("assignedTier", (address,)),
             ]
-        calls += [("balanceOf", (a,)) for a in self.migrated]
+        calls += [("balanceOf", (a,)) for _, a in self.migrated]
         partners = list(range(1, MAX_PARTNER_ID + 1))
         calls += [("totalSupply", ()), ("partnerCount", ())]
         calls += [("partner", (pid,)) for pid in partners] + [("partnerPrices", (pid,)) for pid in partners]
@@ -1054,7 +1064,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 p for e, p in self.model.member(address).buckets.items() if e < month
             ), f"more Expired events than expired points for member {i}"
             balances += balance
-        for address in self.migrated:
+        for _, address in self.migrated:
             assert next(values) == 0, f"{address} migrated away but still holds points"
         supply, count = next(values), next(values)
         assert supply == balances, "totalSupply is not the sum of balances"

@@ -6,11 +6,10 @@ import {ILedger} from "./ILedger.sol";
 import {LedgerDeployment} from "./LedgerInvariants.t.sol";
 import {vm, Vm} from "./Vm.sol";
 
-/// @notice Minimal repros of what the revision-2 ledger gets wrong. Each test states the
-/// documented behaviour and FAILS on the committed artifact; they are skipped unless
-/// FORGE_BUG_REPROS=1 so that CI stays green until the contract is fixed (the contract is not
-/// this suite's to change). Run them with:
-///   FORGE_BUG_REPROS=1 node_modules/.bin/forge test --match-contract LedgerBugsTest -vv
+/// @notice Regression tests of two revision-2 defects the invariant suite led to (found on
+/// 2026-12-01, fixed the same day): each failed on the contract before its fix and passes now.
+/// Run with the invariant suite by tests/test_forge_invariants.py; alone:
+///   node_modules/.bin/forge test --match-contract LedgerBugsTest -vv
 contract LedgerBugsTest is LedgerDeployment {
     bytes32 internal constant EARN_TYPEHASH = keccak256(
         "Earn(uint32 partnerId,address member,uint256 spend,uint256 maxPoints,bytes32 receiptRef,uint256 nonce,uint256 deadline)"
@@ -35,7 +34,6 @@ contract LedgerBugsTest is LedgerDeployment {
     error Rejected(string what, bytes reason);
 
     function setUp() public {
-        if (!vm.envOr("FORGE_BUG_REPROS", false)) vm.skip(true);
         vm.warp(1_781_524_800); // 2026-06-15 12:00 UTC
         ledger = _deploy(operator);
     }
@@ -50,14 +48,14 @@ contract LedgerBugsTest is LedgerDeployment {
     /// Reached by a member holding never-expiring points (earned under policy 0) who then earns
     /// every month for 121 months under a 120-month policy: from then on the second earn (and
     /// any award) of a month is rejected until the month ends.
-    function test_bug_fullRingRejectsAnEarnThatMergesIntoAnExistingBucket() public {
+    function test_fullRingTakesAnEarnThatMergesIntoAnExistingBucket() public {
         _fillTheRing();
         // A second purchase this month: its expiry month is the newest dated bucket, already held.
         _earn(member, 10);
     }
 
     /// @notice The same check in the programme module rejects an award (`_award`).
-    function test_bug_fullRingRejectsAnAwardThatMergesIntoAnExistingBucket() public {
+    function test_fullRingTakesAnAwardThatMergesIntoAnExistingBucket() public {
         _fillTheRing();
         _award(10);
     }
@@ -104,7 +102,7 @@ contract LedgerBugsTest is LedgerDeployment {
     /// the partner's refund keeps the points alive. Should the old address hold points again, the
     /// reversal takes those instead and the qualifying points leave the old address's window,
     /// not the new one's.
-    function test_bug_reversalOfAnEarnCannotFollowItsPointsAfterMigration() public {
+    function test_reversalOfAnEarnFollowsItsPointsAfterMigration() public {
         vm.prank(operator);
         ledger.addPartner(vm.addr(PARTNER_KEY), 1, 1, "EUR", type(uint128).max);
         vm.warp(block.timestamp + 8 days);

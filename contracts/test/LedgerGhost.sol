@@ -115,6 +115,10 @@ abstract contract LedgerGhost {
     mapping(address => mapping(uint24 => uint256)) public ghostBucket;
     mapping(address => mapping(uint256 => uint256)) public ghostEarned; // month -> qualifying points
     mapping(address => GhostMember) internal _members;
+    // Migrations: an address's first address (0: itself), and where each first address's
+    // points are now (a reversal follows them there).
+    mapping(address => address) internal _originOf;
+    mapping(address => address) internal _currentOf;
     mapping(address => mapping(address => uint256)) public ghostApproval;
     mapping(address => mapping(uint256 => bool)) internal _memberNonceUsed;
 
@@ -278,10 +282,19 @@ abstract contract LedgerGhost {
         }
     }
 
-    /// @dev Whether `migrate` must refuse `member` as its target (`AccountInUse`).
+    /// @dev Whether `migrate` must refuse `member` as its target (`AccountInUse`): it holds
+    /// or held points, or took part in a migration.
     function _inUse(address member) internal view returns (bool) {
         GhostMember storage g = _members[member];
+        if (_originOf[member] != address(0) || _currentOf[member] != address(0)) return true;
         return g.earned || g.flagged || _months[member].length != 0;
+    }
+
+    /// @dev Where the points credited to `member` are now, after its migrations.
+    function _holder(address member) internal view returns (address) {
+        address first = _originOf[member];
+        address current = _currentOf[first == address(0) ? member : first];
+        return current == address(0) ? member : current;
     }
 
     /// @dev Migration: sweep `from`, then its buckets, qualifying window, earned flag and
@@ -304,6 +317,8 @@ abstract contract LedgerGhost {
         if (f.flagged) (t.tier, t.until) = (f.tier, f.until);
         delete _members[from];
         if (!f.flagged) (_members[from].tier, _members[from].until) = (f.tier, f.until);
+        address first = _originOf[from] == address(0) ? from : _originOf[from];
+        (_currentOf[first], _originOf[to]) = (to, first);
     }
 
     // ================================================================ tiers
@@ -423,7 +438,7 @@ abstract contract LedgerGhost {
         ) return ICoalitionPoints.UnknownEarn.selector;
         if (e.expiry < ghostMonth) return ICoalitionPoints.EarnExpired.selector;
         if (ghostReversedOf[_leaf(e)] + op.points > e.points) return ICoalitionPoints.ReversalExceedsEarn.selector;
-        if (ghostBalance(e.member) < op.points) return ICoalitionPoints.InsufficientPoints.selector;
+        if (ghostBalance(_holder(e.member)) < op.points) return ICoalitionPoints.InsufficientPoints.selector;
         return 0;
     }
 
@@ -431,15 +446,16 @@ abstract contract LedgerGhost {
         GhostPartner storage p = _partners[op.partnerId];
         _partnerNonceUsed[op.partnerId][op.nonce] = true;
         ghostReversedOf[_leaf(e)] += op.points;
+        address holder = _holder(e.member);
         if (e.spend != 0) {
-            uint256 earned = ghostEarned[e.member][e.earnMonth];
-            ghostEarned[e.member][e.earnMonth] = earned - (op.points < earned ? op.points : earned);
+            uint256 earned = ghostEarned[holder][e.earnMonth];
+            ghostEarned[holder][e.earnMonth] = earned - (op.points < earned ? op.points : earned);
         }
         uint256 restored = p.allowance + op.points;
         p.allowance = restored > type(uint128).max ? type(uint128).max : restored;
         p.reversed += op.points;
         ghostAllowedTotal[op.partnerId] += op.points;
-        _take(e.member, op.points);
+        _take(holder, op.points);
     }
 
     function _leaf(GhostEarn memory e) internal pure returns (bytes32) {

@@ -404,7 +404,8 @@ contract LedgerHandler is LedgerGhost {
             : (tier >= MAX_TIERS ? ICoalitionPoints.InvalidTier.selector : bytes4(0));
         if (_operatorCall(who, abi.encodeCall(ILedger.assignTier, (member, uint8(tier), until)), expected)) {
             GhostMember storage g = _members[member];
-            (g.tier, g.until, g.flagged) = (uint8(tier), until, until != 0);
+            // No end date withdraws the assignment: nothing of it is kept.
+            (g.tier, g.until, g.flagged) = (until == 0 ? 0 : uint8(tier), until, until != 0);
         }
     }
 
@@ -592,6 +593,7 @@ contract LedgerHandler is LedgerGhost {
         if (ghostPaused) expected = ILedger.EnforcedPause.selector;
         else if (c.to == address(0) || c.to == c.from) expected = ICoalitionPoints.InvalidMember.selector;
         else if (_inUse(c.to)) expected = ICoalitionPoints.AccountInUse.selector;
+        else if (_holder(c.from) != c.from) expected = ICoalitionPoints.InvalidMember.selector;
         else if (ghostTime > c.deadline) expected = ICoalitionPoints.SignatureExpired.selector;
         else if (_memberNonceUsed[c.from][c.nonce]) expected = ICoalitionPoints.NonceAlreadyUsed.selector;
         else if (vm.addr(key) != c.from) expected = ICoalitionPoints.InvalidSignature.selector;

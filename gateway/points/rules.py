@@ -1,5 +1,8 @@
 """The points rules of SPEC section 2 as plain Python: the model the contract must agree with.
 
+Longer than 400 lines: the whole rulebook in one file, to be read against SPEC section 2 from
+top to bottom (splitting it would split the rules of one operation across files).
+
 Deliberately naive (dicts of buckets, full sums, no packing) so that it is easy to check by
 reading; the contract is the optimized version. The property tests and the auditor compare
 the chain with this model.
@@ -80,6 +83,8 @@ class PointsModel:
     reversed_of: dict[bytes, int] = field(default_factory=dict)
     used_partner_nonces: set[tuple[int, int]] = field(default_factory=set)
     used_member_nonces: set[tuple[str, int]] = field(default_factory=set)
+    origin_of: dict[str, str] = field(default_factory=dict)  # migration (r2): address -> first address
+    current_of: dict[str, str] = field(default_factory=dict)  # first address -> where its points are
 
     # ------------------------------------------------------------ reads
 
@@ -233,6 +238,7 @@ class PointsModel:
         done = self.reversed_of.get(leaf, 0)
         if done + points > earn_points:
             raise Rejected("ReversalExceedsEarn")
+        member = self.holder(member)  # (r2) the earn's points followed the member's migrations
         self._take(member, points, month)
         self.used_partner_nonces.add((partner_id, nonce))
         self.reversed_of[leaf] = done + points
@@ -356,18 +362,31 @@ class PointsModel:
     def assign_tier(self, member: str, tier: int, until: int) -> None:
         self.member(member).assigned = (tier, until) if until else None
 
+    def holder(self, member: str) -> str:
+        """Where the points credited to `member` are now, after its migrations (lowercase)."""
+        first = self.origin_of.get(member.lower(), member.lower())
+        return self.current_of.get(first, member.lower())
+
     def migrate(self, *, source: str, target: str, nonce: int) -> None:
-        """Moves everything `source` holds to `target`, which must never have held points."""
-        if target.lower() == source.lower():
+        """Moves everything `source` holds to `target`, which must never have held points nor
+        taken part in a migration; an address whose points already moved cannot move again."""
+        source, target = source.lower(), target.lower()
+        if target == source:
             raise Rejected("InvalidMember")
-        existing = self.members.get(target.lower())
+        existing = self.members.get(target)
         if existing is not None and (any(existing.buckets.values()) or existing.earned or existing.assigned):
             raise Rejected("AccountInUse")
-        if (source.lower(), nonce) in self.used_member_nonces:
+        if target in self.origin_of or target in self.current_of:
+            raise Rejected("AccountInUse")
+        if self.holder(source) != source:
+            raise Rejected("InvalidMember")
+        if (source, nonce) in self.used_member_nonces:
             raise Rejected("NonceAlreadyUsed")
-        self.used_member_nonces.add((source.lower(), nonce))
-        self.members[target.lower()] = self.member(source)
-        self.members[source.lower()] = MemberModel()
+        self.used_member_nonces.add((source, nonce))
+        self.members[target] = self.member(source)
+        self.members[source] = MemberModel()
+        first = self.origin_of.get(source, source)
+        self.current_of[first], self.origin_of[target] = target, first
 
 
 MAX_REASON = 7
