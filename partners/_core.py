@@ -48,6 +48,7 @@ from partners.signing import (
     Receipt,
     ReverseMessage,
     earn_leaf,
+    new_receipt_salt,
     sign,
 )
 
@@ -335,6 +336,8 @@ class Core:
             partner_id = yield from self.own_partner_id()
             domain = yield from self.domain()
             member = yield from self.member_address(member_id)
+            salt = new_receipt_salt()
+            body["receipt_salt"] = salt
             ref = Receipt(
                 kind="earn",
                 partner_id=partner_id,
@@ -343,6 +346,7 @@ class Core:
                 amount_minor=amount_minor,
                 currency=currency,
                 issued_at=issued_at,
+                salt=salt,
             ).ref()
             body["partner_signature"] = self._partner_signed(
                 domain, lambda n, d: EarnMessage(partner_id, member, amount_minor, ref, n, d)
@@ -376,6 +380,8 @@ class Core:
                 raise ValueError(f"the member authorized {asked}, not {(member_id, receipt_id, points)}")
             body["authorization"] = authorization.as_json()
             body["issued_at"] = authorization.issued_at
+            if authorization.salt:
+                body["receipt_salt"] = authorization.salt
         else:
             body["authorization"] = {"pin": pin}
         call = self.post("/v1/redemptions", body, idempotency_key)
@@ -471,6 +477,8 @@ class Core:
                 points=earn.points,
                 earn_month=earn.earn_month,
             )
+            salt = new_receipt_salt()
+            body["receipt_salt"] = salt
             ref = Receipt(
                 kind="reversal",
                 partner_id=partner_id,
@@ -481,6 +489,7 @@ class Core:
                 points=taken,
                 issued_at=issued_at,
                 extra={"original_receipt_id": receipt_id, "reason": reason},
+                salt=salt,
             ).ref()
             body["partner_signature"] = self._partner_signed(
                 domain, lambda n, d: ReverseMessage(partner_id, leaf, taken, ref, n, d)

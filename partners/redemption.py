@@ -19,7 +19,7 @@ from typing import Any
 from eth_keys import keys
 from eth_utils import to_checksum_address
 
-from partners.signing import CompactSignature, Domain, Receipt, RedeemMessage, sign
+from partners.signing import CompactSignature, Domain, Receipt, RedeemMessage, new_receipt_salt, sign
 
 MEMBER_AUTHORIZATION_SECONDS = 86_400
 # JavaScript wallets read JSON numbers as doubles: a nonce above 2**53 would reach them changed.
@@ -57,6 +57,7 @@ class MemberAuthorization:
     nonce: int
     deadline: int
     signature: str  # 0x-hex, 64-byte compact (EIP-2098) or 65-byte
+    salt: str = ""  # the receipt's salt the signature covers (sent as receipt_salt)
 
     def as_json(self) -> dict[str, Any]:
         """The `authorization` object of POST /v1/redemptions."""
@@ -76,6 +77,7 @@ class RedemptionRequest:
     issued_at: str
     nonce: int
     deadline: int
+    salt: str = ""  # the receipt document's salt (create() draws one)
 
     @classmethod
     def create(
@@ -102,6 +104,7 @@ class RedemptionRequest:
             issued_at=issued_at or utc_now_iso(),
             nonce=random_member_nonce() if nonce is None else nonce,
             deadline=int(time.time()) + valid_for if deadline is None else deadline,
+            salt=new_receipt_salt(),
         )
 
     def receipt(self) -> Receipt:
@@ -113,6 +116,7 @@ class RedemptionRequest:
             member_id=self.member_id,
             points=self.points,
             issued_at=self.issued_at,
+            salt=self.salt,
         )
 
     def message(self) -> RedeemMessage:
@@ -146,6 +150,7 @@ class RedemptionRequest:
             nonce=self.nonce,
             deadline=self.deadline,
             signature=CompactSignature.from_bytes(raw).hex(),
+            salt=self.salt,
         )
 
 

@@ -9,6 +9,7 @@ the same message as EIP-712 JSON for wallets, and the tests check both agree.
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass, field, fields
 from functools import cached_property, lru_cache
 from typing import Any, ClassVar
@@ -335,6 +336,11 @@ def earn_leaf(*, partner_id: int, member: str, receipt_ref: bytes, spend: int, p
     return keccak(b"".join(abi_word(t, v) for t, v in fields))  # abi.encode of static words
 
 
+def new_receipt_salt() -> str:
+    """A receipt document's salt: 128 random bits as 32 lowercase hex digits."""
+    return secrets.token_hex(16)
+
+
 @dataclass(frozen=True)
 class Receipt:
     """The canonical receipt document of an operation; only its hash goes on-chain."""
@@ -348,6 +354,10 @@ class Receipt:
     points: int | None = None
     issued_at: str = ""  # ISO 8601, UTC
     extra: dict[str, Any] = field(default_factory=dict)
+    # (r2) Random hex, 128 bits or more: without it, anyone could confirm a guessed card number,
+    # amount and time against the hash on-chain. Empty only in receipts made before revision 2
+    # (their documents have no salt key, so their hashes are unchanged).
+    salt: str = ""
 
     def canonical(self) -> bytes:
         """Sorted keys, no spaces, UTF-8: the same bytes for the same receipt, everywhere."""
@@ -361,6 +371,8 @@ class Receipt:
     @cached_property
     def _canonical(self) -> bytes:
         document = {f.name: getattr(self, f.name) for f in fields(self)}
+        if not self.salt:
+            del document["salt"]  # a receipt from before the salt hashes as it always did
         return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
     @cached_property

@@ -18,7 +18,7 @@ from gateway.core.security import (
     verify_pin,
 )
 from gateway.db.models import Operation, Partner
-from gateway.operations.freshness import Fresh, check_fresh, check_issued_at, nonce_in_flight, read_fresh
+from gateway.operations.freshness import Fresh, check_fresh, check_issued_at, nonce_in_flight, read_fresh, salt_for
 from gateway.operations.idempotency import Response
 from gateway.operations.kinds import IN_FLIGHT, Kind, Status
 from gateway.operations.signatures import (
@@ -120,6 +120,7 @@ def accept_earn(
     issued_at: str | None,
     partner_signature: SignedFields | None,
     prepared: Prepared,
+    receipt_salt: str | None = None,
 ) -> Response:
     assert caller.partner_id is not None
     partner = runtime.partner_terms(caller.partner_id)
@@ -145,6 +146,7 @@ def accept_earn(
         amount_minor=amount_minor,
         currency=currency,
         issued_at=issued_at or now().isoformat(),
+        salt=salt_for(receipt_salt, partner_signature),
     )
     nonce, deadline, signature = sign_for_partner(
         runtime,
@@ -182,6 +184,7 @@ def accept_redemption(
     member_signature: SignedFields | None,
     issued_at: str | None,
     prepared: Prepared,
+    receipt_salt: str | None = None,
 ) -> Response:
     assert caller.partner_id is not None
     partner = get_partner(session, caller.partner_id)
@@ -195,6 +198,7 @@ def accept_redemption(
         member_id=member_id,
         points=points,
         issued_at=issued_at or now().isoformat(),
+        salt=salt_for(receipt_salt, member_signature),
     )
     domain = runtime.ledger.domain
     if member.custodial:
@@ -263,6 +267,7 @@ def accept_reversal(
     reason: str,
     partner_signature: SignedFields | None,
     issued_at: str | None,
+    receipt_salt: str | None = None,
 ) -> Response:
     assert caller.partner_id is not None
     partner = get_partner(session, caller.partner_id, for_update=partner_signature is None)
@@ -316,6 +321,7 @@ def accept_reversal(
         points=points,
         issued_at=issued_at or now().isoformat(),
         extra={"original_receipt_id": receipt_id, "reason": reason},
+        salt=salt_for(receipt_salt, partner_signature),
     )
     leaf = earn_leaf(
         partner_id=partner.id,
@@ -361,6 +367,7 @@ def redeem(
     pin: str | None,
     member_signature: SignedFields | None,
     issued_at: str | None,
+    receipt_salt: str | None = None,
 ) -> Response:
     """Checks the PIN (or the member's signature) and accepts the redemption through `store`
     (the idempotent write). A wrong PIN is counted in its own transaction before the refusal
@@ -381,6 +388,7 @@ def redeem(
                 member_signature=member_signature,
                 issued_at=issued_at,
                 prepared=prepared,
+                receipt_salt=receipt_salt,
             )
         )
     except WrongPin as exc:

@@ -1,5 +1,5 @@
 """Checks of what a write carries from outside the gateway, before it is accepted: a receipt's
-issue time, and a signature made by a partner or a member (expired? its nonce spent?)."""
+issue time and salt, and a signature made by a partner or a member (expired? its nonce spent?)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from gateway.core.errors import Conflict, ErrorCode, Invalid
 from gateway.db.models import Operation
 from gateway.operations.kinds import IN_FLIGHT, Kind
 from gateway.operations.signatures import SignedFields, signing_time
+from partners.signing import new_receipt_salt
 
 # How far ahead of the gateway's clock (or the chain's, when a development chain's is ahead)
 # a receipt's issued_at may be: tills' clocks drift and time zones get mixed up, but a receipt
@@ -84,3 +85,12 @@ def nonce_in_flight(
     else:
         query = query.where(Operation.partner_id == partner_id, Operation.kind.in_((Kind.EARN, Kind.REVERSAL)))
     return session.scalar(query.limit(1)) is not None
+
+
+def salt_for(given: str | None, signature: SignedFields | None) -> str:
+    """The receipt's salt (SPEC section 4, r2): the one sent with the operation; for one the
+    gateway signs, a fresh one if none was sent; for one signed outside the gateway without a
+    salt, none (the signer hashed the receipt without it: an SDK from before the salt)."""
+    if given is not None:
+        return given
+    return "" if signature is not None else new_receipt_salt()

@@ -59,6 +59,7 @@ async def earn(request: Request, body: EarnCreate, who: PartnerCaller, idem: Ide
             issued_at=body.issued_at,
             partner_signature=given,
             prepared=prepared,
+            receipt_salt=body.receipt_salt,
         ),
         refuses_before_writing=True,
     )
@@ -79,6 +80,7 @@ def redeem(request: Request, body: RedemptionCreate, who: PartnerCaller, idem: I
         pin=auth.pin if isinstance(auth, PinAuthorization) else None,
         member_signature=signed(auth) if isinstance(auth, Signed) else None,
         issued_at=body.issued_at,
+        receipt_salt=body.receipt_salt,
     )
     _accepted(request)
     return JSONResponse(response.body, status_code=response.status)
@@ -101,6 +103,7 @@ def reverse(request: Request, body: ReversalCreate, who: PartnerCaller, idem: Id
             reason=body.reason,
             partner_signature=signed(body.partner_signature),
             issued_at=body.issued_at,
+            receipt_salt=body.receipt_salt,
         ),
     )
     _accepted(request)

@@ -137,6 +137,12 @@ class MemberCreate(Strict):
         return self
 
 
+# (r2) The receipt document's random salt (hex, 128 to 256 bits). The gateway draws one unless
+# the operation is signed outside it; then it is the one the signer hashed (the partner SDK
+# sends it), and absent only for a signer that predates the salt.
+ReceiptSalt = Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{32,64}$")]
+
+
 class Signed(Strict):
     """A signature made outside the gateway, with the nonce and deadline it covers."""
 
@@ -152,6 +158,7 @@ class EarnCreate(Strict):
     currency: Currency
     issued_at: Timestamp | None = None
     partner_signature: Signed | None = None
+    receipt_salt: ReceiptSalt | None = None
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -177,6 +184,7 @@ class RedemptionCreate(Strict):
     points: Annotated[StrictInt, Field(ge=1, le=MAX_POINTS)]
     authorization: PinAuthorization | Signed
     issued_at: Timestamp | None = None
+    receipt_salt: ReceiptSalt | None = None
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -200,6 +208,7 @@ class ReversalCreate(Strict):
     reason: Annotated[StrictStr, Field(min_length=1, max_length=500)]
     issued_at: Timestamp | None = None
     partner_signature: Signed | None = None
+    receipt_salt: ReceiptSalt | None = None
 
     model_config = ConfigDict(
         json_schema_extra={
