@@ -1,8 +1,5 @@
 """Chain-only audit: replay every ledger event with the plain-Python rules and compare.
 
-Longer than 400 lines: the replay is one pass over the events, and the index comparison reads
-the state that pass builds.
-
 An auditor needs only an RPC endpoint and the contract's address (and deployment block).
 Every event from the deployment block is fetched (paged eth_getLogs), replayed into the
 rules model of gateway/points/rules.py, and the result compared with the contract's own
@@ -13,6 +10,7 @@ recomputed from the spend, the partner's rate and the member's tier at that mome
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,25 +21,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from web3 import Web3
 
+from gateway.audit.replay import ZERO, Discrepancy, Replay
 from gateway.chain.events import collector_paused, fetch_events, timestamps
 from gateway.chain.ledger import Ledger, LedgerEvent, rpc
 from gateway.chain.outcomes import RESULT_EVENT
 from gateway.db.models import Operation, StoredReceipt
-from gateway.points.rules import BPS, NEVER, PartnerModel, PointsModel, month_label, month_of
+from gateway.points.rules import month_of
 
-ZERO = "0x0000000000000000000000000000000000000000"
+__all__ = ["ZERO", "AuditReport", "Discrepancy", "GatewayIndex", "Replay", "read_index", "verify_chain"]
+
 VIEWS_PER_BATCH = 1_500
-
-
-@dataclass
-class Discrepancy:
-    kind: str
-    where: str
-    expected: Any
-    found: Any
-
-    def __str__(self) -> str:
-        return f"{self.kind} at {self.where}: the rules give {self.expected}, the chain has {self.found}"
 
 
 @dataclass
@@ -58,128 +47,6 @@ class AuditReport:
     @property
     def ok(self) -> bool:
         return not self.discrepancies
-
-
-class Replay:
-    """Applies ledger events to the rules model, noting where the chain disagrees with it."""
-
-    def __init__(self) -> None:
-        self.model = PointsModel(tiers=[(0, BPS)])
-        self.discrepancies: list[Discrepancy] = []
-        self.earns: dict[tuple[int, bytes], tuple[int, int, str]] = {}  # (partner, ref) -> (points, month, member)
-        self.reversed: dict[tuple[int, bytes], int] = {}
-        self.operations = 0
-        self.seen_members: set[str] = set()
-        self.swept: dict[int, int] = {}  # expiry month -> points removed by Expired events
-        self.point_value: tuple[int, str] = (0, "")
-        # member -> (month, qualifying points in that month): each earn needs the member's
-        # tier; the 12-month sum is taken once per member and month, then kept up to date.
-        self._qualifying: dict[str, tuple[int, int]] = {}
-
-    def note(self, kind: str, event: LedgerEvent, expected: Any, found: Any) -> None:
-        where = f"block {event.block_number} log {event.log_index} (tx {event.tx_hash})"
-        self.discrepancies.append(Discrepancy(kind, where, expected, found))
-
-    def apply(self, e: LedgerEvent, month: int) -> None:
-        a, m = e.args, self.model
-        if e.name == "Earned":  # by far the most frequent: tested first
-            self._earned(e, month)
-        elif e.name == "PartnerAdded":
-            m.partners[a["partnerId"]] = PartnerModel(a["signer"], 1, 1, bytes(a["currency"]).decode(), 0)
-        elif e.name == "PartnerUpdated":
-            p = m.partners[a["partnerId"]]
-            p.signer, p.rate_points, p.rate_per_minor_units = a["signer"], a["ratePoints"], a["ratePerMinorUnits"]
-        elif e.name == "PartnerStatusChanged":
-            m.partners[a["partnerId"]].active = a["active"]
-        elif e.name == "AllowanceSet":
-            m.partners[a["partnerId"]].allowance = a["allowance"]
-        elif e.name == "TiersSet":
-            m.tiers = [(int(t[0]), int(t[1])) for t in a["tiers"]]
-        elif e.name == "ExpiryPolicySet":
-            m.expiry_months = a["months"]
-        elif e.name == "TransfersSwitched":
-            m.transfers_enabled = a["enabled"]
-        elif e.name == "Redeemed":
-            self.operations += 1
-            self._take(e, a["member"], a["points"], month)
-            m.partners[a["partnerId"]].redeemed += a["points"]
-        elif e.name == "Reversed":
-            self._reversed(e, month)
-        elif e.name == "Transfer" and a["from"] != ZERO and a["to"] != ZERO:
-            for expiry, part in self._take(e, a["from"], a["value"], month):
-                state = m.member(a["to"])
-                state.buckets[expiry] = state.buckets.get(expiry, 0) + part
-            self.seen_members.add(a["to"].lower())
-        elif e.name == "Expired":
-            state = m.member(a["member"])
-            expiry = a["expiryMonth"]
-            if expiry >= month:
-                self.note("expiry before its month ended", e, f"expiry after {month_label(expiry)}", month_label(month))
-            held = state.buckets.get(expiry, 0)
-            if held != a["points"]:
-                self.note("expired points", e, held, a["points"])
-            state.buckets[expiry] = 0  # swept from the member; balances ignored it already
-            self.swept[expiry] = self.swept.get(expiry, 0) + a["points"]
-        elif e.name == "PointValueSet":
-            self.point_value = (int(a["minorUnitsPerPoint"]), bytes(a["currency"]).decode())
-
-    def _earned(self, e: LedgerEvent, month: int) -> None:
-        a, m = e.args, self.model
-        self.operations += 1
-        partner = m.partners[a["partnerId"]]
-        member = a["member"]
-        key = member.lower()
-        self.seen_members.add(key)
-        state = m.member(key)
-        cached = self._qualifying.get(key)
-        qualifying = cached[1] if cached is not None and cached[0] == month else m.qualifying(key, month)
-        tier = 0
-        for i, (threshold, _) in enumerate(m.tiers):  # as PointsModel.tier_index
-            if qualifying >= threshold:
-                tier = i
-        expected = m.points_for(partner, a["spend"], m.tiers[tier][1])
-        points = a["points"]
-        if expected != points:
-            self.note("points of an earn", e, expected, points)
-        expiry = NEVER if m.expiry_months == 0 else month + m.expiry_months
-        if a["expiryMonth"] != expiry:
-            self.note("expiry month of an earn", e, month_label(expiry), month_label(a["expiryMonth"]))
-        if points > partner.allowance:
-            self.note("issuance beyond the partner's allowance", e, partner.allowance, points)
-        buckets, earned = state.buckets, state.earned
-        buckets[a["expiryMonth"]] = buckets.get(a["expiryMonth"], 0) + points
-        earned[month] = earned.get(month, 0) + points
-        self._qualifying[key] = (month, qualifying + points)
-        partner.allowance -= points
-        partner.issued += points
-        self.earns[(a["partnerId"], a["receiptRef"])] = (points, month, member)
-
-    def _reversed(self, e: LedgerEvent, month: int) -> None:
-        a, m = e.args, self.model
-        self.operations += 1
-        key = (a["partnerId"], a["earnReceiptRef"])
-        earn = self.earns.get(key)
-        if earn is None:
-            self.note("reversal of an unknown earn", e, "an Earned event of this partner", "none")
-            return
-        issued, earn_month, member = earn
-        done = self.reversed.get(key, 0) + a["points"]
-        if done > issued:
-            self.note("reversal above the original earn", e, issued, done)
-        self.reversed[key] = done
-        self._take(e, a["member"], a["points"], month)
-        earned = m.member(member).earned
-        earned[earn_month] = earned.get(earn_month, 0) - min(a["points"], earned.get(earn_month, 0))
-        self._qualifying.pop(member.lower(), None)  # the earn's month counts less now
-        partner = m.partners[a["partnerId"]]
-        partner.allowance += a["points"]
-        partner.reversed += a["points"]
-
-    def _take(self, e: LedgerEvent, member: str, points: int, month: int) -> list[tuple[int, int]]:
-        live = self.model.balance(member, month)
-        if live < points:
-            self.note("points spent beyond the balance", e, live, points)
-        return self.model.take_earliest(member, points, month)
 
 
 INDEX_LAG_SECONDS = 1.0
@@ -221,7 +88,7 @@ def verify_chain(
     months = {number: month_of(t) for number, t in times.items()}
     with collector_paused():
         for event in events:
-            replay.apply(event, months[event.block_number])
+            replay.apply(event, months[event.block_number], times[event.block_number])
     month = month_of(times[to_block])
     report = AuditReport(from_block, to_block, events=len(events), operations=replay.operations)
     report.discrepancies = replay.discrepancies
@@ -241,7 +108,7 @@ def verify_chain(
         for kind, expected, found in (
             ("balance", model.balance(member, month), balance),
             ("qualifying points", model.qualifying(member, month), qualifying),
-            ("tier", model.tier_index(member, month), tier),
+            ("tier", model.tier_index(member, month, times[to_block]), tier),
         ):
             if expected != found:
                 report.discrepancies.append(Discrepancy(f"{kind} of {member}", where, expected, found))
@@ -296,6 +163,7 @@ class IndexedOperation:
     tx_hash: str | None
     log_index: int | None
     block_number: int | None = None
+    receipt_id: str | None = None  # the partner's own id of the receipt (the row's column)
 
 
 @dataclass(frozen=True)
@@ -323,6 +191,17 @@ def _hash(document: str) -> str:
     return "0x" + keccak(document.encode()).hex()
 
 
+def _names(operation_id: str, kind: str, partner_id: int, document: str, receipt_id: str | None = None) -> str:
+    """Where a discrepancy is, as a partner finds it in its own books: its receipt id too (the
+    row's, or else the stored document's)."""
+    if receipt_id is None:
+        try:
+            receipt_id = str(json.loads(document).get("receipt_id", "?"))
+        except (ValueError, AttributeError):
+            receipt_id = "? (the stored document is not JSON)"
+    return f"operation {operation_id} ({kind} of partner {partner_id}, receipt {receipt_id})"
+
+
 def verify_index(
     events: list[LedgerEvent], index: GatewayIndex | list[IndexedOperation], *, to_block: int | None = None
 ) -> list[Discrepancy]:
@@ -341,7 +220,7 @@ def verify_index(
         stored[kept.operation_id] = kept
         recomputed = _hash(kept.receipt_doc)
         if recomputed != kept.receipt_ref:
-            where = f"stored receipt of operation {kept.operation_id} ({kept.kind} of partner {kept.partner_id})"
+            where = "stored receipt of " + _names(kept.operation_id, kept.kind, kept.partner_id, kept.receipt_doc)
             found.append(
                 Discrepancy("stored receipt does not hash to its reference", where, kept.receipt_ref, recomputed)
             )
@@ -350,7 +229,7 @@ def verify_index(
     rows: set[str] = set()
     for op in index.operations:
         rows.add(op.id)
-        where = f"operation {op.id} ({op.kind} of partner {op.partner_id})"
+        where = _names(op.id, op.kind, op.partner_id, op.receipt_doc, op.receipt_id)
         recomputed = _hash(op.receipt_doc)
         if recomputed != op.receipt_ref:
             found.append(
@@ -391,7 +270,8 @@ def verify_index(
             found.append(
                 Discrepancy(
                     "event with no index row",
-                    f"block {event.block_number} log {event.log_index} (tx {event.tx_hash})",
+                    f"block {event.block_number} log {event.log_index} (tx {event.tx_hash}), {event.name} of "
+                    f"partner {event.args.get('partnerId', '?')}",
                     "an operation in the index",
                     "none",
                 )
@@ -401,7 +281,7 @@ def verify_index(
             found.append(
                 Discrepancy(
                     "stored receipt missing from the index",
-                    f"operation {operation_id} ({kept.kind} of partner {kept.partner_id})",
+                    _names(operation_id, kept.kind, kept.partner_id, kept.receipt_doc),
                     "its operation row (loyalty reindex restores it)",
                     "none",
                 )
@@ -423,6 +303,7 @@ def read_index(session: Session) -> GatewayIndex:
             op.tx_hash,
             op.log_index,
             op.block_number,
+            op.receipt_id,
         )
         for op in session.scalars(select(Operation).order_by(Operation.seq))
     ]

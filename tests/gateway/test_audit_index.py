@@ -96,6 +96,12 @@ def test_tampering_is_caught_and_named(gw: Gateway, case: str) -> None:
     report = _verify(gw)
     assert not report.ok
     assert expected in [d.kind for d in report.discrepancies], [str(d) for d in report.discrepancies]
+    # Every discrepancy names the partner, and the partner's own receipt id where there is a row.
+    found = next(d for d in report.discrepancies if d.kind == expected)
+    assert "partner 1" in found.where, found.where
+    receipt = {"row_deleted": None, "row_added": "R-forged", "hash_changed": "R-2", "receipt_deleted": "R-2"}
+    named = receipt.get(case, "R-1")
+    assert named is None or f"receipt {named}" in found.where, found.where
     if case == "receipt_edited":
         assert "receipt hash differs from the on-chain event" in [d.kind for d in report.discrepancies]
         auditor = gw.post("/v1/api-keys", gw.admin_key, {"role": "auditor"}).json()["api_key"]

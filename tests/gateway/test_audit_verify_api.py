@@ -52,7 +52,7 @@ def test_a_tampered_receipt_is_listed(gw: Gateway) -> None:
     job = finished(gw, h.auditor, gw.post("/v1/audit/verify", h.auditor, None).json()["job_id"])
     assert job["status"] == "done" and job["ok"] is False
     kinds = {(d["kind"], d["where"]) for d in job["discrepancies"]}
-    where = f"operation {h.operations['R-2']} (earn of partner 1)"
+    where = f"operation {h.operations['R-2']} (earn of partner 1, receipt R-2)"
     assert ("stored receipt does not hash to its reference", f"stored receipt of {where}") in kinds
     assert ("index copy differs from the stored receipt", where) in kinds
     assert ("receipt hash differs from the on-chain event", where) in kinds
