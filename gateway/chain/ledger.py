@@ -220,7 +220,7 @@ def earn_records(batch_id: int, earn_month: int, earned: list[LedgerEvent]) -> l
             e.args["partnerId"],
             e.args["member"],
             bytes(e.args["receiptRef"]),
-            int(e.args["spend"]),
+            int(e.args.get("spend", 0)),  # an award's leaf has spend 0
             int(e.args["points"]),
             earn_month,
         )
@@ -253,20 +253,7 @@ class SignedAward:
 def award_records(batch_id: int, award_month: int, awarded: list[LedgerEvent]) -> list[EarnRecord]:
     """One award batch's records from its `Awarded` events (in log order), with proofs: an
     award is committed like an earn with spend 0, and reversed the same way."""
-    drafts = [
-        EarnRecord(
-            batch_id,
-            e.args["partnerId"],
-            e.args["member"],
-            bytes(e.args["receiptRef"]),
-            0,
-            int(e.args["points"]),
-            award_month,
-        )
-        for e in awarded
-    ]
-    proofs = merkle_proofs([d.leaf() for d in drafts])
-    return [replace(d, proof=proof) for d, proof in zip(drafts, proofs, strict=True)]
+    return earn_records(batch_id, award_month, awarded)
 
 
 @dataclass(frozen=True)

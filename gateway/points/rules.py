@@ -171,13 +171,18 @@ class PointsModel:
         if points > partner.allowance:
             raise Rejected("AllowanceExceeded")
         self.used_partner_nonces.add((partner_id, nonce))
+        state = self._issue(partner, member, points, month)
+        state.earned[month] = state.earned.get(month, 0) + points
+        return points
+
+    def _issue(self, partner: PartnerModel, member: str, points: int, month: int) -> MemberModel:
+        """Credits `points` issued now (expiring under the policy in force) from `partner`'s allowance."""
         expiry = NEVER if self.expiry_months == 0 else month + self.expiry_months
         state = self.member(member)
         state.buckets[expiry] = state.buckets.get(expiry, 0) + points
-        state.earned[month] = state.earned.get(month, 0) + points
         partner.allowance -= points
         partner.issued += points
-        return points
+        return state
 
     def _take(self, member: str, points: int, month: int) -> list[tuple[int, int]]:
         if self.balance(member, month) < points:
@@ -352,11 +357,7 @@ class PointsModel:
         if points > partner.allowance:
             raise Rejected("AllowanceExceeded")
         self.used_partner_nonces.add((partner_id, nonce))
-        expiry = NEVER if self.expiry_months == 0 else month + self.expiry_months
-        state = self.member(member)
-        state.buckets[expiry] = state.buckets.get(expiry, 0) + points
-        partner.allowance -= points
-        partner.issued += points
+        self._issue(partner, member, points, month)
         partner.awarded += points
 
     def assign_tier(self, member: str, tier: int, until: int) -> None:
