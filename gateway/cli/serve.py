@@ -130,7 +130,8 @@ def submit(network: str, data_dir: Path | None, parent: int | None) -> None:
                     stop.set()
 
         threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
-    submitter = Submitter(runtime)
+    # No API here: the tiers of confirmed members would fill a cache that nothing reads.
+    submitter = Submitter(runtime, refresh_tiers=False)
     submitter.idle_poll = 0.05  # no wake-ups from accepted writes here: look often (a few cheap reads)
     try:
         submitter.run(stop)

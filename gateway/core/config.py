@@ -96,6 +96,10 @@ class GatewaySettings(BaseModel):
     notice_expiring_days: int = Field(default=30, ge=1, le=365)
     notice_inactive_days: int = Field(default=60, ge=1, le=3650)
     notice_allowance_low_points: int = Field(default=10_000, ge=0)
+    # Entries each of the per-member caches of a gateway process holds at most (addresses,
+    # tiers, decrypted keys, API keys), the most recently used: ~0.4 KiB a member in all,
+    # so the default bounds them to about 40 MiB however large the coalition grows.
+    member_cache_entries: int = Field(default=100_000, ge=1)
 
 
 class Settings(BaseSettings):

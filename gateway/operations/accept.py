@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from gateway.accounts.members import WrongPin, get_member, record_wrong_pin
 from gateway.accounts.partners import get_partner
 from gateway.app.runtime import Runtime
-from gateway.core.errors import Conflict, ErrorCode, Forbidden, Invalid, NotFound
+from gateway.core.errors import Conflict, ErrorCode, Forbidden, Invalid, LoyaltyError, NotFound
 from gateway.core.security import (
     Caller,
     verify_pin,
@@ -61,6 +61,25 @@ def prepare_earn(runtime: Runtime, *, caller: Caller, member_id: str, self_signe
     # left unused by a refused request is harmless: the contract's nonces are a bitmap).
     nonce = None if self_signed else runtime.partner_nonce(caller.partner_id)
     return Prepared(found[0], tier=runtime.tier_of(found[0]), nonce=nonce)
+
+
+def prepare_earns(runtime: Runtime, requests: list[tuple[Caller, str, bool]]) -> list[Prepared | LoyaltyError]:
+    """`prepare_earn` for the (caller, member_id, self_signed) of several requests at once (the
+    cache misses of concurrent earns): their members read in one query and their tiers in one
+    JSON-RPC batch, instead of a query and a chain call each. A member not enrolled gets its
+    NotFound in its place; an error of the database or the chain is raised for all."""
+    found = runtime.member_addresses([member_id for _, member_id, _ in requests])
+    tiers = runtime.tiers_of([address for address, _ in found.values()])
+    prepared: list[Prepared | LoyaltyError] = []
+    for caller, member_id, self_signed in requests:
+        member = found.get(member_id)
+        if member is None:
+            prepared.append(NotFound(f"no member {member_id}", code=ErrorCode.UNKNOWN_MEMBER))
+            continue
+        assert caller.partner_id is not None
+        nonce = None if self_signed else runtime.partner_nonce(caller.partner_id)
+        prepared.append(Prepared(member[0], tier=tiers[member[0]], nonce=nonce))
+    return prepared
 
 
 def prepare_earn_cached(runtime: Runtime, *, caller: Caller, member_id: str, self_signed: bool) -> Prepared | None:

@@ -5,12 +5,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
+from gateway.api.coalesce import Coalesced
 from gateway.api.deps import AnyCaller, IdempotencyDep, PartnerCaller, RuntimeDep
 from gateway.api.schemas.requests import EarnCreate, PinAuthorization, RedemptionCreate, ReversalCreate, Signed
 from gateway.api.schemas.responses import Accepted, OperationView
 from gateway.core.metrics import Metrics
+from gateway.core.security import Caller
 from gateway.operations import accept, queries
 from gateway.operations.signatures import SignedFields
 
@@ -36,9 +37,8 @@ async def earn(request: Request, body: EarnCreate, who: PartnerCaller, idem: Ide
     self_signed = body.partner_signature is not None
     prepared = accept.prepare_earn_cached(runtime, caller=who, member_id=body.member_id, self_signed=self_signed)
     if prepared is None:
-        prepared = await run_in_threadpool(
-            accept.prepare_earn, runtime, caller=who, member_id=body.member_id, self_signed=self_signed
-        )
+        misses: Coalesced[tuple[Caller, str, bool], accept.Prepared] = request.app.state.earn_misses
+        prepared = await misses((who, body.member_id, self_signed))
     response = await idem.run_async(
         who,
         body,
