@@ -136,6 +136,10 @@ class PayloadTooLarge(GatewayError):
     """413: the body is over the gateway's limit."""
 
 
+class RequestTimeout(GatewayError):
+    """408 `request_timeout`: the gateway stopped waiting for the rest of the request body."""
+
+
 class RateLimited(GatewayError):
     """429: too many requests for this API key (the SDK already retried, honouring Retry-After)."""
 
@@ -201,17 +205,23 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "unknown_event": NotFound,
     "unknown_webhook": NotFound,
     "unknown_delivery": NotFound,
+    # 408
+    "request_timeout": RequestTimeout,
     # 409
     "duplicate_receipt": DuplicateReceipt,
     "insufficient_points": InsufficientPoints,
     "earn_not_confirmed": EarnNotConfirmed,
     "duplicate_member": Conflict,
     "duplicate_address": Conflict,
+    "duplicate_partner": Conflict,
+    "operator_key_absent": Conflict,
     "conflict": Conflict,
     "ledger_revert": Conflict,
     "reindex_refused": Conflict,
     "too_many_webhooks": Conflict,
     "already_delivered": Conflict,
+    "last_admin_key": Conflict,
+    "nonce_already_used": Conflict,
     # 413
     "payload_too_large": PayloadTooLarge,
     "too_large": PayloadTooLarge,
@@ -220,6 +230,7 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "invalid_request": ValidationFailed,
     "idempotency_mismatch": IdempotencyMismatch,
     "invalid_signature": InvalidSignature,
+    "signature_expired": ValidationFailed,
     "invalid_partner": ValidationFailed,
     "pin_required": ValidationFailed,
     "wrong_currency": ValidationFailed,
@@ -247,6 +258,7 @@ _BY_STATUS: dict[int, type[GatewayError]] = {
     403: Forbidden,
     404: NotFound,
     409: Conflict,
+    408: RequestTimeout,
     413: PayloadTooLarge,
     422: ValidationFailed,
     429: RateLimited,

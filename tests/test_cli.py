@@ -65,9 +65,12 @@ def test_unknown_network_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_demo_tells_the_story_through_the_gateway_and_audits_clean(tmp_path: Path) -> None:
     data = tmp_path / "demo"
-    result = CliRunner().invoke(main, ["demo", "--data-dir", str(data)])
+    result = CliRunner().invoke(main, ["demo", "--data-dir", str(data), "--port", "9123"])
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())  # rich wraps lines at the terminal width
+    # The links go where `loyalty serve --port 9123` (bash scripts/run --port 9123) shows the pages.
+    assert "http://127.0.0.1:9123/members/view?q=ana" in out and "http://127.0.0.1:9123/docs" in out
+    assert ":8000" not in out and f"loyalty serve --data-dir {data.resolve()} --port 9123" in out
     assert "tier Green" in out and "tier Silver" in out and "earns 12 points (x1.25)" in out
     assert "a wrong PIN for chloe: 403 invalid_pin" in out
     assert "422 invalid_signature" in out and "InvalidSignature(" in out  # the gateway, then the contract

@@ -41,3 +41,14 @@ def test_a_command_piped_prints_its_long_lines_whole(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     line = next(line for line in done.stdout.splitlines() if line.startswith("deployed CoalitionPoints"))
     assert line.endswith(f"record in {data / 'deployment.json'}") and len(line) > 120
+
+
+def test_a_pipe_gets_tables_at_their_natural_width() -> None:
+    from rich.table import Table
+
+    table = Table("partner", "signer", "allowance left")
+    table.add_row("1", "0x" + "ab" * 20, "1,000,000,000")
+    out = io.StringIO()
+    Console(file=out).print(table)
+    assert "0x" + "ab" * 20 in out.getvalue()  # not broken over two lines
+    assert max(len(line) for line in out.getvalue().splitlines()) < 120  # and not padded to 400

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.app.runtime import Runtime
-from gateway.core.errors import ErrorCode, Invalid, NotFound, Unauthorized
+from gateway.core.errors import Conflict, ErrorCode, Invalid, NotFound, Unauthorized
 from gateway.core.security import (
     Caller,
     hash_api_key,
@@ -44,7 +44,9 @@ def authenticate_and_remember(runtime: Runtime, key: str | None) -> Caller:
 
 def create_api_key(session: Session, *, role: str, partner_id: int | None) -> tuple[ApiKey, str]:
     if role == "partner":
-        if partner_id is None or session.get(Partner, partner_id) is None:
+        if partner_id is None:
+            raise Invalid("a partner key names its partner: send partner_id", code=ErrorCode.VALIDATION_ERROR)
+        if session.get(Partner, partner_id) is None:
             raise NotFound(f"no partner {partner_id}", code=ErrorCode.UNKNOWN_PARTNER)
     elif partner_id is not None:
         raise Invalid("only partner keys belong to a partner", code=ErrorCode.VALIDATION_ERROR)
@@ -58,6 +60,16 @@ def revoke_api_key(session: Session, *, key_id: str) -> None:
     row = session.get(ApiKey, key_id)
     if row is None or row.revoked_at is not None:
         raise NotFound(f"no active API key {key_id}", code=ErrorCode.UNKNOWN_API_KEY)
+    if row.role == "admin":
+        # The active admin keys, locked: two admins revoking each other at once cannot both win.
+        admins = session.scalars(
+            select(ApiKey.id).where(ApiKey.role == "admin", ApiKey.revoked_at.is_(None)).with_for_update()
+        ).all()
+        if list(admins) == [key_id]:
+            raise Conflict(
+                "this is the last active admin key: create another admin key before revoking it",
+                code=ErrorCode.LAST_ADMIN_KEY,
+            )
     row.revoked_at = datetime.now(UTC)
 
 

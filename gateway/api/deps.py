@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -36,11 +37,22 @@ async def _runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 
 
-async def authenticated(request: Request, authorization: str | None) -> Caller:
+# The OpenAPI document's security scheme: `Authorization: Bearer <api key>`. Not an error of
+# its own when the header is missing: `authenticated` answers 401 in the gateway's shape.
+bearer = HTTPBearer(
+    scheme_name="ApiKey",
+    bearerFormat="lk_<id>_<secret>",
+    description="An API key (partner, auditor or admin) as `Authorization: Bearer <key>`",
+    auto_error=False,
+)
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+async def authenticated(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
     """The caller of `Authorization: Bearer <key>`, within its rate limit. No database read for
     a key seen in the last seconds: the hot path of every request stays on the event loop."""
     runtime = runtime_of(request)
-    key = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else None
+    key = credentials.credentials.strip() if credentials is not None else None
     who = cached_caller(runtime, key)
     if who is None:
         who = await run_in_threadpool(authenticate_and_remember, runtime, key)
@@ -50,13 +62,13 @@ async def authenticated(request: Request, authorization: str | None) -> Caller:
     return who
 
 
-async def _any_caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
-    return await authenticated(request, authorization)
+async def _any_caller(request: Request, credentials: BearerDep) -> Caller:
+    return await authenticated(request, credentials)
 
 
 def role(*roles: str) -> Callable[..., Awaitable[Caller]]:
-    async def check(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
-        who = await authenticated(request, authorization)
+    async def check(request: Request, credentials: BearerDep) -> Caller:
+        who = await authenticated(request, credentials)
         if who.role not in roles:
             raise Forbidden(f"this needs a {' or '.join(roles)} key, not {who.role}", code=ErrorCode.WRONG_ROLE)
         return who
@@ -112,9 +124,16 @@ class Idempotency:
         return reply(response)
 
 
-async def _idempotency(
-    request: Request, idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None
-) -> Idempotency:
+IdempotencyKey = Header(
+    alias="Idempotency-Key",
+    min_length=1,
+    max_length=255,
+    pattern=r"^[!-~]([ -~]*[!-~])?$",  # visible ASCII, no blank key
+    description="Same key and same body: the first answer again. Same key, other body: 422.",
+)
+
+
+async def _idempotency(request: Request, idempotency_key: Annotated[str | None, IdempotencyKey] = None) -> Idempotency:
     return Idempotency(runtime_of(request), idempotency_key)
 
 

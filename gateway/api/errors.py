@@ -22,6 +22,7 @@ STATUS: dict[Category, int] = {
     Category.NOT_FOUND: 404,
     Category.CONFLICT: 409,
     Category.TOO_LARGE: 413,
+    Category.TIMEOUT: 408,
     Category.INVALID: 422,
     Category.RATE_LIMITED: 429,
     Category.INTERNAL: 500,
@@ -64,9 +65,14 @@ def install(app: FastAPI) -> None:
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         cause = exc.__cause__
         if isinstance(cause, LoyaltyError):  # FastAPI wraps what the body read raised
-            return error_response(http_status(cause), cause.code, cause.message)
+            response = error_response(http_status(cause), cause.code, cause.message)
+            if cause.category is Category.TIMEOUT:  # the rest of a stalled body is not waited for
+                response.headers["Connection"] = "close"
+            return response
         code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(exc.status_code, ErrorCode.HTTP_ERROR)
-        return error_response(exc.status_code, code, str(exc.detail))
+        response = error_response(exc.status_code, code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # a 405's Allow, a 401's WWW-Authenticate
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -11,10 +11,11 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from gateway.api import errors
 from gateway.api.coalesce import Coalesced
-from gateway.api.middleware import MAX_BODY_BYTES, BodyLimit
+from gateway.api.middleware import MAX_BODY_BYTES, BodyLimit, RequestLog
 from gateway.api.routes import (
     admin,
     audit,
@@ -25,11 +26,12 @@ from gateway.api.routes import (
     reconciliation,
     webhooks,
 )
+from gateway.api.routes.health import Figures, HealthProbe
 from gateway.app.runtime import Runtime
 from gateway.audit.jobs import VerifyJobs
 from gateway.core.metrics import Metrics
 from gateway.core.ratelimit import TokenBuckets
-from gateway.operations import accept
+from gateway.operations import misses
 from gateway.submitter.loop import Submitter
 from gateway.web.pages import router as pages
 from gateway.web.rpc import router as rpc
@@ -52,6 +54,7 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     metrics = Metrics()
     submitter = Submitter(runtime, metrics)
     jobs = VerifyJobs(runtime)
+    probe = HealthProbe(runtime, submitter)
     # Webhook deliveries: every gateway process sends, leases keep them from sending one twice.
     deliverer = Deliverer(
         runtime.writes,
@@ -72,6 +75,8 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
         notices = threading.Thread(target=_notices, args=(runtime, stop), name="notices", daemon=True)
         if runtime.settings.gateway.notice_interval_seconds > 0:
             notices.start()
+        probe.probe()  # /healthz answers from the first probe on
+        threading.Thread(target=probe.run, args=(stop,), name="health", daemon=True).start()
         yield
         stop.set()
         if run_submitter:
@@ -81,7 +86,12 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
         runtime.writer.stop()
         jobs.stop()  # a running verification gives up between two pages of events
 
-    app = FastAPI(
+    # /docs with Swagger UI's files served by the gateway itself (fastapi-offline ships them):
+    # it works without the internet. No /redoc.
+    app = FastAPIOffline(
+        docs_url="/docs",
+        redoc_url=None,
+        static_url="/docs/static",
         title="Coalition points gateway",
         version="1",
         lifespan=lifespan,
@@ -89,12 +99,14 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
         'Errors are JSON: {"error": {"code", "message"}}.',
     )
     app.state.runtime, app.state.submitter, app.state.metrics = runtime, submitter, metrics
-    app.state.audit_jobs = jobs
+    app.state.audit_jobs, app.state.health = jobs, probe
+    app.state.figures = Figures(runtime)
     # An earn whose member or tier is not cached waits for one load with the other misses.
-    app.state.earn_misses = Coalesced(partial(accept.prepare_earns, runtime))
+    app.state.earn_misses = Coalesced(partial(misses.prepare_earns, runtime))
     app.state.limiter = TokenBuckets(rate_per_second or runtime.settings.gateway.rate_limit_per_second)
     errors.install(app)
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=runtime.settings.gateway.body_timeout_seconds)
+    app.add_middleware(RequestLog, observe=metrics.request)
     for area in (admin, members, operations, audit, programme_metrics, reconciliation, webhooks, health):
         app.include_router(area.router)
     # The member and auditor pages (HTML, gateway/web), after the API: routes are tried in

@@ -10,10 +10,12 @@ from fastapi import FastAPI
 
 from gateway.api.main import create_app
 from gateway.app.bootstrap import open_runtime
+from gateway.core import logs
 from gateway.core.config import get_settings
 
 
 def app_from_environment() -> FastAPI:
+    logs.configure()  # a worker process: its request lines and warnings as JSON, like the parent's
     runtime = open_runtime(
         get_settings(),
         data_dir=Path(os.environ["LOYALTY_SERVE_DATA_DIR"]),

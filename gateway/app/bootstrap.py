@@ -49,6 +49,17 @@ def operator_key(settings: Settings, chain: ChainBackend) -> str:
     raise ConfigError("set LOYALTY_DEPLOYER_KEY: this network has no development account")
 
 
+def gateway_operator_key(settings: Settings, chain: ChainBackend) -> str | None:
+    """The operator's key if the gateway is to hold it; None when it runs without (SPEC
+    section 3): turned off by `gateway.operator_key_in_gateway`, or production with no
+    LOYALTY_DEPLOYER_KEY."""
+    if not settings.gateway.operator_key_in_gateway:
+        return None
+    if settings.env == "production" and settings.deployer_key is None:
+        return None
+    return operator_key(settings, chain)
+
+
 def relayer_key(settings: Settings, chain: ChainBackend) -> str:
     if settings.relayer_key is not None:
         return settings.relayer_key.get_secret_value()
@@ -57,6 +68,8 @@ def relayer_key(settings: Settings, chain: ChainBackend) -> str:
             return chain.dev_keys[1]
         if chain.chain_id == ANVIL_CHAIN_ID:
             return anvil_dev_keys()[1]
+    if gateway_operator_key(settings, chain) is None:
+        raise ConfigError("set LOYALTY_RELAYER_KEY: the gateway holds no operator key to pay gas with")
     return operator_key(settings, chain)
 
 
@@ -66,9 +79,15 @@ def open_runtime(settings: Settings, *, data_dir: Path, network: str | None = No
     network = network or (record.network if record else "embedded")
     chain = open_chain(settings, network, data_dir)
     tip = settings.gateway.priority_fee_wei
-    operator = Sender(chain.w3, operator_key(settings, chain), priority_fee=tip)
+    key = gateway_operator_key(settings, chain)
+    operator = Sender(chain.w3, key, priority_fee=tip) if key is not None else None
     relayer = Sender(chain.w3, relayer_key(settings, chain), priority_fee=tip)
     if record is None:
+        if operator is None:
+            raise ConfigError(
+                f"no deployment.json in {data_dir} and no operator key to deploy with: run `loyalty deploy` "
+                "where the operator's key is kept and copy its deployment.json here"
+            )
         ledger = Ledger.deploy(operator, settings.coalition)
         record = Deployment.of(ledger, network=network)
         record.save(data_dir)
@@ -125,7 +144,10 @@ def _check_key_encryption_key(runtime: Runtime) -> None:
 def _first_admin_key(runtime: Runtime, *, log: bool) -> None:
     path = runtime.data_dir / "admin.key"
     with runtime.writes.begin() as session:
-        if session.scalar(select(ApiKey).where(ApiKey.role == "admin").limit(1)) is not None:
+        # An active one: a data directory whose admin keys were all revoked (before the gateway
+        # refused to revoke the last one) gets a new first key.
+        active = select(ApiKey).where(ApiKey.role == "admin", ApiKey.revoked_at.is_(None)).limit(1)
+        if session.scalar(active) is not None:
             return
         key_id, key, key_hash = new_api_key()
         session.add(ApiKey(id=key_id, key_hash=key_hash, role="admin"))

@@ -33,7 +33,7 @@ class Runtime:
     network: str
     chain: ChainBackend
     ledger: Ledger
-    operator: Sender  # the contract's admin: onboards partners
+    operator: Sender | None  # the contract's admin, if the gateway holds its key: onboards partners
     relayer: Sender  # pays gas and submits batches
     engine: Engine
     sessions: sessionmaker[Session]  # reads

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 from rich.console import Console as RichConsole
+from rich.table import Table
 from sqlalchemy.orm import Session
 
 from gateway.app.bootstrap import open_chain as runtime_chain
@@ -30,8 +31,18 @@ class Console(RichConsole):
     (rich would wrap it at 80 columns, mid-word): only a terminal gets lines fitted to its width."""
 
     def print(self, *objects: Any, **options: Any) -> None:
-        if options.get("soft_wrap") is None and not self.is_terminal:
-            options["soft_wrap"] = True
+        if not self.is_terminal:
+            if options.get("soft_wrap") is None:
+                options["soft_wrap"] = True
+            # A table gets its natural width (up to 400 columns), not 80 columns of wrapped cells
+            # (rich caps a print's width at the console's, so the console widens for it).
+            if any(isinstance(o, Table) for o in objects):
+                saved, self._width = self._width, 400
+                try:
+                    super().print(*objects, **options)
+                finally:
+                    self._width = saved
+                return
         super().print(*objects, **options)
 
 

@@ -79,9 +79,17 @@ def demo_settings() -> Settings:
     return settings.model_copy(update={"gateway": gateway, "database_url": None})
 
 
-def run_demo(console: Console, *, data_dir: Path | None = None, fast: bool = False) -> Path:
+def run_demo(
+    console: Console,
+    *,
+    data_dir: Path | None = None,
+    fast: bool = False,
+    host: str | None = None,
+    port: int | None = None,
+) -> Path:
     """Tells the story; returns the data directory it leaves. Raises SystemExit(1) when the
-    audit finds a discrepancy or the statement does not balance."""
+    audit finds a discrepancy or the statement does not balance. `host` and `port` are where
+    `loyalty serve` will show the pages afterwards (the links at the end)."""
     started = time.perf_counter()
     settings = demo_settings()
     directory = (data_dir or settings.gateway.data_dir / "demo").resolve()
@@ -105,10 +113,12 @@ def run_demo(console: Console, *, data_dir: Path | None = None, fast: bool = Fal
     finally:
         runtime.close()
     console.rule("[bold]Where to look next")
+    host, port = host or settings.gateway.host, port or settings.gateway.port
+    base = f"http://{host}:{port}"
+    serve = f"loyalty serve --data-dir {directory}" + ("" if port == 8000 else f" --port {port}")
     console.print(
-        "The pages of this story: [bold]bash scripts/run[/bold] (or [bold]loyalty serve --data-dir "
-        f"{directory}[/bold]), then open http://127.0.0.1:8000/members/view?q=ana (a member), "
-        "http://127.0.0.1:8000/audit (the auditor's page) and http://127.0.0.1:8000/docs (the API)."
+        f"The pages of this story: [bold]bash scripts/run[/bold] (or [bold]{serve}[/bold]), then open "
+        f"{base}/members/view?q=ana (a member), {base}/audit (the auditor's page) and {base}/docs (the API)."
     )
     console.print(
         f"The auditor's report folder: {directory / 'report'} "
@@ -238,7 +248,7 @@ def _story(
     console.print(f"an earn signed with the wrong key: [red]{response.status_code} {code}[/red], nothing stored")
     ben_address = address_of(ben_key)
     theft = RedeemMessage(ben_address, fresh_id, 500, keccak(text="THEFT-1"), 99, 2**40)
-    result = ledger.redeem_batch(runtime.operator, [SignedRedeem(theft, sign(ledger.domain, theft, _key("mallory")))])
+    result = ledger.redeem_batch(runtime.relayer, [SignedRedeem(theft, sign(ledger.domain, theft, _key("mallory")))])
     for index, error in result.rejections():
         console.print(f"straight to the contract, bypassing the gateway: operation {index} [red]{error}[/red]")
     console.print(f"ben's balance is untouched: {ledger.balance_of(ben_address)}")
@@ -253,7 +263,7 @@ def _story(
     with runtime.sessions() as session:
         names = {p.id: p.name for p in session.scalars(select(Partner))}
     by_address = {bean.member(m).address: m for m in ("ana", "ben", "chloe")}
-    swept = ledger.expire(runtime.operator, list(by_address))  # anyone may sweep; the operator does it monthly
+    swept = ledger.expire(runtime.relayer, list(by_address))  # anyone may sweep; the operator does it monthly
     for e in swept.named("Expired"):
         month = month_label(e.args["expiryMonth"])
         console.print(

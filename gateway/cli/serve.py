@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -14,6 +15,7 @@ from gateway.cli.common import console
 from gateway.cli.root import main
 from gateway.cli.supervisor import SubmitterSupervisor
 from gateway.core.config import get_settings
+from gateway.core.metrics import MULTIPROC_ENV
 
 
 @main.command()
@@ -70,6 +72,14 @@ def serve(
         raise click.UsageError(
             "the embedded chain lives inside one process: --workers and --submitter-process need a JSON-RPC network"
         )
+    if workers > 1 or submitter_process:
+        # prometheus-client's multiprocess mode: every process (workers, the submitter) keeps
+        # its counters and histograms in files here, and /metrics adds them up. Set before the
+        # processes start (they read it when they import prometheus-client); emptied first.
+        shared = directory / "metrics.d"
+        shutil.rmtree(shared, ignore_errors=True)
+        shared.mkdir()
+        os.environ[MULTIPROC_ENV] = str(shared)
     supervisor = SubmitterSupervisor(directory, runtime.network) if submitter_process else None
     try:
         if supervisor is not None:
@@ -144,8 +154,10 @@ def submit(network: str, data_dir: Path | None, parent: int | None) -> None:
 @click.option(
     "--data-dir", type=click.Path(path_type=Path), default=None, help="default <data dir>/demo (replaced each run)"
 )
-def demo(fast: bool, data_dir: Path | None) -> None:
+@click.option("--host", default=None, help="where `loyalty serve` will show the pages (for the links; 127.0.0.1)")
+@click.option("--port", type=int, default=None, help="where `loyalty serve` will show the pages (for the links; 8000)")
+def demo(fast: bool, data_dir: Path | None, host: str | None, port: int | None) -> None:
     """The whole story on the embedded chain, through the gateway, in one command."""
     from gateway.cli.demo import run_demo
 
-    run_demo(console, data_dir=data_dir, fast=fast)
+    run_demo(console, data_dir=data_dir, fast=fast, host=host, port=port)

@@ -81,6 +81,11 @@ class GatewaySettings(BaseModel):
     port: int = 8000
     data_dir: Path = Path(".loyalty")
     confirmations: int = Field(default=0, ge=0)
+    # Whether the gateway signs operator calls (it then onboards partners on-chain itself).
+    # False: it holds no operator key (SPEC section 3); partners are added on-chain with
+    # `loyalty operator add-partner` where the key is kept, then adopted by their id. In
+    # production without LOYALTY_DEPLOYER_KEY the gateway also runs without it.
+    operator_key_in_gateway: bool = True
     batch_max_operations: int = Field(default=100, ge=1, le=200)
     batch_window_ms: int = Field(default=50, ge=0)
     rpc_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -90,6 +95,9 @@ class GatewaySettings(BaseModel):
     # Requests per second each API key may make (bursts of twice that) before 429s; one gateway
     # process counts its own (see docs/gateway.md).
     rate_limit_per_second: float = Field(default=200.0, gt=0)
+    # A request body must arrive within this many seconds of the request's start, else 408 and
+    # the connection is closed (a client that sends half a body and stalls holds nothing).
+    body_timeout_seconds: float = Field(default=10.0, gt=0)
     # Member and partner notices for webhooks (gateway/webhooks/notices.py): how often the scan
     # runs (0: never), and its thresholds.
     notice_interval_seconds: float = Field(default=3600.0, ge=0)

@@ -22,6 +22,7 @@ class Category(StrEnum):
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"  # clashes with the state (a duplicate, a balance, the ledger)
     TOO_LARGE = "too_large"
+    TIMEOUT = "timeout"  # the client did not send its request in time
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"  # the chain or the deployment cannot be reached
     INTERNAL = "internal"  # the gateway itself failed (or is set up wrongly)
@@ -34,6 +35,7 @@ class ErrorCode(StrEnum):
     MALFORMED_JSON = "malformed_json"
     VALIDATION_ERROR = "validation_error"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    REQUEST_TIMEOUT = "request_timeout"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     HTTP_ERROR = "http_error"
@@ -46,9 +48,12 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"
     RATE_LIMITED = "rate_limited"
     UNKNOWN_API_KEY = "unknown_api_key"
+    LAST_ADMIN_KEY = "last_admin_key"
     # partners and members
     UNKNOWN_PARTNER = "unknown_partner"
     INVALID_PARTNER = "invalid_partner"
+    DUPLICATE_PARTNER = "duplicate_partner"
+    OPERATOR_KEY_ABSENT = "operator_key_absent"
     UNKNOWN_MEMBER = "unknown_member"
     DUPLICATE_MEMBER = "duplicate_member"
     DUPLICATE_ADDRESS = "duplicate_address"
@@ -63,6 +68,8 @@ class ErrorCode(StrEnum):
     AMOUNT_OUT_OF_RANGE = "amount_out_of_range"
     SIGNATURE_REQUIRED = "signature_required"
     INVALID_SIGNATURE = "invalid_signature"
+    SIGNATURE_EXPIRED = "signature_expired"
+    NONCE_ALREADY_USED = "nonce_already_used"
     INSUFFICIENT_POINTS = "insufficient_points"
     UNKNOWN_RECEIPT = "unknown_receipt"
     EARN_NOT_CONFIRMED = "earn_not_confirmed"
@@ -101,6 +108,7 @@ CATEGORY: dict[ErrorCode, Category] = {
     E.MALFORMED_JSON: C.MALFORMED,
     E.VALIDATION_ERROR: C.INVALID,
     E.PAYLOAD_TOO_LARGE: C.TOO_LARGE,
+    E.REQUEST_TIMEOUT: C.TIMEOUT,
     E.NOT_FOUND: C.NOT_FOUND,
     E.METHOD_NOT_ALLOWED: C.MALFORMED,
     E.HTTP_ERROR: C.MALFORMED,
@@ -112,8 +120,11 @@ CATEGORY: dict[ErrorCode, Category] = {
     E.FORBIDDEN: C.FORBIDDEN,
     E.RATE_LIMITED: C.RATE_LIMITED,
     E.UNKNOWN_API_KEY: C.NOT_FOUND,
+    E.LAST_ADMIN_KEY: C.CONFLICT,
     E.UNKNOWN_PARTNER: C.NOT_FOUND,
     E.INVALID_PARTNER: C.INVALID,
+    E.DUPLICATE_PARTNER: C.CONFLICT,
+    E.OPERATOR_KEY_ABSENT: C.CONFLICT,
     E.UNKNOWN_MEMBER: C.NOT_FOUND,
     E.DUPLICATE_MEMBER: C.CONFLICT,
     E.DUPLICATE_ADDRESS: C.CONFLICT,
@@ -127,6 +138,8 @@ CATEGORY: dict[ErrorCode, Category] = {
     E.AMOUNT_OUT_OF_RANGE: C.INVALID,
     E.SIGNATURE_REQUIRED: C.INVALID,
     E.INVALID_SIGNATURE: C.INVALID,
+    E.SIGNATURE_EXPIRED: C.INVALID,
+    E.NONCE_ALREADY_USED: C.CONFLICT,
     E.INSUFFICIENT_POINTS: C.CONFLICT,
     E.UNKNOWN_RECEIPT: C.NOT_FOUND,
     E.EARN_NOT_CONFIRMED: C.CONFLICT,

@@ -24,3 +24,6 @@ def configure(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    # Alembic tells of every migration context at INFO ("Context impl SQLiteImpl."): noise
+    # between a command's own lines. Its warnings still show.
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))

@@ -125,6 +125,19 @@ class Member(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class PinFailure(Base):
+    """Wrong PINs in a row for one member at one partner: MAX_PIN_ATTEMPTS lock the PIN there
+    only (gateway/accounts/members.py), so one partner's key cannot lock a member out of the
+    whole coalition."""
+
+    __tablename__ = "pin_failures"
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class StoredReceipt(Base):
     """An operation exactly as it was accepted: the canonical receipt and the signed
     authorization. Written in the same transaction as its operation row and never changed;

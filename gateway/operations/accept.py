@@ -9,15 +9,16 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway.accounts.members import WrongPin, get_member, record_wrong_pin
+from gateway.accounts.members import WrongPin, get_member, pin_locked, record_right_pin, record_wrong_pin
 from gateway.accounts.partners import get_partner
 from gateway.app.runtime import Runtime
-from gateway.core.errors import Conflict, ErrorCode, Forbidden, Invalid, LoyaltyError, NotFound
+from gateway.core.errors import Conflict, ErrorCode, Forbidden, Invalid, NotFound
 from gateway.core.security import (
     Caller,
     verify_pin,
 )
 from gateway.db.models import Operation, Partner
+from gateway.operations.freshness import Fresh, check_fresh, check_issued_at, nonce_in_flight, read_fresh
 from gateway.operations.idempotency import Response
 from gateway.operations.kinds import IN_FLIGHT, Kind, Status
 from gateway.operations.signatures import (
@@ -50,9 +51,12 @@ class Prepared:
     balance: int = 0
     pin_ok: bool = False
     nonce: int | None = None  # a managed partner's signature nonce, reserved in advance
+    fresh: Fresh | None = None  # for a signature made by the partner or the member
 
 
-def prepare_earn(runtime: Runtime, *, caller: Caller, member_id: str, self_signed: bool) -> Prepared:
+def prepare_earn(
+    runtime: Runtime, *, caller: Caller, member_id: str, self_signed: bool, signed: SignedFields | None = None
+) -> Prepared:
     found = runtime.member_address(member_id)
     if found is None:
         raise NotFound(f"no member {member_id}", code=ErrorCode.UNKNOWN_MEMBER)
@@ -60,26 +64,8 @@ def prepare_earn(runtime: Runtime, *, caller: Caller, member_id: str, self_signe
     # A managed partner's nonce is reserved here, outside the write transaction (a nonce
     # left unused by a refused request is harmless: the contract's nonces are a bitmap).
     nonce = None if self_signed else runtime.partner_nonce(caller.partner_id)
-    return Prepared(found[0], tier=runtime.tier_of(found[0]), nonce=nonce)
-
-
-def prepare_earns(runtime: Runtime, requests: list[tuple[Caller, str, bool]]) -> list[Prepared | LoyaltyError]:
-    """`prepare_earn` for the (caller, member_id, self_signed) of several requests at once (the
-    cache misses of concurrent earns): their members read in one query and their tiers in one
-    JSON-RPC batch, instead of a query and a chain call each. A member not enrolled gets its
-    NotFound in its place; an error of the database or the chain is raised for all."""
-    found = runtime.member_addresses([member_id for _, member_id, _ in requests])
-    tiers = runtime.tiers_of([address for address, _ in found.values()])
-    prepared: list[Prepared | LoyaltyError] = []
-    for caller, member_id, self_signed in requests:
-        member = found.get(member_id)
-        if member is None:
-            prepared.append(NotFound(f"no member {member_id}", code=ErrorCode.UNKNOWN_MEMBER))
-            continue
-        assert caller.partner_id is not None
-        nonce = None if self_signed else runtime.partner_nonce(caller.partner_id)
-        prepared.append(Prepared(member[0], tier=tiers[member[0]], nonce=nonce))
-    return prepared
+    fresh = read_fresh(runtime, "partnerNonceUsed", caller.partner_id, signed.nonce) if signed else None
+    return Prepared(found[0], tier=runtime.tier_of(found[0]), nonce=nonce, fresh=fresh)
 
 
 def prepare_earn_cached(runtime: Runtime, *, caller: Caller, member_id: str, self_signed: bool) -> Prepared | None:
@@ -98,15 +84,22 @@ def prepare_earn_cached(runtime: Runtime, *, caller: Caller, member_id: str, sel
     return Prepared(found[0], tier=tier, nonce=nonce)
 
 
-def prepare_redemption(runtime: Runtime, *, member_id: str, pin: str | None) -> Prepared:
+def prepare_redemption(
+    runtime: Runtime, *, caller: Caller, member_id: str, pin: str | None, signed: SignedFields | None = None
+) -> Prepared:
+    assert caller.partner_id is not None
     with runtime.sessions() as session:
         member = get_member(session, member_id)
+        locked = pin_locked(session, member, caller.partner_id)
     pin_ok = False
-    if member.custodial and pin is not None and not member.locked:
+    if member.custodial and pin is not None and not locked:
         if not verify_pin(pin, str(member.pin_hash)):
-            raise WrongPin(member_id)
+            raise WrongPin(member_id, caller.partner_id)
         pin_ok = True
-    return Prepared(member.address, balance=runtime.ledger.balance_of(member.address), pin_ok=pin_ok)
+    fresh = None
+    if signed is not None and not member.custodial:
+        fresh = read_fresh(runtime, "memberNonceUsed", member.address, signed.nonce)
+    return Prepared(member.address, balance=runtime.ledger.balance_of(member.address), pin_ok=pin_ok, fresh=fresh)
 
 
 def expected_points(runtime: Runtime, partner: Partner, tier: int, spend: int) -> int:
@@ -135,6 +128,10 @@ def accept_earn(
             f"{partner.name} issues points for {partner.currency}, not {currency}", code=ErrorCode.WRONG_CURRENCY
         )
     check_duplicate(session, partner.id, Kind.EARN, receipt_id)
+    check_issued_at(runtime, issued_at)
+    if partner_signature is not None:
+        in_flight = nonce_in_flight(session, nonce=partner_signature.nonce, partner_id=partner.id)
+        check_fresh(prepared.fresh, partner_signature, in_flight)
     points = expected_points(runtime, partner, prepared.tier, amount_minor)
     if points == 0:
         raise Invalid("this purchase earns no points at the member's rate", code=ErrorCode.ZERO_POINTS)
@@ -190,6 +187,7 @@ def accept_redemption(
     partner = get_partner(session, caller.partner_id)
     member = get_member(session, member_id, for_update=True)
     check_duplicate(session, partner.id, Kind.REDEMPTION, receipt_id)
+    check_issued_at(runtime, issued_at)
     receipt = Receipt(
         kind=Kind.REDEMPTION,
         partner_id=partner.id,
@@ -202,13 +200,14 @@ def accept_redemption(
     if member.custodial:
         if pin is None:
             raise Invalid("a custodial member authorizes with a PIN", code=ErrorCode.PIN_REQUIRED)
-        if member.locked:
+        if pin_locked(session, member, partner.id):
             raise Forbidden(
-                "redemptions are locked after too many wrong PINs; an admin can unlock", code=ErrorCode.PIN_LOCKED
+                "redemptions with this PIN are locked here after too many wrong PINs; an admin can unlock",
+                code=ErrorCode.PIN_LOCKED,
             )
-        if not verify_pin(pin, str(member.pin_hash)):
-            raise WrongPin(member_id)
-        member.failed_pin_attempts = 0
+        if not prepared.pin_ok and not verify_pin(pin, str(member.pin_hash)):
+            raise WrongPin(member_id, partner.id)
+        record_right_pin(session, member, partner.id)
         nonce, deadline = member.next_nonce, signing_time(runtime) + MANAGED_DEADLINE_SECONDS
         member.next_nonce += 1
         message = RedeemMessage(member.address, partner.id, points, receipt.ref(), nonce, deadline)
@@ -219,6 +218,8 @@ def accept_redemption(
                 "a self-custody member signs the redemption: send signature, nonce, deadline and issued_at",
                 code=ErrorCode.SIGNATURE_REQUIRED,
             )
+        in_flight = nonce_in_flight(session, nonce=member_signature.nonce, member_id=member_id)
+        check_fresh(prepared.fresh, member_signature, in_flight)
         nonce, deadline = member_signature.nonce, member_signature.deadline
         message = RedeemMessage(member.address, partner.id, points, receipt.ref(), nonce, deadline)
         signature = verify_signature(domain, message, member_signature.signature, member.address).hex()
@@ -299,6 +300,11 @@ def accept_reversal(
         )
     refund = refund_id or receipt_id
     check_duplicate(session, partner.id, Kind.REVERSAL, refund)
+    check_issued_at(runtime, issued_at)
+    if partner_signature is not None:  # rare enough to read the chain inside the transaction
+        fresh = read_fresh(runtime, "partnerNonceUsed", partner.id, partner_signature.nonce)
+        in_flight = nonce_in_flight(session, nonce=partner_signature.nonce, partner_id=partner.id)
+        check_fresh(fresh, partner_signature, in_flight)
     member = get_member(session, earn.member_id)
     receipt = Receipt(
         kind=Kind.REVERSAL,
@@ -358,9 +364,11 @@ def redeem(
 ) -> Response:
     """Checks the PIN (or the member's signature) and accepts the redemption through `store`
     (the idempotent write). A wrong PIN is counted in its own transaction before the refusal
-    goes up: MAX_PIN_ATTEMPTS in a row lock the member's redemptions."""
+    goes up: MAX_PIN_ATTEMPTS in a row at one partner lock the member's PIN there (see
+    gateway/accounts/members.py)."""
+    assert caller.partner_id is not None
     try:
-        prepared = prepare_redemption(runtime, member_id=member_id, pin=pin)
+        prepared = prepare_redemption(runtime, caller=caller, member_id=member_id, pin=pin, signed=member_signature)
         return store(
             lambda session: accept_redemption(
                 runtime,
@@ -376,5 +384,5 @@ def redeem(
             )
         )
     except WrongPin as exc:
-        record_wrong_pin(runtime, exc.member_id)
+        record_wrong_pin(runtime, exc.member_id, exc.partner_id)
         raise

@@ -108,16 +108,18 @@ def find_member(session: Session, query: str) -> Member:
 
 @dataclass
 class Movement:
-    """One accepted operation of a member, and where its proof is once it is on-chain."""
+    """One movement of a member's points: on the ledger (an event, with its proof), or an
+    accepted operation still on its way there (not in the balance yet)."""
 
-    kind: str
+    kind: str  # earn | redemption | reversal | expiry | earlier (the sum of older movements)
     partner: str
-    points: int | None  # signed: + earned, - redeemed or reversed
-    status: str
-    accepted_at: datetime
+    points: int | None  # signed: + earned, - redeemed, reversed or expired
+    status: str  # confirmed (on the ledger) | accepted | submitted
+    accepted_at: datetime | None  # when the gateway accepted it (none for an expiry)
     spend_minor: int | None
     currency: str | None
     proof: str | None  # link to the proof page
+    block_time: datetime | None = None  # when it reached the ledger
 
 
 @dataclass
@@ -131,51 +133,107 @@ class MemberPage:
     qualifying_points: int
     next_tier: tuple[str, int] | None  # (name, points still to qualify)
     expiring: list[tuple[int, int]]  # (month index, points), earliest first
-    movements: list[Movement]
+    movements: list[Movement]  # on its way first, then the ledger's newest first; those add up to the balance
+
+
+_SIGN = {"Earned": 1, "Redeemed": -1, "Reversed": -1, "Expired": -1}
+_KIND = {"Earned": Kind.EARN.value, "Redeemed": Kind.REDEMPTION.value, "Reversed": Kind.REVERSAL.value}
+
+
+def member_events(runtime: Runtime, address: str, to_block: int) -> list[LedgerEvent]:
+    """Every event that moved the member's points (earned, redeemed, reversed, expired), in chain
+    order, read by the member's indexed topic."""
+    from gateway.chain.events import EventDecoder, get_logs
+
+    decoder = EventDecoder(runtime.ledger)
+    member = "0x" + bytes(12).hex() + address[2:].lower()
+    ledger, start = runtime.ledger, runtime.ledger.deployment_block
+    moved = [decoder.topics[n] for n in ("Earned", "Redeemed", "Reversed")]
+    logs = get_logs(runtime.chain.w3, ledger.address, start, to_block, topics=[moved, None, member])  # type: ignore[list-item]
+    logs += get_logs(runtime.chain.w3, ledger.address, start, to_block, topics=[decoder.topics["Expired"], member])
+    events = [e for log in logs if (e := decoder.decode(log, frozenset(_SIGN))) is not None]
+    return sorted(events, key=lambda e: (e.block_number, e.log_index))
 
 
 def member_page(runtime: Runtime, session: Session, member: Member) -> MemberPage:
     view = member_view(runtime, session, member_id=member.member_id)  # the chain's views at one block
+    block = int(view["block_number"])
     tiers = runtime.settings.coalition.tiers
     index = int(view["tier_index"])
     following = tiers[index + 1] if index + 1 < len(tiers) else None
-    months, points = runtime.ledger.view("expiringOf", member.address, block=view["block_number"])
-    names = partner_names(session)
-    rows = session.scalars(
-        select(Operation)
-        # A refused operation never reaches the chain: it stays between the partner and the gateway.
-        .where(Operation.member_id == member.member_id, Operation.status != Status.REJECTED)
-        .order_by(Operation.seq.desc())
-        .limit(RECENT_OPERATIONS)
+    months, points = runtime.ledger.view("expiringOf", member.address, block=block)
+    partners = {p.id: p for p in session.scalars(select(Partner))}
+    ops = list(
+        session.scalars(
+            select(Operation)
+            # A refused operation never reaches the chain: it stays between the partner and the gateway.
+            .where(Operation.member_id == member.member_id, Operation.status != Status.REJECTED)
+        )
     )
-    movements = []
-    for op in rows:
-        sign = 1 if op.kind == Kind.EARN else -1
-        on_chain = op.status == Status.CONFIRMED and op.tx_hash is not None and op.log_index is not None
-        movements.append(
+    by_ref = {(op.kind, op.receipt_ref.lower()): op for op in ops}
+
+    def partner(pid: int | None) -> str:
+        return partners[pid].name if pid in partners else f"partner {pid}"
+
+    # On its way: accepted, not on the ledger at this block yet (no part of the balance).
+    movements = [
+        Movement(
+            kind=op.kind,
+            partner=partner(op.partner_id),
+            points=(1 if op.kind == Kind.EARN else -1) * op.points if op.points is not None else None,
+            status=op.status,
+            accepted_at=op.created_at,
+            spend_minor=op.amount_minor if op.kind == Kind.EARN else None,
+            currency=op.currency if op.kind == Kind.EARN else None,
+            proof=None,
+        )
+        for op in sorted(ops, key=lambda o: o.seq, reverse=True)
+        if op.status != Status.CONFIRMED or op.block_number is None or op.block_number > block
+    ]
+    # On the ledger: every movement, expiry included, so that the rows add up to the balance.
+    events = member_events(runtime, member.address, block)
+    times = _timestamps(runtime, {e.block_number for e in events[-RECENT_OPERATIONS:]})
+    shown = []
+    for event in reversed(events[-RECENT_OPERATIONS:]):
+        kind = _KIND.get(event.name, "expiry")
+        op = by_ref.get((kind, _hex(event.args["receiptRef"]).lower()))
+        pid = event.args.get("partnerId")
+        earned = event.name == "Earned"
+        shown.append(
             Movement(
-                kind=op.kind,
-                partner=names.get(op.partner_id, f"partner {op.partner_id}"),
-                points=sign * op.points if op.points is not None else None,
-                status=op.status,
-                accepted_at=op.created_at,
-                spend_minor=op.amount_minor if op.kind == Kind.EARN else None,
-                currency=op.currency if op.kind == Kind.EARN else None,
-                proof=f"/proof/{op.tx_hash}/{op.log_index}?op={op.id}" if on_chain else None,
+                kind=kind,
+                partner=partner(pid) if pid is not None else "",
+                points=_SIGN[event.name] * int(event.args["points"]),
+                status=Status.CONFIRMED.value,
+                accepted_at=op.created_at if op is not None else None,
+                spend_minor=int(event.args["spend"]) if earned else None,
+                currency=partners[pid].currency if earned and pid in partners else None,
+                proof=f"/proof/{event.tx_hash}/{event.log_index}" + (f"?op={op.id}" if op is not None else ""),
+                block_time=times.get(event.block_number),
             )
         )
+    older = events[:-RECENT_OPERATIONS]
+    if older:
+        total = sum(_SIGN[e.name] * int(e.args["points"]) for e in older)
+        shown.append(Movement("earlier", "", total, Status.CONFIRMED.value, None, None, None, None))
     return MemberPage(
         member_id=member.member_id,
         address=member.address,
         balance=int(view["balance"]),
-        block_number=int(view["block_number"]),
-        block_time=_block_time(runtime, int(view["block_number"])),
+        block_number=block,
+        block_time=_block_time(runtime, block),
         tier=str(view["tier"]),
         qualifying_points=int(view["qualifying_points"]),
         next_tier=(following.name, following.threshold - int(view["qualifying_points"])) if following else None,
         expiring=[(int(m), int(p)) for m, p in zip(months, points, strict=True) if p],
-        movements=movements,
+        movements=movements + shown,
     )
+
+
+def _timestamps(runtime: Runtime, numbers: set[int]) -> dict[int, datetime]:
+    from gateway.chain.events import timestamps
+
+    return {n: datetime.fromtimestamp(t, tz=UTC) for n, t in timestamps(runtime.chain.w3, numbers).items()}
 
 
 # ------------------------------------------------------------------ proofs

@@ -11,7 +11,8 @@ from gateway.api.coalesce import Coalesced
 from gateway.app.cache import BoundedCache
 from gateway.core.errors import ErrorCode, NotFound
 from gateway.core.security import Caller
-from gateway.operations.accept import Prepared, prepare_earn, prepare_earns
+from gateway.operations.accept import Prepared, prepare_earn
+from gateway.operations.misses import prepare_earns
 from tests.gateway.conftest import Gateway
 
 

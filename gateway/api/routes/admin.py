@@ -9,15 +9,17 @@ from sqlalchemy.orm import Session
 from gateway.accounts import keys, members, partners
 from gateway.api.deps import Admin, AnyCaller, IdempotencyDep, RuntimeDep
 from gateway.api.schemas.requests import ApiKeyCreate, PartnerCreate
-from gateway.api.schemas.responses import ApiKeyCreated, ApiKeySelf, MemberUnlocked, PartnerCreated
+from gateway.api.schemas.responses import API_ERRORS, ApiKeyCreated, ApiKeySelf, MemberUnlocked, PartnerCreated
 from gateway.operations.idempotency import Response as Stored
 
-router = APIRouter(tags=["admin"])
+router = APIRouter(tags=["admin"], responses=API_ERRORS)
 
 
 @router.post("/v1/partners", status_code=201, response_model=PartnerCreated)
 def create_partner(body: PartnerCreate, who: Admin, idem: IdempotencyDep) -> JSONResponse:
-    """Onboards a partner on-chain. Without signer_address the gateway keeps its key (managed)."""
+    """Onboards a partner on-chain. Without signer_address the gateway keeps its key (managed).
+    With partner_id, adopts a partner the operator added on-chain (a gateway without the
+    operator key onboards partners only so)."""
     runtime = idem.runtime
     return idem.run(
         who,
@@ -33,6 +35,7 @@ def create_partner(body: PartnerCreate, who: Admin, idem: IdempotencyDep) -> JSO
                 rate_per_minor_units=body.earn_rate.per_minor_units,
                 allowance=body.allowance,
                 signer_address=body.signer_address,
+                partner_id=body.partner_id,
             ),
         ),
     )

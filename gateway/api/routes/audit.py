@@ -4,17 +4,18 @@ verification jobs (POST to start one, GET to poll it)."""
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from gateway.api.deps import Auditor, RuntimeDep
-from gateway.api.schemas.responses import LedgerInfo, ReceiptProof, SettlementStatement, VerifyJob
+from gateway.api.schemas.requests import MAX_PARTNER_ID
+from gateway.api.schemas.responses import API_ERRORS, LedgerInfo, ReceiptProof, SettlementStatement, VerifyJob
 from gateway.audit.jobs import VerifyJob as Job
 from gateway.audit.jobs import VerifyJobs
 from gateway.chain.ledger import artifact
 from gateway.core.errors import ErrorCode, Invalid
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], responses=API_ERRORS)
 
 
 @router.get("/v1/ledger", response_model=LedgerInfo)
@@ -31,7 +32,11 @@ def ledger_info(runtime: RuntimeDep) -> dict[str, Any]:
 
 @router.get("/v1/audit/receipts/{partner_id}/{receipt_id:path}", response_model=ReceiptProof)
 def receipt_proof(
-    partner_id: int, receipt_id: str, who: Auditor, runtime: RuntimeDep, kind: str | None = None
+    partner_id: Annotated[int, Path(ge=0, le=MAX_PARTNER_ID)],
+    receipt_id: str,
+    who: Auditor,
+    runtime: RuntimeDep,
+    kind: Annotated[str | None, Query(max_length=16)] = None,
 ) -> dict[str, Any]:
     """The stored receipt, its keccak-256 recomputed, and the on-chain event carrying it."""
     from gateway.audit.receipts import stored_receipt_proof
@@ -82,7 +87,11 @@ def start_verification(request: Request, who: Auditor) -> JSONResponse:
     return _answer(job, 202)
 
 
-@router.get("/v1/audit/verify", response_model=VerifyJob)
+@router.get(
+    "/v1/audit/verify",
+    response_model=VerifyJob,
+    responses={202: {"model": VerifyJob, "description": "there was none: one was started"}},
+)
 def latest_verification(request: Request, who: Auditor) -> JSONResponse:
     """The latest verification job; starts one (202) if there has been none."""
     jobs = _jobs(request)

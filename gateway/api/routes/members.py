@@ -7,12 +7,12 @@ from fastapi.responses import JSONResponse
 
 from gateway.accounts import members
 from gateway.api.deps import AnyCaller, IdempotencyDep, PartnerCaller, RuntimeDep
-from gateway.api.schemas.requests import MemberCreate
-from gateway.api.schemas.responses import Activity, MemberCreated, MemberView
+from gateway.api.schemas.requests import MAX_INT64, MemberCreate
+from gateway.api.schemas.responses import API_ERRORS, Activity, MemberCreated, MemberView
 from gateway.operations import queries
 from gateway.operations.idempotency import Response as Stored
 
-router = APIRouter(tags=["members"])
+router = APIRouter(tags=["members"], responses=API_ERRORS)
 
 
 @router.post("/v1/members", status_code=201, response_model=MemberCreated)
@@ -42,7 +42,7 @@ def activity(
     member_id: str,
     who: AnyCaller,
     runtime: RuntimeDep,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
     with runtime.sessions() as session:

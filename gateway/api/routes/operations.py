@@ -5,17 +5,18 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from gateway.api.coalesce import Coalesced
 from gateway.api.deps import AnyCaller, IdempotencyDep, PartnerCaller, RuntimeDep
 from gateway.api.schemas.requests import EarnCreate, PinAuthorization, RedemptionCreate, ReversalCreate, Signed
-from gateway.api.schemas.responses import Accepted, OperationView
+from gateway.api.schemas.responses import API_ERRORS, Accepted, OperationView
 from gateway.core.metrics import Metrics
 from gateway.core.security import Caller
 from gateway.operations import accept, queries
 from gateway.operations.signatures import SignedFields
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=API_ERRORS)
 
 
 def signed(value: Signed | None) -> SignedFields | None:
@@ -34,11 +35,22 @@ async def earn(request: Request, body: EarnCreate, who: PartnerCaller, idem: Ide
     # commit without a thread. Only a cache miss (a new member, a stale tier, a used-up
     # nonce block) goes to a worker thread, where the database or the chain is read.
     runtime = idem.runtime
-    self_signed = body.partner_signature is not None
-    prepared = accept.prepare_earn_cached(runtime, caller=who, member_id=body.member_id, self_signed=self_signed)
+    given = signed(body.partner_signature)
+    self_signed = given is not None
+    # A partner's own signature is checked against the chain (expired? nonce spent?) first.
+    prepared = (
+        None
+        if self_signed
+        else accept.prepare_earn_cached(runtime, caller=who, member_id=body.member_id, self_signed=self_signed)
+    )
     if prepared is None:
-        misses: Coalesced[tuple[Caller, str, bool], accept.Prepared] = request.app.state.earn_misses
-        prepared = await misses((who, body.member_id, self_signed))
+        if given is None:  # a managed partner: loaded with the other misses of the moment
+            misses: Coalesced[tuple[Caller, str, bool], accept.Prepared] = request.app.state.earn_misses
+            prepared = await misses((who, body.member_id, False))
+        else:
+            prepared = await run_in_threadpool(
+                accept.prepare_earn, runtime, caller=who, member_id=body.member_id, self_signed=True, signed=given
+            )
     response = await idem.run_async(
         who,
         body,
@@ -51,7 +63,7 @@ async def earn(request: Request, body: EarnCreate, who: PartnerCaller, idem: Ide
             amount_minor=body.amount_minor,
             currency=body.currency,
             issued_at=body.issued_at,
-            partner_signature=signed(body.partner_signature),
+            partner_signature=given,
             prepared=prepared,
         ),
         refuses_before_writing=True,

@@ -9,12 +9,14 @@ from fastapi import APIRouter, Query, Request
 
 from gateway.api.deps import AnyCaller, RuntimeDep
 from gateway.api.schemas.programme import ProgrammeMetrics
+from gateway.api.schemas.requests import MAX_PARTNER_ID
+from gateway.api.schemas.responses import API_ERRORS
 from gateway.audit.metrics import metrics_of
 from gateway.audit.report import History, default_period
 from gateway.core.errors import ErrorCode, Forbidden, Invalid
 from gateway.web.reads import HistoryCache
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], responses=API_ERRORS)
 _lock = threading.Lock()
 MAX_CHURN_DAYS = 3650
 
@@ -40,7 +42,7 @@ def programme_metrics(
     runtime: RuntimeDep,
     period_from: Annotated[date | None, Query(alias="from")] = None,
     period_to: Annotated[date | None, Query(alias="to")] = None,
-    partner_id: Annotated[int | None, Query(ge=1, le=2**32 - 1)] = None,
+    partner_id: Annotated[int | None, Query(ge=1, le=MAX_PARTNER_ID)] = None,
     churn_days: Annotated[int, Query(ge=1, le=MAX_CHURN_DAYS)] = 60,
 ) -> dict[str, Any]:
     """The period [from, to) (dates, UTC; default: the whole history), coalition-wide or for one

@@ -5,17 +5,19 @@ the operator."""
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from gateway.api.deps import AnyCaller, RuntimeDep
 from gateway.api.routes.programme_metrics import history
 from gateway.api.schemas.programme import OperationFeed, PartnerStatement
+from gateway.api.schemas.requests import MAX_PARTNER_ID
+from gateway.api.schemas.responses import API_ERRORS
 from gateway.audit.report import default_period, statement
 from gateway.core.errors import ErrorCode, Invalid, NotFound
 from gateway.operations import feed
 
-router = APIRouter(tags=["reconciliation"])
+router = APIRouter(tags=["reconciliation"], responses=API_ERRORS)
 
 
 def _moment(day: date | None) -> datetime | None:
@@ -29,7 +31,7 @@ def _moment(day: date | None) -> datetime | None:
 )
 def operations(
     request: Request,
-    partner_id: int,
+    partner_id: Annotated[int, Path(ge=0, le=MAX_PARTNER_ID)],
     who: AnyCaller,
     runtime: RuntimeDep,
     period_from: Annotated[date | None, Query(alias="from", description="accepted on or after (UTC day)")] = None,
@@ -65,7 +67,7 @@ def operations(
 @router.get("/v1/partners/{partner_id}/statement", response_model=PartnerStatement)
 def partner_statement(
     request: Request,
-    partner_id: int,
+    partner_id: Annotated[int, Path(ge=0, le=MAX_PARTNER_ID)],
     who: AnyCaller,
     runtime: RuntimeDep,
     period_from: Annotated[date | None, Query(alias="from")] = None,

@@ -1,20 +1,22 @@
 """Webhook routes (SPEC section 6, r2): a partner manages its own subscriptions, the operator
 (admin) its own and can read any."""
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
 from gateway.api.deps import AnyCaller, IdempotencyDep, RuntimeDep
 from gateway.api.schemas.programme import DeliveryList, WebhookCreate, WebhookCreated, WebhookList
+from gateway.api.schemas.requests import MAX_INT64
+from gateway.api.schemas.responses import API_ERRORS
 from gateway.core.errors import ErrorCode, Forbidden
 from gateway.core.security import Caller
 from gateway.operations.idempotency import Response as Stored
 from gateway.webhooks import store
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], responses=API_ERRORS)
 
 
 def _owner(who: Caller) -> int | None:
@@ -70,7 +72,9 @@ def deliveries(webhook_id: str, who: AnyCaller, runtime: RuntimeDep) -> dict[str
 
 
 @router.post("/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", status_code=202, response_model=DeliveryList)
-def retry(webhook_id: str, delivery_id: int, who: AnyCaller, runtime: RuntimeDep) -> JSONResponse:
+def retry(
+    webhook_id: str, delivery_id: Annotated[int, Path(ge=0, le=MAX_INT64)], who: AnyCaller, runtime: RuntimeDep
+) -> JSONResponse:
     """Sends a failed (or still pending) delivery again now."""
     owner = _owner(who)
     with runtime.writes.begin() as session:

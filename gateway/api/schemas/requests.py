@@ -1,21 +1,87 @@
-"""Request bodies of the v1 API: strict types (amounts are JSON integers), bounded values."""
+"""Request bodies of the v1 API: strict types (amounts are JSON integers), bounded values.
+
+Every integer is bounded by what both the contract and the database hold: the contract takes
+spends up to 2**64 - 1 and deadlines up to 2**256 - 1, but the database keeps both in a
+signed 64-bit column, so the API stops at 2**63 - 1 (a deadline of 2**63 - 1 seconds is
+longer than the sun will shine; a spend of 2**63 - 1 minor units is 92 quadrillion EUR).
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from eth_utils import to_checksum_address
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
-MAX_SPEND = 2**64 - 1  # the contract's bound on one earn's spend
+from gateway.core.currencies import is_currency
+
+MAX_INT64 = 2**63 - 1  # a BIGINT column: ids, cursors, spends, deadlines
+MAX_PARTNER_ID = 2**31 - 1  # the contract's uint32, in an INTEGER column
+MAX_SPEND = MAX_INT64  # the contract allows 2**64 - 1; the database's column less
 MAX_POINTS = 2**48 - 1  # the contract's bound on points moved by one operation
 MAX_ALLOWANCE = 2**128 - 1
 MAX_NONCE = 2**256 - 1
+MAX_DEADLINE = MAX_INT64  # the contract's uint256, bounded by the database's column
+
+
+def _iso_4217(code: str) -> str:
+    if not is_currency(code):
+        raise ValueError(f"{code} is not an active ISO 4217 currency code")
+    return code
+
+
+def _eip55(address: str) -> str:
+    """All-lowercase (or all-uppercase) hex carries no checksum; mixed case must be EIP-55's."""
+    digits = address[2:]
+    if digits != digits.lower() and digits != digits.upper() and to_checksum_address(address) != address:
+        raise ValueError("the address's mixed case is not its EIP-55 checksum (a typo?)")
+    return address
+
+
+def _path_safe(identifier: str) -> str:
+    if identifier in (".", ".."):
+        raise ValueError("'.' and '..' cannot be used in a URL path")
+    return identifier
+
+
+# RFC 3339: a date, a time and a time zone (Z or an offset). Seconds fractions up to 6 digits.
+RFC_3339 = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+
+
+def _rfc_3339(text: str) -> str:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError("not a real date and time") from exc
+    if moment.year < 2000:
+        raise ValueError("a receipt issued before the year 2000?")
+    return text
+
 
 Currency = Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$", examples=["EUR"])]
-Address = Annotated[StrictStr, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
-Identifier = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
+IsoCurrency = Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$", examples=["EUR"]), AfterValidator(_iso_4217)]
+Address = Annotated[
+    StrictStr,
+    Field(pattern=r"^0x[0-9a-fA-F]{40}$", description="EIP-55 checksummed, or all lowercase"),
+    AfterValidator(_eip55),
+]
+Identifier = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$", description="not '.' or '..'"),
+    AfterValidator(_path_safe),
+]
 ReceiptId = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/\-]+$")]
-Timestamp = Annotated[StrictStr, Field(max_length=40, examples=["2026-11-22T10:15:00+00:00"])]
+Timestamp = Annotated[
+    StrictStr,
+    Field(
+        max_length=40,
+        pattern=RFC_3339,
+        description="RFC 3339 with a time zone; at most a day ahead of the gateway's clock",
+        examples=["2026-11-22T10:15:00+00:00"],
+    ),
+    AfterValidator(_rfc_3339),
+]
 
 
 class Strict(BaseModel):
@@ -29,10 +95,14 @@ class EarnRate(Strict):
 
 class PartnerCreate(Strict):
     name: Annotated[StrictStr, Field(min_length=1, max_length=200)]
-    currency: Currency
+    currency: IsoCurrency
     earn_rate: EarnRate
     allowance: Annotated[StrictInt, Field(ge=0, le=MAX_ALLOWANCE)]
     signer_address: Address | None = None
+    # A partner the operator already added on-chain (`loyalty operator add-partner`): the
+    # gateway checks signer, currency and rate against the chain and adopts it (the chain's
+    # allowance stands). The only way when the gateway holds no operator key.
+    partner_id: Annotated[StrictInt, Field(ge=1, le=MAX_PARTNER_ID)] | None = None
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -50,7 +120,7 @@ class PartnerCreate(Strict):
 
 class ApiKeyCreate(Strict):
     role: Literal["partner", "auditor", "admin"]
-    partner_id: Annotated[StrictInt, Field(ge=1, le=2**32 - 1)] | None = None
+    partner_id: Annotated[StrictInt, Field(ge=1, le=MAX_PARTNER_ID)] | None = None
 
 
 class MemberCreate(Strict):
@@ -60,13 +130,19 @@ class MemberCreate(Strict):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"member_id": "card-0042", "pin": "4321"}]})
 
+    @model_validator(mode="after")
+    def _pin_or_address(self) -> MemberCreate:
+        if self.pin is not None and self.address is not None:
+            raise ValueError("give a pin (custodial member) or an address (self-custody), not both")
+        return self
+
 
 class Signed(Strict):
     """A signature made outside the gateway, with the nonce and deadline it covers."""
 
     signature: Annotated[StrictStr, Field(pattern=r"^0x[0-9a-fA-F]{128}([0-9a-fA-F]{2})?$")]
     nonce: Annotated[StrictInt, Field(ge=0, le=MAX_NONCE)]
-    deadline: Annotated[StrictInt, Field(ge=0, le=2**64 - 1)]
+    deadline: Annotated[StrictInt, Field(ge=0, le=MAX_DEADLINE)]
 
 
 class EarnCreate(Strict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Body(BaseModel):
@@ -25,6 +25,29 @@ class ErrorBody(Body):
     """Every refusal: `{"error": {"code", "message", ...extra fields}}`."""
 
     error: ErrorDetail
+
+
+_MEANING = {
+    400: "the body is not valid JSON",
+    401: "no API key, or an unknown or revoked one",
+    403: "the key's role may not do this (or a wrong or locked PIN)",
+    404: "no such partner, member, operation, receipt, key, webhook or job",
+    408: "the request body did not arrive in time",
+    409: "clashes with the state: a duplicate receipt, a balance, a used nonce, the last admin key",
+    413: "the body is over 64 KiB",
+    422: "the request does not match the schema, or the rules refuse it",
+    429: "too many requests for this API key (see Retry-After)",
+    503: "the chain cannot be reached (see Retry-After)",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, each with the gateway's error shape."""
+    return {status: {"model": ErrorBody, "description": _MEANING[status]} for status in statuses}
+
+
+# What any authenticated API route may answer besides its success.
+API_ERRORS = errors(400, 401, 403, 404, 408, 409, 413, 422, 429, 503)
 
 
 class EarnRateOut(Body):
@@ -199,4 +222,6 @@ class Health(Body):
     submitter_leader: bool
     submitter_running: bool | None = None
     submitter_error: str | None = None
+    probe_error: str | None = None
+    checked_seconds_ago: float = Field(description="age of the checks answered (a probe runs every second)")
     process: int
