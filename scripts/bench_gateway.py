@@ -198,7 +198,7 @@ def drive_wrk(url: str, key: str, seconds: float, concurrency: int, members: int
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
     out = subprocess.run(
         ["wrk", "-t2", f"-c{concurrency}", f"-d{round(seconds)}s", "--timeout", "30s", "-s", str(WRK_SCRIPT), url],
-        env={**os.environ, "KEY": key, "MEMBERS": str(members)},
+        env={**os.environ, "KEY": key, "MEMBERS": str(members), "THREADS": "2"},
         capture_output=True,
         text=True,
         check=True,

@@ -45,6 +45,7 @@ class Runtime:
     # Decrypted signing keys of managed partners and custodial members (a custodial member's
     # key is needed for each redemption): bounded like the member caches.
     _keys: BoundedCache[str, str] = field(init=False)
+    KEY_CACHE_ENTRIES = 10_000  # each entry holds its keystore JSON (~0.5 KiB)
     # member address -> (tier index, monotonic time read). Earns quote points at the tier
     # without a chain read per request. The submitter re-reads the tiers of the members in
     # each mined batch (one JSON-RPC batch), and entries expire anyway (months roll over).
@@ -219,7 +220,7 @@ class Runtime:
         bound = self.settings.gateway.member_cache_entries
         self._members = BoundedCache(bound)
         self._tiers = BoundedCache(bound)
-        self._keys = BoundedCache(bound)
+        self._keys = BoundedCache(min(bound, self.KEY_CACHE_ENTRIES))
         self._callers = BoundedCache(bound)
 
     @property

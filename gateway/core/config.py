@@ -105,8 +105,8 @@ class GatewaySettings(BaseModel):
     notice_inactive_days: int = Field(default=60, ge=1, le=3650)
     notice_allowance_low_points: int = Field(default=10_000, ge=0)
     # Entries each of the per-member caches of a gateway process holds at most (addresses,
-    # tiers, decrypted keys, API keys), the most recently used: ~0.4 KiB a member in all,
-    # so the default bounds them to about 40 MiB however large the coalition grows.
+    # tiers, API keys; decrypted keys at most 10,000), the most recently used: with the default
+    # they hold at most ~60 MiB however large the coalition grows (scripts/bench_caches.py).
     member_cache_entries: int = Field(default=100_000, ge=1)
 
 
