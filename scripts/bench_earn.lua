@@ -1,5 +1,6 @@
 -- wrk script for scripts/bench_gateway.py --driver wrk: POST /v1/earn, a fresh receipt per
--- request, members m0..m{MEMBERS-1}. Prints one JSON line of figures when done.
+-- request, members m0..m{MEMBERS-1}, each thread its own of every THREADS in turn (so with a
+-- million members no two requests name the same member). Prints one JSON line when done.
 local threads = {}
 
 function setup(thread)
@@ -9,6 +10,7 @@ end
 
 function init(args)
   key, members = os.getenv("KEY"), tonumber(os.getenv("MEMBERS"))
+  stride = tonumber(os.getenv("THREADS") or "1")
   counter, refused = 0, 0
   prefix = tid .. "-" .. os.time()
 end
@@ -17,7 +19,7 @@ function request()
   counter = counter + 1
   local body = string.format(
     '{"member_id":"m%d","receipt_id":"W%s-%d","amount_minor":%d,"currency":"EUR"}',
-    counter % members, prefix, counter, 1000 + counter % 5000)
+    (counter * stride + tid) % members, prefix, counter, 1000 + counter % 5000)
   return wrk.format("POST", "/v1/earn",
     {["Authorization"] = "Bearer " .. key, ["Content-Type"] = "application/json"}, body)
 end

@@ -8,11 +8,13 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from gateway.api import errors
+from gateway.api.coalesce import Coalesced
 from gateway.api.middleware import MAX_BODY_BYTES, BodyLimit, RequestLog
 from gateway.api.routes import (
     admin,
@@ -29,6 +31,7 @@ from gateway.app.runtime import Runtime
 from gateway.audit.jobs import VerifyJobs
 from gateway.core.metrics import Metrics
 from gateway.core.ratelimit import TokenBuckets
+from gateway.operations import misses
 from gateway.submitter.loop import Submitter
 from gateway.web.pages import router as pages
 from gateway.web.rpc import router as rpc
@@ -98,6 +101,8 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     app.state.runtime, app.state.submitter, app.state.metrics = runtime, submitter, metrics
     app.state.audit_jobs, app.state.health = jobs, probe
     app.state.figures = Figures(runtime)
+    # An earn whose member or tier is not cached waits for one load with the other misses.
+    app.state.earn_misses = Coalesced(partial(misses.prepare_earns, runtime))
     app.state.limiter = TokenBuckets(rate_per_second or runtime.settings.gateway.rate_limit_per_second)
     errors.install(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=runtime.settings.gateway.body_timeout_seconds)

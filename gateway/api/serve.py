@@ -12,6 +12,7 @@ from gateway.api.main import create_app
 from gateway.app.bootstrap import open_runtime
 from gateway.core import logs
 from gateway.core.config import get_settings
+from gateway.core.heap import freeze_startup_heap
 
 
 def app_from_environment() -> FastAPI:
@@ -23,4 +24,6 @@ def app_from_environment() -> FastAPI:
         log=False,
     )
     # With `--submitter-process` the submitter runs (and is restarted) in a process of its own.
-    return create_app(runtime, run_submitter=os.environ.get("LOYALTY_SERVE_SUBMITTER") != "elsewhere")
+    app = create_app(runtime, run_submitter=os.environ.get("LOYALTY_SERVE_SUBMITTER") != "elsewhere")
+    freeze_startup_heap()
+    return app

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.app.cache import BoundedCache
 from gateway.app.deployment import Deployment
 from gateway.chain.backends import ChainBackend, EmbeddedChain
 from gateway.chain.ledger import Ledger, Sender
@@ -41,19 +42,25 @@ class Runtime:
     write_engine: Engine | None = None
     writer: WriteQueue = field(init=False)
     operator_lock: threading.Lock = field(default_factory=threading.Lock)
-    _keys: dict[str, str] = field(default_factory=dict)
+    # Decrypted signing keys of managed partners and custodial members (a custodial member's
+    # key is needed for each redemption): bounded like the member caches.
+    _keys: BoundedCache[str, str] = field(init=False)
+    KEY_CACHE_ENTRIES = 10_000  # each entry holds its keystore JSON (~0.5 KiB)
     # member address -> (tier index, monotonic time read). Earns quote points at the tier
     # without a chain read per request. The submitter re-reads the tiers of the members in
     # each mined batch (one JSON-RPC batch), and entries expire anyway (months roll over).
     # The quote is only a quote: the contract computes the points and the event is stored.
-    _tiers: dict[str, tuple[int, float]] = field(default_factory=dict)
+    _tiers: BoundedCache[str, tuple[int, float]] = field(init=False)
     TIER_TTL_SECONDS = 60.0
     # Hot-path caches of rows that never change once written (members' addresses, partners'
     # terms) and of authenticated API keys (a short TTL, so a key revoked through another
     # gateway process stops working within seconds; this process forgets it at once).
-    _members: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    # The member, tier and key caches hold at most `settings.gateway.member_cache_entries`
+    # entries each, the most recently used: memory does not grow with the coalition, and a
+    # member not seen lately costs one database read and one chain call, as at start.
+    _members: BoundedCache[str, tuple[str, bool]] = field(init=False)
     _partners: dict[int, Partner] = field(default_factory=dict)
-    _callers: dict[str, tuple[Caller, float]] = field(default_factory=dict)
+    _callers: BoundedCache[str, tuple[Caller, float]] = field(init=False)
     CALLER_TTL_SECONDS = 5.0
     # Managed partners' signature nonces, reserved from the database in blocks: the contract's
     # nonces are an unordered bitmap, so a block left unused after a crash costs nothing,
@@ -72,8 +79,26 @@ class Runtime:
         if cached is not None:
             return cached
         tier = self.ledger.tier_of(address)
-        self._tiers[address] = (tier, time.monotonic())
+        self._tiers.put(address, (tier, time.monotonic()))
         return tier
+
+    def tiers_of(self, addresses: list[str]) -> dict[str, int]:
+        """`tier_of` for several members: those not cached read in one JSON-RPC batch."""
+        tiers: dict[str, int] = {}
+        missing: list[str] = []
+        for address in dict.fromkeys(addresses):
+            cached = self.cached_tier(address)
+            if cached is None:
+                missing.append(address)
+            else:
+                tiers[address] = cached
+        if missing:
+            read = self.ledger.views([("tierOf", (a,)) for a in missing])
+            now = time.monotonic()
+            for address, tier in zip(missing, read, strict=True):
+                tiers[address] = int(tier)
+                self._tiers.put(address, (int(tier), now))
+        return tiers
 
     def chain_clock(self) -> int:
         """The latest block time known: read from the embedded chain itself (in-process, and
@@ -96,11 +121,11 @@ class Runtime:
             tiers = self.ledger.views([("tierOf", (a,)) for a in addresses], block)
         except Exception:  # noqa: BLE001 - a failed refresh only means the next earn reads the chain
             for address in addresses:
-                self._tiers.pop(address, None)
+                self._tiers.pop(address)
             return
         now = time.monotonic()
         for address, tier in zip(addresses, tiers, strict=True):
-            self._tiers[address] = (int(tier), now)
+            self._tiers.put(address, (int(tier), now))
 
     def cached_caller(self, key_hash: str) -> Caller | None:
         cached = self._callers.get(key_hash)
@@ -109,7 +134,7 @@ class Runtime:
         return None
 
     def remember_caller(self, key_hash: str, caller: Caller) -> None:
-        self._callers[key_hash] = (caller, time.monotonic())
+        self._callers.put(key_hash, (caller, time.monotonic()))
 
     def forget_callers(self) -> None:
         self._callers.clear()
@@ -124,8 +149,30 @@ class Runtime:
                 ).first()
             if row is None:
                 return None  # not cached: the member may be enrolled a moment later
-            cached = self._members[member_id] = (row[0], bool(row[1]))
+            cached = (row[0], bool(row[1]))
+            self._members.put(member_id, cached)
         return cached
+
+    def member_addresses(self, member_ids: list[str]) -> dict[str, tuple[str, bool]]:
+        """`member_address` for several members: those not cached read in one query. Members
+        not enrolled are left out (and not remembered)."""
+        found: dict[str, tuple[str, bool]] = {}
+        missing: list[str] = []
+        for member_id in dict.fromkeys(member_ids):
+            cached = self._members.get(member_id)
+            if cached is None:
+                missing.append(member_id)
+            else:
+                found[member_id] = cached
+        if missing:
+            with self.sessions() as session:
+                rows = session.execute(
+                    select(Member.member_id, Member.address, Member.custodial).where(Member.member_id.in_(missing))
+                ).all()
+            for member_id, address, custodial in rows:
+                found[member_id] = (address, bool(custodial))
+                self._members.put(member_id, found[member_id])
+        return found
 
     def partner_terms(self, partner_id: int) -> Partner:
         """A partner's row as onboarded (name, currency, rate, signer, key): none of it changes
@@ -170,6 +217,11 @@ class Runtime:
     def __post_init__(self) -> None:
         # Not started here: `create_app` starts it; unstarted, each write is its own transaction.
         self.writer = WriteQueue(self.writes)
+        bound = self.settings.gateway.member_cache_entries
+        self._members = BoundedCache(bound)
+        self._tiers = BoundedCache(bound)
+        self._keys = BoundedCache(min(bound, self.KEY_CACHE_ENTRIES))
+        self._callers = BoundedCache(bound)
 
     @property
     def kek(self) -> str:
@@ -177,9 +229,11 @@ class Runtime:
 
     def private_key(self, encrypted: str) -> str:
         """Decrypts a stored key once and keeps it in memory for this process."""
-        if encrypted not in self._keys:
-            self._keys[encrypted] = decrypt_private_key(encrypted, self.kek)
-        return self._keys[encrypted]
+        key = self._keys.get(encrypted)
+        if key is None:
+            key = decrypt_private_key(encrypted, self.kek)
+            self._keys.put(encrypted, key)
+        return key
 
     def close(self) -> None:
         self.writer.stop()

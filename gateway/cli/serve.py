@@ -15,6 +15,7 @@ from gateway.cli.common import console
 from gateway.cli.root import main
 from gateway.cli.supervisor import SubmitterSupervisor
 from gateway.core.config import get_settings
+from gateway.core.heap import freeze_startup_heap
 from gateway.core.metrics import MULTIPROC_ENV
 
 
@@ -103,7 +104,9 @@ def serve(
             )
             return
         try:
-            uvicorn.run(create_app(runtime), host=host, port=port, log_level="warning")
+            app = create_app(runtime)
+            freeze_startup_heap()
+            uvicorn.run(app, host=host, port=port, log_level="warning")
         finally:
             runtime.close()
     finally:
@@ -140,8 +143,10 @@ def submit(network: str, data_dir: Path | None, parent: int | None) -> None:
                     stop.set()
 
         threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
-    submitter = Submitter(runtime)
+    # No API here: the tiers of confirmed members would fill a cache that nothing reads.
+    submitter = Submitter(runtime, refresh_tiers=False)
     submitter.idle_poll = 0.05  # no wake-ups from accepted writes here: look often (a few cheap reads)
+    freeze_startup_heap()
     try:
         submitter.run(stop)
     finally:

@@ -104,6 +104,10 @@ class GatewaySettings(BaseModel):
     notice_expiring_days: int = Field(default=30, ge=1, le=365)
     notice_inactive_days: int = Field(default=60, ge=1, le=3650)
     notice_allowance_low_points: int = Field(default=10_000, ge=0)
+    # Entries each of the per-member caches of a gateway process holds at most (addresses,
+    # tiers, API keys; decrypted keys at most 10,000), the most recently used: with the default
+    # they hold at most ~60 MiB however large the coalition grows (scripts/bench_caches.py).
+    member_cache_entries: int = Field(default=100_000, ge=1)
 
 
 class Settings(BaseSettings):

@@ -173,6 +173,10 @@ class Operation(Base):
         UniqueConstraint("partner_id", "kind", "receipt_id", name="uq_operation_receipt"),
         Index("ix_operations_status_created", "status", "created_at"),
         Index("ix_operations_member_created", "member_id", "created_at"),
+        # A member's activity (newest first) and a partner's feed (oldest first) page by seq
+        # (migration 0005): with a million operations, without them a page sorts them all.
+        Index("ix_operations_partner_seq", "partner_id", "seq", "created_at"),
+        Index("ix_operations_member_seq", "member_id", "seq"),
     )
 
     # Acceptance order (batches are filled oldest first); `id` is the public operation id.

@@ -35,13 +35,15 @@ PAUSE_AFTER_REVERT_SECONDS = 5
 
 
 class Submitter:
-    def __init__(self, runtime: Runtime, metrics: Metrics | None = None) -> None:
+    def __init__(self, runtime: Runtime, metrics: Metrics | None = None, *, refresh_tiers: bool = True) -> None:
         self.rt = runtime
         gw = runtime.settings.gateway
         self.metrics = metrics or Metrics()
         self.lock = SubmitterLock(runtime.engine, runtime.data_dir)
         self.batches = Batches(runtime, batch_max=gw.batch_max_operations, window=gw.batch_window_ms / 1000)
-        self.receipts = ReceiptTracker(runtime, self.metrics, confirmations=gw.confirmations)
+        self.receipts = ReceiptTracker(
+            runtime, self.metrics, confirmations=gw.confirmations, refresh_tiers=refresh_tiers
+        )
         self.reorgs = ReorgWatch(runtime, self.metrics, confirmations=gw.confirmations)
         self._paused_until: dict[str, float] = {}
         self._next_wake = 0.0

@@ -76,8 +76,11 @@ class Tracked:
 
 
 class ReceiptTracker:
-    def __init__(self, runtime: Runtime, metrics: Metrics, *, confirmations: int) -> None:
+    def __init__(self, runtime: Runtime, metrics: Metrics, *, confirmations: int, refresh_tiers: bool = True) -> None:
         self.rt, self.metrics, self.confirmations = runtime, metrics, confirmations
+        # Re-reading the tiers of a batch's members fills this process's cache for the earns
+        # it accepts; a submitter alone in its process (`loyalty submit`) accepts none.
+        self.refresh_tiers = refresh_tiers
         self._decoder = EventDecoder(runtime.ledger)  # a batch's receipt holds hundreds of logs
 
     def track(self, broadcast: Callable[[bytes], None]) -> Tracked:
@@ -169,7 +172,8 @@ class ReceiptTracker:
                 confirmed = {row["b_seq"] for row in accepted}
                 observe_latency(self.metrics, [op.created_at for op in ops if op.seq in confirmed])
         # After the commit, with no database lock held: the tiers these members have now.
-        self.rt.refresh_tiers(touched, block_number)
+        if self.refresh_tiers:
+            self.rt.refresh_tiers(touched, block_number)
         return kind, len(ops), "mined"
 
     def results(

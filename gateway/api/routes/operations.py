@@ -7,10 +7,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from gateway.api.coalesce import Coalesced
 from gateway.api.deps import AnyCaller, IdempotencyDep, PartnerCaller, RuntimeDep
 from gateway.api.schemas.requests import EarnCreate, PinAuthorization, RedemptionCreate, ReversalCreate, Signed
 from gateway.api.schemas.responses import API_ERRORS, Accepted, OperationView
 from gateway.core.metrics import Metrics
+from gateway.core.security import Caller
 from gateway.operations import accept, queries
 from gateway.operations.signatures import SignedFields
 
@@ -42,9 +44,13 @@ async def earn(request: Request, body: EarnCreate, who: PartnerCaller, idem: Ide
         else accept.prepare_earn_cached(runtime, caller=who, member_id=body.member_id, self_signed=self_signed)
     )
     if prepared is None:
-        prepared = await run_in_threadpool(
-            accept.prepare_earn, runtime, caller=who, member_id=body.member_id, self_signed=self_signed, signed=given
-        )
+        if given is None:  # a managed partner: loaded with the other misses of the moment
+            misses: Coalesced[tuple[Caller, str, bool], accept.Prepared] = request.app.state.earn_misses
+            prepared = await misses((who, body.member_id, False))
+        else:
+            prepared = await run_in_threadpool(
+                accept.prepare_earn, runtime, caller=who, member_id=body.member_id, self_signed=True, signed=given
+            )
     response = await idem.run_async(
         who,
         body,
