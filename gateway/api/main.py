@@ -19,6 +19,7 @@ from gateway.api.middleware import MAX_BODY_BYTES, BodyLimit, RequestLog
 from gateway.api.routes import (
     admin,
     audit,
+    console,
     health,
     members,
     operations,
@@ -107,7 +108,7 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     errors.install(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=runtime.settings.gateway.body_timeout_seconds)
     app.add_middleware(RequestLog, observe=metrics.request)
-    for area in (admin, members, operations, audit, programme_metrics, reconciliation, webhooks, health):
+    for area in (admin, console, members, operations, audit, programme_metrics, reconciliation, webhooks, health):
         app.include_router(area.router)
     # The member and auditor pages (HTML, gateway/web), after the API: routes are tried in
     # order, and the API's requests are the many.
