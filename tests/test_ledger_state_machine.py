@@ -538,7 +538,7 @@ class LedgerMachine(RuleBasedStateMachine):
         for _ in range(count):
             redemption = data.draw(st.sampled_from(self.redemptions))
             record = redemption.record
-            points = data.draw(st.one_of(st.integers(1, record.points + 1), st.just(0)))
+            points = data.draw(st.integers(0, record.points + 1))  # 0: AmountOutOfRange
             pid = record.partner_id
             kind = variant
             if variant == "replay" and self.accepted_refunds:
