@@ -89,12 +89,33 @@ contract CoalitionPoints is LedgerBase {
     }
 
     /// @notice Burns points for each valid member-signed redemption; skips invalid ones.
+    /// Commits the accepted redemptions' Merkle root for later refunds (r2).
     /// @return accepted number of redemptions applied.
     function redeemBatch(RedeemOp[] calldata ops) external whenNotPaused returns (uint256 accepted) {
+        uint24 cur = CalendarMonths.monthOf(block.timestamp);
+        uint64 batchId = _redeemBatchCount + 1;
+        bytes32[] memory leaves = new bytes32[](ops.length);
+        uint32[] memory expiries = new uint32[](ops.length);
         for (uint256 i = 0; i < ops.length; ++i) {
-            bytes memory err = _redeem(ops[i]);
-            if (err.length != 0) emit OperationRejected(KIND_REDEEM, i, ops[i].receiptRef, err);
-            else ++accepted;
+            RedeemOp calldata op = ops[i];
+            (bytes memory err, uint24 expiry) = _redeem(op, cur);
+            if (err.length != 0) {
+                emit OperationRejected(KIND_REDEEM, i, op.receiptRef, err);
+            } else {
+                leaves[accepted] = keccak256(
+                    abi.encode(op.partnerId, op.member, op.receiptRef, op.points, expiry, batchId, accepted)
+                );
+                expiries[accepted++] = expiry;
+            }
+        }
+        if (accepted != 0) {
+            assembly ("memory-safe") {
+                mstore(expiries, accepted)
+            }
+            bytes32 root = _merkleRoot(leaves, accepted);
+            _redeemBatchCount = batchId;
+            _redeemRoots[batchId] = root;
+            emit RedeemBatchCommitted(batchId, root, expiries);
         }
     }
 
@@ -309,30 +330,37 @@ contract CoalitionPoints is LedgerBase {
         (plan.points, plan.expiry) = (points, expiry);
     }
 
-    function _redeem(RedeemOp calldata op) private returns (bytes memory err) {
+    /// @dev Returns the latest expiry month among the buckets the redemption burnt (what a
+    /// refund of it restores, r2).
+    function _redeem(RedeemOp calldata op, uint24 cur) private returns (bytes memory err, uint24 expiry) {
         PartnerCore memory p = _partners[op.partnerId];
         err = _checkPartner(p, op.partnerId);
-        if (err.length != 0) return err;
-        if (op.member == address(0)) return abi.encodeWithSelector(InvalidMember.selector, op.member);
+        if (err.length != 0) return (err, 0);
+        if (op.member == address(0)) return (abi.encodeWithSelector(InvalidMember.selector, op.member), 0);
         if (op.points == 0 || op.points > MAX_OP_POINTS) {
-            return abi.encodeWithSelector(AmountOutOfRange.selector, op.points, MAX_OP_POINTS);
+            return (abi.encodeWithSelector(AmountOutOfRange.selector, op.points, MAX_OP_POINTS), 0);
         }
         mapping(uint256 => uint256) storage nonces = _memberNonces[op.member];
         err = _checkFresh(nonces, op.member, op.nonce, op.deadline);
-        if (err.length != 0) return err;
+        if (err.length != 0) return (err, 0);
         bytes32 structHash = keccak256(
             abi.encode(REDEEM_TYPEHASH, op.member, op.partnerId, op.points, op.receiptRef, op.nonce, op.deadline)
         );
         err = _checkSigner(structHash, op.r, op.vs, op.member);
-        if (err.length != 0) return err;
+        if (err.length != 0) return (err, 0);
         uint256 balance = balanceOf(op.member);
         if (balance < op.points) {
-            return abi.encodeWithSelector(InsufficientPoints.selector, op.member, balance, op.points);
+            return (abi.encodeWithSelector(InsufficientPoints.selector, op.member, balance, op.points), 0);
         }
 
         _spendNonce(nonces, op.nonce);
         _burnTotals[op.partnerId].redeemed += uint128(op.points);
-        _burn(op.member, op.points);
+        // `_take` directly rather than `_burn` (the same path: `_update` with no recipient)
+        // to learn the slices' expiry months; they come earliest first, so the last is the
+        // latest. The pause is checked by `redeemBatch`.
+        Slice[] memory slices = _take(op.member, op.points, cur);
+        expiry = slices[slices.length - 1].expiry;
+        emit Transfer(op.member, address(0), op.points);
         emit Redeemed(op.partnerId, op.member, op.receiptRef, op.points);
     }
 

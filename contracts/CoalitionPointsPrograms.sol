@@ -1,15 +1,24 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+
 import {LedgerBase} from "./LedgerBase.sol";
 import {CalendarMonths} from "./CalendarMonths.sol";
 
 /// @title CoalitionPointsPrograms
-/// @notice The ledger's programme module (revision 2): awards with reason codes, tiers the
-/// operator assigns until a date, and member migration to a new address. Reached from the
+/// @notice The ledger's programme module (revision 2): awards with reason codes, refunds of
+/// redemptions, tiers the operator assigns until a date, and member migration to a new address. Reached from the
 /// ledger through the operator module's fallback, by `delegatecall` on the ledger's storage;
 /// its own storage is never used.
 contract CoalitionPointsPrograms is LedgerBase {
+    /// @notice Kind named by `OperationRejected` for a refund (r2). Declared here rather than
+    /// in `LedgerBase` (beside the other kinds) so the full admin module carries no getter.
+    uint8 public constant KIND_REFUND = 5;
+    bytes32 public constant REFUND_TYPEHASH = keccak256(
+        "Refund(uint32 partnerId,bytes32 redemptionLeaf,uint256 points,bytes32 receiptRef,uint256 nonce,uint256 deadline)"
+    );
+
     constructor() LedgerBase("", "", msg.sender, 0) {}
 
     // ================================================================ awards
@@ -82,6 +91,92 @@ contract CoalitionPointsPrograms is LedgerBase {
         // Not qualifying points: the tier window is left as it is.
         _update(address(0), op.member, op.points);
         emit Awarded(op.partnerId, op.member, op.receiptRef, op.points, op.reason, expiry);
+    }
+
+    // ================================================================ refunds
+
+    /// @notice Gives points back for each valid refund of a redemption, signed by the partner
+    /// at which the points were redeemed; invalid ones are skipped with `OperationRejected`.
+    /// A refund is capped by its redemption's points minus what was already refunded of it;
+    /// its points expire at the end of the latest month the redemption burnt, or, if that
+    /// month is over, of the month a fresh earn would get. Refunded points draw no allowance
+    /// (they were the member's) and are not qualifying points.
+    /// @return accepted number of refunds applied.
+    function refundBatch(RefundOp[] calldata ops) external whenNotPaused returns (uint256 accepted) {
+        uint24 cur = CalendarMonths.monthOf(block.timestamp);
+        for (uint256 i = 0; i < ops.length; ++i) {
+            bytes memory err = _refund(ops[i], cur);
+            if (err.length != 0) emit OperationRejected(KIND_REFUND, i, ops[i].receiptRef, err);
+            else ++accepted;
+        }
+    }
+
+    function _refund(RefundOp calldata op, uint24 cur) private returns (bytes memory err) {
+        PartnerCore memory p = _partners[op.partnerId];
+        err = _checkPartner(p, op.partnerId);
+        if (err.length != 0) return err;
+        if (op.points == 0 || op.points > MAX_OP_POINTS) {
+            return abi.encodeWithSelector(AmountOutOfRange.selector, op.points, MAX_OP_POINTS);
+        }
+        mapping(uint256 => uint256) storage nonces = _partnerNonces[op.partnerId];
+        err = _checkFresh(nonces, p.signer, op.nonce, op.deadline);
+        if (err.length != 0) return err;
+        RedemptionRecord calldata rd = op.redemption;
+        // The leaf uses the refunding partner's id, so only the partner the points were
+        // redeemed at can prove the redemption.
+        bytes32 leaf = keccak256(
+            abi.encode(op.partnerId, rd.member, rd.receiptRef, rd.points, rd.expiryMonth, rd.batchId, rd.index)
+        );
+        bytes32 structHash = keccak256(
+            abi.encode(REFUND_TYPEHASH, op.partnerId, leaf, op.points, op.receiptRef, op.nonce, op.deadline)
+        );
+        err = _checkSigner(structHash, op.r, op.vs, p.signer);
+        if (err.length != 0) return err;
+        bytes32 root = _redeemRoots[rd.batchId];
+        if (root == 0 || MerkleProof.processProof(rd.proof, leaf) != root) {
+            return abi.encodeWithSelector(UnknownRedemption.selector, leaf);
+        }
+        uint256 done = _refundedOf[leaf];
+        if (done + op.points > rd.points) {
+            return abi.encodeWithSelector(RefundExceedsRedemption.selector, leaf, rd.points - done, op.points);
+        }
+        // No earlier than the points the redemption burnt would have expired; never points
+        // that are already over (they would be breakage at once): then a fresh earn's month.
+        uint24 expiry = rd.expiryMonth >= cur ? uint24(rd.expiryMonth) : _expiryFor(cur);
+        // The redemption's member may have migrated since: the points go where its points are.
+        address holder = _holder(rd.member);
+        Account memory a = _accounts[holder];
+        if (a.tailExpiry == expiry && a.tailPoints + op.points > _LANE_MAX) {
+            return abi.encodeWithSelector(AmountOutOfRange.selector, op.points, _LANE_MAX - a.tailPoints);
+        }
+
+        _spendNonce(nonces, op.nonce);
+        _refundedOf[leaf] = done + op.points;
+        _refunded[op.partnerId] += op.points;
+        // Not an issue: no allowance drawn, no qualifying points (the pause is checked above).
+        _credit(holder, expiry, op.points, cur);
+        emit Transfer(address(0), holder, op.points);
+        emit Refunded(op.partnerId, holder, op.receiptRef, op.points, rd.receiptRef, expiry);
+    }
+
+    /// @notice Points already refunded of the redemption with leaf `redemptionLeaf`.
+    function refundedOf(bytes32 redemptionLeaf) external view returns (uint256) {
+        return _refundedOf[redemptionLeaf];
+    }
+
+    /// @notice Points `partnerId` has refunded in all (r2).
+    function refunded(uint32 partnerId) external view returns (uint256) {
+        return _refunded[partnerId];
+    }
+
+    /// @notice Merkle root of the accepted redemptions of batch `batchId` (zero if none).
+    function redeemRoot(uint64 batchId) external view returns (bytes32) {
+        return _redeemRoots[batchId];
+    }
+
+    /// @notice Number of redemption batches committed so far.
+    function redeemBatchCount() external view returns (uint64) {
+        return _redeemBatchCount;
     }
 
     // ================================================================ assigned tiers

@@ -82,6 +82,38 @@ interface ICoalitionPoints {
         bytes32 vs;
     }
 
+    /// @notice A redemption as committed on-chain, what a refund proves against its batch root
+    /// (r2).
+    /// @dev The leaf is `keccak256(abi.encode(partnerId, member, receiptRef, points,
+    /// expiryMonth, batchId, index))`: `index` is the redemption's place among the batch's
+    /// accepted redemptions (so two alike redemptions have two leaves) and `expiryMonth` the
+    /// latest expiry month among the buckets it burnt. `proof` proves the leaf against the root
+    /// committed for `batchId` (OpenZeppelin `MerkleProof`, sorted-pair hashing).
+    struct RedemptionRecord {
+        uint64 batchId;
+        uint32 index;
+        address member;
+        bytes32 receiptRef;
+        uint256 points;
+        uint32 expiryMonth;
+        bytes32[] proof;
+    }
+
+    /// @notice A refund of a redemption (r2): the partner at which points were redeemed gives
+    /// points back when the goods are returned.
+    /// @dev Signed by the partner's signer over the EIP-712 type `Refund`, which binds the
+    /// redemption's leaf hash; `receiptRef` is the hash of the return's own receipt document.
+    struct RefundOp {
+        uint32 partnerId;
+        uint256 points;
+        bytes32 receiptRef;
+        uint256 nonce;
+        uint256 deadline;
+        bytes32 r;
+        bytes32 vs;
+        RedemptionRecord redemption;
+    }
+
     /// @notice A partner as the operator registered it, with its running totals.
     struct PartnerInfo {
         address signer;
@@ -136,6 +168,23 @@ interface ICoalitionPoints {
 
     /// @notice Points of `member` burnt as payment at `partnerId`.
     event Redeemed(uint32 indexed partnerId, address indexed member, bytes32 indexed receiptRef, uint256 points);
+
+    /// @notice Points given back to `member` by `partnerId`, at which they were redeemed, for
+    /// returned goods (r2). They expire at the end of `expiryMonth`: the latest month of the
+    /// points the redemption burnt, or, when that month is over, the month a fresh earn gets.
+    /// @param receiptRef hash of the return's receipt; `redemptionReceiptRef` the redemption's.
+    event Refunded(
+        uint32 indexed partnerId,
+        address indexed member,
+        bytes32 indexed receiptRef,
+        uint256 points,
+        bytes32 redemptionReceiptRef,
+        uint32 expiryMonth
+    );
+
+    /// @notice The accepted redemptions of one batch, committed as a Merkle root for later
+    /// refunds (r2); `expiryMonths[i]` is the leaf field of the i-th accepted redemption.
+    event RedeemBatchCommitted(uint64 indexed batchId, bytes32 root, uint32[] expiryMonths);
 
     /// @notice Points of an earn taken back by the issuing partner (refund).
     /// @param receiptRef hash of the refund receipt; `earnReceiptRef` the original purchase's.
@@ -217,4 +266,6 @@ interface ICoalitionPoints {
     error InvalidReason(uint8 reason);
     error AccountInUse(address account);
     error InvalidTier(uint256 tier);
+    error UnknownRedemption(bytes32 redemptionLeaf);
+    error RefundExceedsRedemption(bytes32 redemptionLeaf, uint256 remaining, uint256 requested);
 }

@@ -186,6 +186,13 @@ abstract contract LedgerBase is ICoalitionPoints, ERC20, AccessControlDefaultAdm
     // first address are now, so that a reversal follows an earn's points to their holder.
     mapping(address member => address first) internal _originOf;
     mapping(address first => address member) internal _currentOf;
+    // Refunds (r2): per redemption batch the Merkle root of its accepted redemptions (each
+    // leaf carries the latest expiry month the redemption burnt), what each leaf has had
+    // refunded, and each partner's refunded total.
+    mapping(uint64 batchId => bytes32 root) internal _redeemRoots;
+    uint64 internal _redeemBatchCount;
+    mapping(bytes32 redemptionLeaf => uint256) internal _refundedOf;
+    mapping(uint32 partnerId => uint256) internal _refunded;
 
     /// @param name_ ERC-20 name; @param symbol_ ERC-20 symbol.
     /// @param admin the coalition operator; @param adminDelay seconds a handover waits.

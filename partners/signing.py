@@ -1,5 +1,5 @@
-"""EIP-712 messages of the ledger (Earn, Redeem, Reverse, Award, Migrate, RotateSigner,
-CancelChange) and their compact signatures.
+"""EIP-712 messages of the ledger (Earn, Redeem, Reverse, Award, Refund, Migrate,
+RotateSigner, CancelChange) and their compact signatures.
 
 The hashing is written out with eth-abi rather than through eth-account's typed-data
 encoder because it runs hundreds of times a second in the gateway; `typed_data()` gives
@@ -203,6 +203,29 @@ class ReverseMessage(Message):
 
 
 @dataclass(frozen=True)
+class RefundMessage(Message):
+    """(r2) The authorization of the partner at which points were redeemed to give `points`
+    back of that redemption (by leaf, see `redemption_leaf`) for returned goods."""
+
+    partner_id: int
+    redemption_leaf: bytes
+    points: int
+    receipt_ref: bytes
+    nonce: int
+    deadline: int
+
+    TYPE_NAME = "Refund"
+    FIELDS = (
+        ("uint32", "partnerId", "partner_id"),
+        ("bytes32", "redemptionLeaf", "redemption_leaf"),
+        ("uint256", "points", "points"),
+        ("bytes32", "receiptRef", "receipt_ref"),
+        ("uint256", "nonce", "nonce"),
+        ("uint256", "deadline", "deadline"),
+    )
+
+
+@dataclass(frozen=True)
 class AwardMessage(Message):
     """A partner's authorization to issue `points` without a purchase, for `reason` (1 bonus,
     2 goodwill, 3 referral, 4 signup, 5 employee, 6 correction, 7 retro_claim)."""
@@ -331,6 +354,26 @@ def earn_leaf(*, partner_id: int, member: str, receipt_ref: bytes, spend: int, p
     fields = zip(
         ("uint32", "address", "bytes32", "uint256", "uint256", "uint32"),
         (partner_id, member, receipt_ref, spend, points, earn_month),
+        strict=True,
+    )
+    return keccak(b"".join(abi_word(t, v) for t, v in fields))  # abi.encode of static words
+
+
+def redemption_leaf(
+    *,
+    partner_id: int,
+    member: str,
+    receipt_ref: bytes,
+    points: int,
+    expiry_month: int,
+    batch_id: int,
+    index: int,
+) -> bytes:
+    """(r2) The Merkle leaf the ledger commits for an accepted redemption: `expiry_month` is
+    the latest expiry month it burnt, `index` its place among its batch's accepted ones."""
+    fields = zip(
+        ("uint32", "address", "bytes32", "uint256", "uint32", "uint64", "uint32"),
+        (partner_id, member, receipt_ref, points, expiry_month, batch_id, index),
         strict=True,
     )
     return keccak(b"".join(abi_word(t, v) for t, v in fields))  # abi.encode of static words

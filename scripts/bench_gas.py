@@ -30,11 +30,20 @@ from gateway.chain.ledger import (
     SignedAward,
     SignedEarn,
     SignedRedeem,
+    SignedRefund,
     SignedReverse,
     artifact,
 )
 from gateway.core.config import get_settings
-from partners.signing import AwardMessage, EarnMessage, RedeemMessage, ReverseMessage, address_of, sign
+from partners.signing import (
+    AwardMessage,
+    EarnMessage,
+    RedeemMessage,
+    RefundMessage,
+    ReverseMessage,
+    address_of,
+    sign,
+)
 
 SIZES = (1, 10, 100)
 FAR = 2**40
@@ -80,14 +89,18 @@ def main() -> None:
             reversals.append(SignedReverse(m, sign(ledger.domain, m, partner_key), record))
         return result.gas_used, reversals
 
-    def redeem(members: list[tuple[str, str]]) -> int:
+    def redeem(members: list[tuple[str, str]]) -> tuple[int, list[SignedRefund]]:
         ops = []
         for member_key, address in members:
-            m = RedeemMessage(address, pid, 1, keccak(text=f"red{next(nonces)}"), next(nonces), FAR)
+            m = RedeemMessage(address, pid, 2, keccak(text=f"red{next(nonces)}"), next(nonces), FAR)
             ops.append(SignedRedeem(m, sign(ledger.domain, m, member_key)))
         result = ledger.redeem_batch(relayer, ops, gas=25_000_000)
         assert not result.rejections(), result.rejections()
-        return result.gas_used
+        refunds = []
+        for record in result.redemption_records():
+            m = RefundMessage(pid, record.leaf(), 1, keccak(text=f"return{next(nonces)}"), next(nonces), FAR)
+            refunds.append(SignedRefund(m, sign(ledger.domain, m, partner_key), record))
+        return result.gas_used, refunds
 
     def award(members: list[tuple[str, str]]) -> int:
         ops = []
@@ -103,8 +116,11 @@ def main() -> None:
         data = mint_selector + encode(["address[]", "uint256[]"], [recipients, [10] * n])
         return int(relayer.send(plain, data, gas=25_000_000)["gasUsed"])
 
-    # Warm-up: the first issue ever, the first nonce word, the first plain mint.
-    earn(new_members(1))
+    # Warm-up: the first issue ever, the first nonce word, the first redemption batch (its
+    # counter's slot), the first plain mint.
+    warm = new_members(1)
+    earn(warm)
+    redeem(warm)
     plain_mint(1)
 
     rows: dict[int, dict[str, float]] = {}
@@ -115,15 +131,18 @@ def main() -> None:
             new_gas, reversals = earn(members)
             existing_gas, _ = earn(members)
             award_gas = award(members)
-            redeem_gas = redeem(members)
+            redeem_gas, refunds = redeem(members)
             reverse_result = ledger.reverse_batch(relayer, reversals, gas=25_000_000)
             assert not reverse_result.rejections(), reverse_result.rejections()
+            refund_result = ledger.refund_batch(relayer, refunds, gas=25_000_000)
+            assert not refund_result.rejections(), refund_result.rejections()
             rows[n] = {
                 "earn_new": new_gas / n,
                 "earn_existing": existing_gas / n,
                 "award_existing": award_gas / n,
                 "redeem": redeem_gas / n,
                 "reverse": reverse_result.gas_used / n,
+                "refund": refund_result.gas_used / n,
                 "oz_mint_new": plain_mint(n) / n,
             }
             progress.advance(task)
@@ -137,6 +156,7 @@ def main() -> None:
         "award, existing",
         "redemption",
         "reversal",
+        "refund",
         "OZ mint, new holder",
         "earn new / OZ mint",
     ):
@@ -146,7 +166,7 @@ def main() -> None:
             str(n),
             *(
                 f"{r[k]:,.0f}"
-                for k in ("earn_new", "earn_existing", "award_existing", "redeem", "reverse", "oz_mint_new")
+                for k in ("earn_new", "earn_existing", "award_existing", "redeem", "reverse", "refund", "oz_mint_new")
             ),
             f"{r['earn_new'] / r['oz_mint_new']:.2f}",
         )
@@ -162,6 +182,7 @@ def main() -> None:
         "award_existing_gas": round(rows[100]["award_existing"]),
         "redeem_gas": round(rows[100]["redeem"]),
         "reverse_gas": round(rows[100]["reverse"]),
+        "refund_gas": round(rows[100]["refund"]),
         "oz_mint_new_gas": round(rows[100]["oz_mint_new"]),
         "earn_new_vs_oz_ratio": round(rows[100]["earn_new"] / rows[100]["oz_mint_new"], 3),
         "largest_batch": args.largest,

@@ -18,7 +18,17 @@ from itertools import count
 from eth_utils import keccak
 
 from gateway.chain.backends import AnvilNode, ChainBackend, EmbeddedChain
-from gateway.chain.ledger import BatchResult, Ledger, Sender, SignedAward, SignedEarn, SignedRedeem, SignedReverse
+from gateway.chain.ledger import (
+    BatchResult,
+    Ledger,
+    RedemptionRecord,
+    Sender,
+    SignedAward,
+    SignedEarn,
+    SignedRedeem,
+    SignedRefund,
+    SignedReverse,
+)
 from gateway.core.config import CoalitionSettings
 from gateway.points.rules import month_start
 from partners.signing import (
@@ -26,6 +36,7 @@ from partners.signing import (
     EarnMessage,
     MigrateMessage,
     RedeemMessage,
+    RefundMessage,
     ReverseMessage,
     address_of,
     sign,
@@ -76,6 +87,14 @@ class Bench:
         n = next(self.nonces)
         m = RedeemMessage(address_of(member_key), self.pid, points, keccak(text=f"redeem-{n}"), n, FAR)
         result = self.ledger.redeem_batch(self.admin, [SignedRedeem(m, sign(self.ledger.domain, m, member_key))])
+        assert not result.rejections(), result.rejections()
+        return result
+
+    def refund(self, record: RedemptionRecord, points: int) -> BatchResult:
+        n = next(self.nonces)
+        m = RefundMessage(self.pid, record.leaf(), points, keccak(text=f"return-{n}"), n, FAR)
+        signed = SignedRefund(m, sign(self.ledger.domain, m, self.partner_key), record)
+        result = self.ledger.refund_batch(self.admin, [signed])
         assert not result.rejections(), result.rejections()
         return result
 
@@ -133,11 +152,35 @@ def main() -> None:
         receipt = b.ledger.call(Sender(chain.w3, e_key), "transfer", a, b.ledger.balance_of(e), gas=25_000_000)
         figures["transfer_121_buckets_into_121"] = int(receipt["gasUsed"])
 
+        # (r2) A refund whose month goes before 119 newer ring buckets and a tail: the member
+        # redeemed points expiring next month, then filled every other month.
+        r_key = key("r")
+        r = address_of(r_key)
+        b.policy(1)
+        b.earn(r, 100)
+        redeemed = b.redeem(r_key, 100).redemption_records()[0]
+        assert redeemed.expiry_month == b.month() + 1
+        b.policy(0)
+        b.earn(r, 1_000_000)
+        for months in range(MAX_POLICY, 1, -1):
+            b.policy(months)
+            b.earn(r, 100 + months)
+        assert len(b.ledger.expiring_of(r)) == MAX_POLICY
+        figures["refund_insert_before_120_buckets"] = b.refund(redeemed, 100).gas_used
+
+        # (r2) A refund after the redeemed points' month is over, into a member whose 120 dated
+        # buckets expired behind a never-expiring one: a fresh month, swept in first.
+        s_key = key("s")
+        s = address_of(s_key)
+        b.full_ring(s)
+        late = b.redeem(s_key, 10).redemption_records()[0]
+
         # 121 months later every dated bucket of `a` has expired behind its never-expiring
         # tail: the next earn (a short policy again) sweeps 120 buckets before inserting.
         b.goto(start + MAX_POLICY + 2)
         b.policy(1)
         figures["earn_sweeping_120_buckets"] = b.earn(a, 1_000).gas_used
+        figures["refund_sweeping_120_buckets"] = b.refund(late, 10).gas_used
 
         # Migration of 121 live buckets to a new address.
         h_key = key("h")

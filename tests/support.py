@@ -13,14 +13,25 @@ from gateway.chain.ledger import (
     BatchResult,
     EarnRecord,
     Ledger,
+    RedemptionRecord,
     Sender,
     SignedEarn,
     SignedRedeem,
+    SignedRefund,
     SignedReverse,
 )
 from gateway.core.config import CoalitionSettings, TierSettings
 from gateway.points.rules import month_of, month_start
-from partners.signing import MAX_OP_POINTS, Domain, EarnMessage, RedeemMessage, ReverseMessage, address_of, sign
+from partners.signing import (
+    MAX_OP_POINTS,
+    Domain,
+    EarnMessage,
+    RedeemMessage,
+    RefundMessage,
+    ReverseMessage,
+    address_of,
+    sign,
+)
 
 FAR_DEADLINE = 2**40
 DAY = 86_400
@@ -178,6 +189,44 @@ class World:
             deadline,
         )
         return SignedReverse(message, sign(self.ledger.domain, message, key or self.partner_keys[pid]), leaf_record)
+
+    def refund_op(
+        self,
+        record: RedemptionRecord,
+        points: int,
+        *,
+        partner_id: int | None = None,
+        nonce: int | None = None,
+        deadline: int = FAR_DEADLINE,
+        key: str | None = None,
+        domain: Domain | None = None,
+    ) -> SignedRefund:
+        """(r2) A refund of `points` of a redemption, signed by its partner's key (or `key`).
+        With `partner_id`, the record is claimed for that partner (its leaf then names it)."""
+        pid = record.partner_id if partner_id is None else partner_id
+        claimed = RedemptionRecord(
+            record.batch_id,
+            record.index,
+            pid,
+            record.member,
+            record.receipt_ref,
+            record.points,
+            record.expiry_month,
+            record.proof,
+        )
+        message = RefundMessage(
+            pid,
+            claimed.leaf(),
+            points,
+            keccak(text=f"return-{self.nonce()}"),
+            self.nonce() if nonce is None else nonce,
+            deadline,
+        )
+        signer = key or self.partner_keys.get(pid) or key_for("nobody")
+        return SignedRefund(message, sign(domain or self.ledger.domain, message, signer), claimed)
+
+    def refund(self, *ops: SignedRefund) -> BatchResult:
+        return self.ledger.refund_batch(self.relayer, list(ops))
 
     def earn(self, *ops: SignedEarn) -> BatchResult:
         return self.ledger.earn_batch(self.relayer, list(ops))

@@ -49,6 +49,12 @@ MUTANTS: dict[str, tuple[str, str, str]] = {
         "if (a.tailPoints != 0 && expiry < a.tailExpiry) _sweep(a, member, cur);",
         "",
     ),
+    # (r2) refunds without their cap: a partner gives back more than the redemption burnt
+    "refund-without-cap": (
+        "contracts/CoalitionPointsPrograms.sol",
+        "if (done + op.points > rd.points) {",
+        "if (false) {",
+    ),
     # finding 3 undone: reversals of expired earns
     "reverse-expired-earns": (
         "contracts/CoalitionPointsAdmin.sol",

@@ -1,8 +1,8 @@
 """Random sequences of every state-changing call of the ledger, checked against the rules model.
 
 One handler (rule) per entry point of the three contracts of revision 2, operator functions
-included: the four signed batches (earn with its signed `maxPoints`, award with its reason,
-redemption, reversal of earns and awards), `expire`, the ERC-20 `transfer` / `transferFrom`
+included: the five signed batches (earn with its signed `maxPoints`, award with its reason,
+redemption, reversal of earns and awards, refund of redemptions), `expire`, the ERC-20 `transfer` / `transferFrom`
 / `approve`, member migration, signer rotation with the partner's key, every scheduled change
 (expiry policy, tier table, partner rate and prices, point value, the operator's signer
 request) with `applyChange` before and after its notice period, `cancelChange` and the
@@ -15,8 +15,9 @@ contract refuses them as the model predicts.
 
 After every step: each member's balance, expiry schedule, qualifying points, tier and
 assigned tier equal the model's; the sum of balances is `totalSupply`, which is issued -
-redeemed - reversed - expired; each partner's settings, prices and totals (issued, awarded,
-reversed, redeemed, allowance, first issuing second) equal the model's; so do every scheduled
+redeemed + refunded - reversed - expired; each partner's settings, prices and totals (issued,
+awarded, reversed, redeemed, refunded, allowance, first issuing second) and each redemption's
+refunded points equal the model's; so do every scheduled
 change's state, the operator settings and ERC-20 allowances. No batch ever reverts while the
 ledger is not paused: a valid operation is applied and an invalid one rejected alone.
 """
@@ -26,7 +27,7 @@ from __future__ import annotations
 import atexit
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -40,10 +41,12 @@ from gateway.chain.ledger import (
     BatchResult,
     EarnRecord,
     LedgerRevert,
+    RedemptionRecord,
     Sender,
     SignedAward,
     SignedEarn,
     SignedRedeem,
+    SignedRefund,
     rpc,
 )
 from gateway.points.rules import (
@@ -161,6 +164,15 @@ class Issue:
     qualifying: bool
 
 
+@dataclass
+class Redemption:
+    """An accepted redemption, for refunds (r2): its record (with the latest expiry month it
+    burnt, which the model computed too) and the member that signed it."""
+
+    record: RedemptionRecord
+    member: str
+
+
 class LedgerMachine(RuleBasedStateMachine):
     chain_kind = "anvil"
 
@@ -216,6 +228,8 @@ class LedgerMachine(RuleBasedStateMachine):
             self.issues.append(Issue(record, points, month + expiry, True))
             self.accepted_earns.append(op)
         self.accepted_redeems: list[SignedRedeem] = []
+        self.redemptions: list[Redemption] = []  # accepted redemptions, for refunds (r2)
+        self.accepted_refunds: list[tuple[SignedRefund, Redemption]] = []
         self.used_rotations: list[tuple[RotateSignerMessage, Any]] = []
         self.signer_keys: dict[int, str] = {}  # change id -> key of a requested signer
         self.expired_events: dict[str, int] = {a.lower(): 0 for _, a in MEMBERS}
@@ -455,7 +469,8 @@ class LedgerMachine(RuleBasedStateMachine):
             st.tuples(
                 members,
                 partner_ids,
-                st.one_of(st.integers(1, 3_000), st.just(0), st.just(ALL)),
+                # Small amounts too: members hold tens of points, and refunds need redemptions.
+                st.one_of(st.integers(1, 3_000), st.integers(1, 40), st.just(0), st.just(ALL)),
                 st.sampled_from(["ok", "ok", "ok", "replay", "wrong_key"]),
             ),
             min_size=1,
@@ -465,6 +480,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def redeem_batch(self, ops: list[tuple[int, int, int, str]]) -> None:
         w = self.world
         signed: list[tuple[SignedRedeem, str]] = []
+        accepted: list[tuple[SignedRedeem, int]] = []  # with the latest expiry month each burnt
         for who, partner, points, variant in ops:
             key = self.people[who][0]
             points = max(1, self._balance(who)) if points == ALL else points
@@ -486,7 +502,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 expected.append(self._fresh_reason(m.partner_id, m.points > 0))
                 continue
             try:
-                self.model.redeem(
+                expiry = self.model.redeem(
                     partner_id=m.partner_id, member=m.member, points=m.points, nonce=m.nonce, month=self.month
                 )
             except Rejected as rejected:
@@ -494,7 +510,92 @@ class LedgerMachine(RuleBasedStateMachine):
                 continue
             expected.append(None)
             self.accepted_redeems.append(op)
+            accepted.append((op, expiry))
         self._expect(result, expected, "redeem")
+        # Each accepted redemption's committed leaf carries the latest expiry month it burnt:
+        # the model's, as a refund of it will restore.
+        records = result.redemption_records()
+        assert [(r.partner_id, r.member, r.points, r.expiry_month) for r in records] == [
+            (op.message.partner_id, to_checksum_address(op.message.member), op.message.points, expiry)
+            for op, expiry in accepted
+        ], "committed redemptions"
+        self.redemptions += [Redemption(r, r.member) for r in records]
+
+    @precondition(lambda self: bool(self.redemptions))
+    @rule(
+        data=st.data(),
+        count=st.integers(1, 2),
+        variant=st.sampled_from(
+            ["ok", "ok", "ok", "ok", "other_partner", "wrong_key", "old_key", "replay", "forged", "late"]
+        ),
+    )
+    def refund_batch(self, data: st.DataObject, count: int, variant: str) -> None:
+        """Refunds of redemptions (r2): over the cap, zero points, by another partner, with a
+        wrong or retired key, a replay, a forged record, a past deadline; after the burnt
+        points expired (a fresh expiry) and after the member migrated (to the holder)."""
+        w = self.world
+        planned: list[tuple[SignedRefund, Redemption, str]] = []
+        for _ in range(count):
+            redemption = data.draw(st.sampled_from(self.redemptions))
+            record = redemption.record
+            points = data.draw(st.integers(0, record.points + 1))  # 0: AmountOutOfRange
+            pid = record.partner_id
+            kind = variant
+            if variant == "replay" and self.accepted_refunds:
+                op, redemption = self.accepted_refunds[-1]
+            elif variant == "other_partner":
+                other = data.draw(st.sampled_from([p for p in range(1, MAX_PARTNER_ID + 1) if p != pid]))
+                op = w.refund_op(record, points, partner_id=other, key=self._key(other))
+            elif variant == "wrong_key":
+                op = w.refund_op(record, points, key=key_for("thief"))
+            elif variant == "old_key" and pid in self.retired_keys:
+                op = w.refund_op(record, points, key=self.retired_keys[pid])
+            elif variant == "forged":
+                op = w.refund_op(replace(record, points=record.points + 1_000), points, key=self._key(pid))
+            elif variant == "late":
+                op = w.refund_op(record, points, key=self._key(pid), deadline=self._now() - 1)
+            else:
+                kind = "ok" if variant != "replay" else "replay"
+                op = w.refund_op(record, points, key=self._key(pid))
+            planned.append((op, redemption, kind))
+        result = self._submit(lambda: w.ledger.refund_batch(w.relayer, [p[0] for p in planned], gas=BATCH_GAS))
+        if result is None:
+            return
+        expected: list[str | None] = []
+        for op, redemption, kind in planned:
+            m, record = op.message, redemption.record
+            amount_ok = 0 < m.points <= MAX_OP_POINTS
+            if kind == "other_partner":
+                expected.append(
+                    self._fresh_reason(m.partner_id, amount_ok).replace("InvalidSignature", "UnknownRedemption")
+                )
+                continue
+            if kind in ("wrong_key", "old_key"):
+                expected.append(self._fresh_reason(m.partner_id, amount_ok))
+                continue
+            if kind == "late":
+                expected.append(
+                    self._fresh_reason(m.partner_id, amount_ok).replace("InvalidSignature", "SignatureExpired")
+                )
+                continue
+            try:
+                self.model.refund(
+                    partner_id=record.partner_id,
+                    leaf=op.redemption.leaf(),
+                    member=redemption.member,
+                    redeemed_points=record.points,
+                    expiry_month=record.expiry_month,
+                    points=m.points,
+                    nonce=m.nonce,
+                    month=self.month,
+                    known=kind != "forged",
+                )
+            except Rejected as rejected:
+                expected.append(rejected.reason)
+                continue
+            expected.append(None)
+            self.accepted_refunds.append((op, redemption))
+        self._expect(result, expected, "refund")
 
     @precondition(lambda self: bool(self.issues))
     @rule(
@@ -1048,6 +1149,9 @@ class LedgerMachine(RuleBasedStateMachine):
         calls += settings_calls
         calls += [("allowance", (addresses[o], addresses[s])) for o, s in approvals]
         calls += [("reversedOf", (leaf,)) for leaf in leaves]
+        refund_leaves = sorted(self.model.refunded_of)
+        calls += [("refunded", (pid,)) for pid in partners]
+        calls += [("refundedOf", (leaf,)) for leaf in refund_leaves]
         calls += [("changeOf", (i + self.first_change - 1,)) for i in changes]
         values = iter(w.ledger.views(calls, block))
 
@@ -1094,7 +1198,7 @@ class LedgerMachine(RuleBasedStateMachine):
             assert tuple(price) == (p.issue_price, p.redemption_price), f"prices of partner {pid}"
             issued, reversed_, redeemed = issued + info[6], reversed_ + info[7], redeemed + info[8]
         expired = self.model.expired(month)
-        assert supply == issued - redeemed - reversed_ - expired, "supply is not issued - redeemed - reversed - expired"
+        refunded = 0  # (r2) per partner, read after the settings below
 
         tiers, expiry_months, transfers, paused, (value, currency), admin, (pending, _), change_count = (
             next(values) for _ in settings_calls
@@ -1112,6 +1216,16 @@ class LedgerMachine(RuleBasedStateMachine):
             assert next(values) == self.approvals[(owner, spender)], f"ERC-20 allowance {owner} -> {spender}"
         for leaf in leaves:
             assert next(values) == self.model.reversed_of[leaf]
+        for pid in partners:
+            model_partner = self.model.partners.get(pid)
+            value = next(values)
+            assert value == (model_partner.refunded if model_partner else 0), f"refunded by partner {pid}"
+            refunded += value
+        for leaf in refund_leaves:
+            assert next(values) == self.model.refunded_of[leaf], "refundedOf a redemption"
+        assert supply == issued - redeemed + refunded - reversed_ - expired, (
+            "supply is not issued - redeemed + refunded - reversed - expired"
+        )
         for i in changes:
             kind, state, partner_id, effective_at, _ = next(values)
             c = self.model.changes[i]

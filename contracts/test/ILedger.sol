@@ -30,6 +30,7 @@ interface ILedger is ICoalitionPoints {
     function redeemBatch(RedeemOp[] calldata ops) external returns (uint256 accepted);
     function reverseBatch(ReverseOp[] calldata ops) external returns (uint256 accepted);
     function awardBatch(AwardOp[] calldata ops) external returns (uint256 accepted);
+    function refundBatch(RefundOp[] calldata ops) external returns (uint256 accepted);
     function expire(address[] calldata members) external;
 
     // signed single calls
@@ -92,6 +93,10 @@ interface ILedger is ICoalitionPoints {
     function expiredIn(uint24 month) external view returns (uint256);
     function earnBatchCount() external view returns (uint64);
     function reversedOf(bytes32 earnLeaf) external view returns (uint256);
+    function refundedOf(bytes32 redemptionLeaf) external view returns (uint256);
+    function refunded(uint32 partnerId) external view returns (uint256);
+    function redeemRoot(uint64 batchId) external view returns (bytes32);
+    function redeemBatchCount() external view returns (uint64);
     function partnerNonceUsed(uint32 partnerId, uint256 nonce) external view returns (bool);
     function memberNonceUsed(address member, uint256 nonce) external view returns (bool);
     function noticePeriod() external view returns (uint64);

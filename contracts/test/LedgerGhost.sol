@@ -44,6 +44,9 @@ abstract contract LedgerGhost {
     bytes32 internal constant AWARD_TYPEHASH = keccak256(
         "Award(uint32 partnerId,address member,uint256 points,uint8 reason,bytes32 receiptRef,uint256 nonce,uint256 deadline)"
     );
+    bytes32 internal constant REFUND_TYPEHASH = keccak256(
+        "Refund(uint32 partnerId,bytes32 redemptionLeaf,uint256 points,bytes32 receiptRef,uint256 nonce,uint256 deadline)"
+    );
     bytes32 internal constant MIGRATE_TYPEHASH = keccak256("Migrate(address from,address to,uint256 nonce,uint256 deadline)");
     bytes32 internal constant ROTATE_SIGNER_TYPEHASH =
         keccak256("RotateSigner(uint32 partnerId,address newSigner,uint256 nonce,uint256 deadline)");
@@ -64,6 +67,7 @@ abstract contract LedgerGhost {
         uint256 activeFrom;
         uint128 issuePrice;
         uint128 redemptionPrice;
+        uint256 refunded; // points given back of redemptions at it (r2)
     }
 
     /// @dev What the ledger's account word must say besides the buckets.
@@ -93,6 +97,18 @@ abstract contract LedgerGhost {
         uint256 spend;
         uint256 points;
         uint24 earnMonth;
+        uint24 expiry;
+    }
+
+    /// @dev An accepted redemption, for refunds (r2): `expiry` is the latest expiry month it
+    /// burnt (the ghost's), which its committed leaf must carry.
+    struct GhostRedemption {
+        uint32 partnerId;
+        uint64 batchId;
+        uint32 index;
+        address member;
+        bytes32 receiptRef;
+        uint256 points;
         uint24 expiry;
     }
 
@@ -158,6 +174,12 @@ abstract contract LedgerGhost {
     mapping(uint64 => bytes32[]) internal _batchLeaves;
     uint64 public ghostBatchCount;
     mapping(bytes32 => uint256) public ghostReversedOf;
+
+    // redemptions, for refunds (r2); leaves per committed redemption batch, for proofs
+    GhostRedemption[] internal _redemptions;
+    mapping(uint64 => bytes32[]) internal _redeemLeaves;
+    uint64 public ghostRedeemBatchCount;
+    mapping(bytes32 => uint256) public ghostRefundedOf;
 
     uint256 internal _nonce;
 
@@ -411,10 +433,51 @@ abstract contract LedgerGhost {
         return 0;
     }
 
-    function _applyRedeem(ICoalitionPoints.RedeemOp memory op) internal {
+    /// @dev Returns the latest expiry month among the points burnt.
+    function _applyRedeem(ICoalitionPoints.RedeemOp memory op) internal returns (uint24) {
         _memberNonceUsed[op.member][op.nonce] = true;
         _partners[op.partnerId].redeemed += op.points;
-        _take(op.member, op.points);
+        (uint24[] memory es,) = _take(op.member, op.points);
+        return es[es.length - 1];
+    }
+
+    /// @dev A refund of `g` (as the handler recorded it), with the record the op carries (its
+    /// real fields, or a forged or misplaced one).
+    function _checkRefund(ICoalitionPoints.RefundOp memory op, GhostRedemption memory g, uint256 key)
+        internal
+        view
+        returns (bytes4)
+    {
+        bytes4 err = _partnerError(op.partnerId);
+        if (err != 0) return err;
+        if (op.points == 0 || op.points > MAX_OP_POINTS) return ICoalitionPoints.AmountOutOfRange.selector;
+        if (ghostTime > op.deadline) return ICoalitionPoints.SignatureExpired.selector;
+        if (_partnerNonceUsed[op.partnerId][op.nonce]) return ICoalitionPoints.NonceAlreadyUsed.selector;
+        if (key != _partners[op.partnerId].key) return ICoalitionPoints.InvalidSignature.selector;
+        // The record proves only as the redeeming partner's, with its own fields and place.
+        ICoalitionPoints.RedemptionRecord memory r = op.redemption;
+        if (
+            op.partnerId != g.partnerId || r.batchId != g.batchId || r.index != g.index || r.member != g.member
+                || r.receiptRef != g.receiptRef || r.points != g.points || r.expiryMonth != g.expiry
+        ) return ICoalitionPoints.UnknownRedemption.selector;
+        if (ghostRefundedOf[_redemptionLeaf(g)] + op.points > g.points) {
+            return ICoalitionPoints.RefundExceedsRedemption.selector;
+        }
+        return 0;
+    }
+
+    /// @dev The points go to where the member's points are now, expiring with the latest month
+    /// the redemption burnt, or a fresh earn's month once that one is over.
+    function _applyRefund(ICoalitionPoints.RefundOp memory op, GhostRedemption memory g) internal returns (uint24 expiry) {
+        _partnerNonceUsed[op.partnerId][op.nonce] = true;
+        ghostRefundedOf[_redemptionLeaf(g)] += op.points;
+        _partners[op.partnerId].refunded += op.points;
+        expiry = g.expiry >= ghostMonth ? g.expiry : _expiryFor();
+        _credit(_holder(g.member), expiry, op.points);
+    }
+
+    function _redemptionLeaf(GhostRedemption memory g) internal pure returns (bytes32) {
+        return keccak256(abi.encode(g.partnerId, g.member, g.receiptRef, g.points, g.expiry, g.batchId, g.index));
     }
 
     /// @dev A reversal of `e` (as the handler recorded it), claiming `claimed` points for the
@@ -465,7 +528,10 @@ abstract contract LedgerGhost {
     /// @dev The proof of leaf `index` of a batch, for OpenZeppelin's sorted-pair MerkleProof
     /// with an odd node carried up a level (how the ledger builds its roots).
     function _proof(uint64 batchId, uint256 index) internal view returns (bytes32[] memory proof) {
-        bytes32[] memory nodes = _batchLeaves[batchId];
+        return _proofIn(_batchLeaves[batchId], index);
+    }
+
+    function _proofIn(bytes32[] memory nodes, uint256 index) internal pure returns (bytes32[] memory proof) {
         uint256 n = nodes.length;
         proof = new bytes32[](8);
         uint256 depth;
@@ -585,6 +651,8 @@ abstract contract LedgerGhost {
         if (e == ICoalitionPoints.InvalidReason.selector) return "InvalidReason";
         if (e == ICoalitionPoints.AccountInUse.selector) return "AccountInUse";
         if (e == ICoalitionPoints.InvalidTier.selector) return "InvalidTier";
+        if (e == ICoalitionPoints.UnknownRedemption.selector) return "UnknownRedemption";
+        if (e == ICoalitionPoints.RefundExceedsRedemption.selector) return "RefundExceedsRedemption";
         if (e == ILedger.ERC20InsufficientBalance.selector) return "ERC20InsufficientBalance";
         if (e == ILedger.ERC20InsufficientAllowance.selector) return "ERC20InsufficientAllowance";
         if (e == ILedger.EnforcedPause.selector) return "EnforcedPause";
@@ -598,6 +666,7 @@ abstract contract LedgerGhost {
     }
 
     function _batchName(uint8 kind) internal pure returns (string memory) {
+        if (kind == 5) return "refundBatch";
         return kind == 1 ? "earnBatch" : (kind == 2 ? "redeemBatch" : (kind == 3 ? "reverseBatch" : "awardBatch"));
     }
 
@@ -620,6 +689,7 @@ abstract contract LedgerGhost {
         if (s == ILedger.redeemBatch.selector) return "redeemBatch";
         if (s == ILedger.reverseBatch.selector) return "reverseBatch";
         if (s == ILedger.awardBatch.selector) return "awardBatch";
+        if (s == ILedger.refundBatch.selector) return "refundBatch";
         if (s == ILedger.expire.selector) return "expire";
         return "an operator call";
     }
@@ -748,6 +818,16 @@ abstract contract LedgerGhost {
 
     function ghostTiers() external view returns (ICoalitionPoints.Tier[] memory) {
         return _ghostTiers;
+    }
+
+    function ghostRedemptionCount() external view returns (uint256) {
+        return _redemptions.length;
+    }
+
+    /// @notice Redemption `i`'s leaf and points.
+    function ghostRedemption(uint256 i) external view returns (bytes32 leaf, uint256 points) {
+        GhostRedemption memory g = _redemptions[i];
+        return (_redemptionLeaf(g), g.points);
     }
 
     function admin() external view returns (address) {

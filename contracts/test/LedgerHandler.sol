@@ -23,6 +23,8 @@ contract LedgerHandler is LedgerGhost {
     uint8 internal constant KIND_REDEEM = 2;
     uint8 internal constant KIND_REVERSE = 3;
     uint8 internal constant KIND_AWARD = 4;
+    uint8 internal constant KIND_REFUND = 5;
+    bytes32 internal constant REFUNDED_EVENT = keccak256("Refunded(uint32,address,bytes32,uint256,bytes32,uint32)");
 
     /// @dev A batch operation the ledger answered otherwise than the ghost: `got` is the
     /// ledger's reason ("accepted" if it applied it), `expected` the ghost's.
@@ -66,6 +68,9 @@ contract LedgerHandler is LedgerGhost {
     ICoalitionPoints.ReverseOp internal _lastReverse;
     uint256 internal _lastReverseKey;
     uint256 internal _lastReverseEarn;
+    ICoalitionPoints.RefundOp internal _lastRefund;
+    uint256 internal _lastRefundKey;
+    uint256 internal _lastRefundOf;
     RotateCall internal _lastRotate;
     uint256 internal _lastRotateKey;
     uint256 internal _lastRotateNewKey;
@@ -200,14 +205,77 @@ contract LedgerHandler is LedgerGhost {
         }
         if (_pausedCall(abi.encodeCall(ILedger.redeemBatch, (ops)))) return;
         bytes4[] memory errs = new bytes4[](size);
+        uint24[] memory expiries = new uint24[](size);
         for (uint256 i = 0; i < size; ++i) {
             errs[i] = _checkRedeem(ops[i], keys[i]);
-            if (errs[i] == 0) _applyRedeem(ops[i]);
+            if (errs[i] == 0) expiries[i] = _applyRedeem(ops[i]);
         }
         uint256 accepted = ledger.redeemBatch(ops);
         _checkRejections(KIND_REDEEM, errs, accepted);
+        // (r2) The accepted redemptions, committed with the latest expiry month each burnt.
+        bytes32[] memory leaves = new bytes32[](size);
+        uint256 n;
         for (uint256 i = 0; i < size; ++i) {
-            if (errs[i] == 0) (_lastRedeem, _lastRedeemKey) = (ops[i], keys[i]);
+            if (errs[i] != 0) continue;
+            (_lastRedeem, _lastRedeemKey) = (ops[i], keys[i]);
+            ICoalitionPoints.RedeemOp memory op = ops[i];
+            _redemptions.push(
+                GhostRedemption(
+                    op.partnerId, ghostRedeemBatchCount + 1, uint32(n), op.member, op.receiptRef, op.points, expiries[i]
+                )
+            );
+            leaves[n++] = _redemptionLeaf(_redemptions[_redemptions.length - 1]);
+        }
+        if (n != 0) {
+            uint64 batchId = ++ghostRedeemBatchCount;
+            require(ledger.redeemBatchCount() == batchId, "redemption batch count differs from the ghost");
+            for (uint256 i = 0; i < n; ++i) {
+                _redeemLeaves[batchId].push(leaves[i]);
+            }
+        }
+    }
+
+    /// @notice refundBatch (r2) of one or two refunds of recorded redemptions: valid (part or
+    /// all of what is left, after the burnt points expired too, after the member migrated), over
+    /// the cap (RefundExceedsRedemption), by another partner or with a forged record or an
+    /// unknown batch (UnknownRedemption), a retired or wrong key, a replay, a past deadline,
+    /// zero or out-of-range points, at a suspended partner.
+    function refundBatch(uint256 seed, uint256 size) external recorded {
+        if (_redemptions.length == 0) return;
+        size = 1 + size % 2;
+        ICoalitionPoints.RefundOp[] memory ops = new ICoalitionPoints.RefundOp[](size);
+        uint256[] memory keys = new uint256[](size);
+        uint256[] memory which = new uint256[](size);
+        for (uint256 i = 0; i < size; ++i) {
+            (ops[i], keys[i], which[i]) = _pickRefund(uint256(keccak256(abi.encode(seed, i))));
+        }
+        if (_pausedCall(abi.encodeCall(ILedger.refundBatch, (ops)))) return;
+        bytes4[] memory errs = new bytes4[](size);
+        uint256[] memory expiries = new uint256[](size);
+        address[] memory holders = new address[](size);
+        for (uint256 i = 0; i < size; ++i) {
+            GhostRedemption memory g = _redemptions[which[i]];
+            errs[i] = _checkRefund(ops[i], g, keys[i]);
+            if (errs[i] == 0) (expiries[i], holders[i]) = (_applyRefund(ops[i], g), _holder(g.member));
+        }
+        uint256 accepted = ledger.refundBatch(ops);
+        Vm.Log[] memory logs = _checkRejections(KIND_REFUND, errs, accepted);
+        // Each `Refunded` event, in order, is an accepted refund: the holder, the points, the
+        // ghost's expiry month.
+        uint256 next;
+        for (uint256 j = 0; j < logs.length; ++j) {
+            if (logs[j].emitter != address(ledger) || logs[j].topics[0] != REFUNDED_EVENT) continue;
+            while (next < size && errs[next] != 0) ++next;
+            require(next < size, "a Refunded event the ghost did not expect");
+            (uint256 points,, uint32 expiry) = abi.decode(logs[j].data, (uint256, bytes32, uint32));
+            address member = address(uint160(uint256(logs[j].topics[2])));
+            if (points != ops[next].points || expiry != expiries[next] || member != holders[next]) {
+                revert IssuedDiffers(KIND_REFUND, next, ops[next].points, points, expiry);
+            }
+            ++next;
+        }
+        for (uint256 i = 0; i < size; ++i) {
+            if (errs[i] == 0) (_lastRefund, _lastRefundKey, _lastRefundOf) = (ops[i], keys[i], which[i]);
         }
     }
 
@@ -830,6 +898,46 @@ contract LedgerHandler is LedgerGhost {
         _signReverse(op, key);
     }
 
+    function _pickRefund(uint256 s) internal returns (ICoalitionPoints.RefundOp memory op, uint256 key, uint256 which) {
+        uint256 variant = s % 18;
+        if (variant == 13 && _lastRefund.deadline != 0) return (_lastRefund, _lastRefundKey, _lastRefundOf);
+        // Mostly recent redemptions, now and then any (its burnt points maybe expired since).
+        uint256 count = _redemptions.length;
+        which = variant % 3 == 0 ? (s >> 8) % count : count - 1 - (s >> 8) % (count < 6 ? count : 6);
+        GhostRedemption memory g = _redemptions[which];
+        uint256 left = g.points - ghostRefundedOf[_redemptionLeaf(g)];
+        uint256 points = _bound(s >> 24, 1, left == 0 ? 1 : left);
+        if (variant == 7) points = left + 1; // over the cap
+        if (variant == 8) points = (s >> 24) % 2 == 0 ? 0 : MAX_OP_POINTS + 1;
+        uint32 pid = g.partnerId;
+        if (variant == 9) pid = uint32(pid % (ghostPartnerCount + 1) + 1); // another partner, maybe unknown
+        key = _partners[pid].key == 0 ? BAD_KEY : _partners[pid].key;
+        if (variant == 10) key = _partners[pid].retiredKey == 0 ? BAD_KEY : _partners[pid].retiredKey;
+        if (variant == 14) key = BAD_KEY;
+        ICoalitionPoints.RedemptionRecord memory r = ICoalitionPoints.RedemptionRecord(
+            g.batchId, g.index, g.member, g.receiptRef, g.points, g.expiry, _proofIn(_redeemLeaves[g.batchId], g.index)
+        );
+        if (variant == 11) r.points = g.points + 1 + (s >> 40) % 100; // a forged record
+        if (variant == 12) r.batchId = (s >> 40) % 2 == 0 ? ghostRedeemBatchCount + 1 : g.batchId % ghostRedeemBatchCount + 1;
+        if (variant == 15) r.expiryMonth = g.expiry == NEVER ? ghostMonth : g.expiry + 1; // a later expiry claimed
+        op.partnerId = pid;
+        op.points = points;
+        op.receiptRef = keccak256(abi.encode("return", ++_nonce));
+        op.nonce = _opNonce(s >> 48);
+        op.deadline = variant == 6 ? ghostTime - 1 : ghostTime + _bound(s >> 96, 0, 30 days);
+        op.redemption = r;
+        _signRefund(op, key);
+    }
+
+    function _signRefund(ICoalitionPoints.RefundOp memory op, uint256 key) internal view {
+        ICoalitionPoints.RedemptionRecord memory rd = op.redemption;
+        bytes32 leaf =
+            keccak256(abi.encode(op.partnerId, rd.member, rd.receiptRef, rd.points, rd.expiryMonth, rd.batchId, rd.index));
+        (op.r, op.vs) = _sign(
+            key, keccak256(abi.encode(REFUND_TYPEHASH, op.partnerId, leaf, op.points, op.receiptRef, op.nonce, op.deadline))
+        );
+    }
+
     function _signReverse(ICoalitionPoints.ReverseOp memory op, uint256 key) internal view {
         ICoalitionPoints.EarnRecord memory r = op.earn;
         bytes32 leaf = keccak256(abi.encode(op.partnerId, r.member, r.receiptRef, r.spend, r.points, r.earnMonth));
@@ -906,6 +1014,7 @@ contract LedgerHandler is LedgerGhost {
         if (kind == KIND_EARN) return ILedger.earnBatch.selector;
         if (kind == KIND_REDEEM) return ILedger.redeemBatch.selector;
         if (kind == KIND_REVERSE) return ILedger.reverseBatch.selector;
+        if (kind == KIND_REFUND) return ILedger.refundBatch.selector;
         return ILedger.awardBatch.selector;
     }
 

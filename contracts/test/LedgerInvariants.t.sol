@@ -143,13 +143,15 @@ contract LedgerInvariantsTest is LedgerDeployment {
 
     /// @dev Each partner's settings, prices and totals equal the ghost's; it never issued more
     /// than its allowances allowed; everything it issued was signed with its current key; and
-    /// the supply is issued (earns and awards) - reversed - redeemed - expired.
+    /// the supply is issued (earns and awards) + refunded - reversed - redeemed - expired; the
+    /// last redemptions' refunded points (`refundedOf`) are the ghost's.
     function _partnersAgreeWithTheGhost() internal view {
         uint32 count = ledger.partnerCount();
         require(count == handler.ghostPartnerCount(), "partner count");
         uint256 issued;
         uint256 reversed;
         uint256 redeemed;
+        uint256 refunded;
         for (uint32 pid = 1; pid <= count + 1; ++pid) {
             ICoalitionPoints.PartnerInfo memory info = ledger.partner(pid);
             LedgerGhost.PartnerView memory v = handler.ghostPartnerView(pid);
@@ -167,12 +169,21 @@ contract LedgerInvariantsTest is LedgerDeployment {
             require(info.awarded <= info.issued, "awarded beyond issued");
             require(info.issued == v.signedIssued, "issued != what its current keys signed");
             require(v.forgedIssued == 0, "issued on a signature of another key");
+            require(ledger.refunded(pid) == g.refunded, "partner refunded");
             (issued, reversed, redeemed) = (issued + info.issued, reversed + info.reversed, redeemed + info.redeemed);
+            refunded += g.refunded;
         }
         require(
-            ledger.totalSupply() == issued - reversed - redeemed - handler.ghostExpired(),
-            "supply != issued - reversed - redeemed - expired"
+            ledger.totalSupply() == issued + refunded - reversed - redeemed - handler.ghostExpired(),
+            "supply != issued + refunded - reversed - redeemed - expired"
         );
+        // Per redemption: what was refunded of it, never more than it burnt.
+        uint256 n = handler.ghostRedemptionCount();
+        for (uint256 i = n > 8 ? n - 8 : 0; i < n; ++i) {
+            (bytes32 leaf, uint256 points) = handler.ghostRedemption(i);
+            uint256 done = ledger.refundedOf(leaf);
+            require(done == handler.ghostRefundedOf(leaf) && done <= points, "refundedOf a redemption");
+        }
     }
 
     /// @dev What expired at the end of each past month (`expiredIn`) is the ghost's, and the

@@ -2,8 +2,8 @@
 
 `WORST_CASE` is the gas of a one-operation transaction (21,000 base and calldata included)
 doing the most work the contract allows at the maximum expiry policy (120 months): 121 live
-buckets to walk, or 120 expired ones to sweep first (scripts/bench_worst_gas.py, revision 2,
-2026-12-01). `TYPICAL` is the per-operation share of a batch of 100 in the steady state
+buckets to walk, or 120 expired ones to sweep first (scripts/bench_worst_gas.py, revision 2
+with refunds, 2026-12-01). `TYPICAL` is the per-operation share of a batch of 100 in the steady state
 (scripts/bench_gas.py). docs/contracts.md explains both.
 
 A batch's limit must cover its operations at their worst, or one member with a long history
@@ -17,19 +17,21 @@ from __future__ import annotations
 WORST_CASE = {
     "earn": 1_033_000,  # sweeps 120 expired buckets, then inserts (an earn after a policy cut)
     "award": 1_051_000,  # the same for an award
-    "redemption": 1_233_000,  # reads and burns 121 live buckets
-    "reversal": 1_233_000,  # the same, plus the Merkle proof of the earn
+    "redemption": 1_263_000,  # reads and burns 121 live buckets (r2: and commits the batch's root)
+    "reversal": 1_237_000,  # the same, plus the Merkle proof of the earn
+    "refund": 1_018_000,  # (r2) sweeps 120 expired buckets, then inserts, plus the proof
     "expire": 939_000,  # expire([member]) sweeping 120 buckets
-    "migration": 2_825_000,  # migrate() of 121 live buckets to a fresh address
-    "transfer": 5_029_000,  # ERC-20 transfer of 121 buckets into a member holding the same 121
+    "migration": 2_877_000,  # migrate() of 121 live buckets to a fresh address
+    "transfer": 5_030_000,  # ERC-20 transfer of 121 buckets into a member holding the same 121
 }
 
 # Per-operation gas in a batch of 100 at steady state (scripts/bench_gas.py, docs/benchmarks.md).
 TYPICAL = {
-    "earn": 47_026,  # to a new member; 29,927 to an existing one
-    "award": 26_980,  # to an existing member
-    "redemption": 46_071,
-    "reversal": 59_473,
+    "earn": 46_781,  # to a new member; 29,866 to an existing one
+    "award": 26_973,  # to an existing member
+    "redemption": 47_629,
+    "reversal": 63_647,
+    "refund": 60_193,  # (r2)
 }
 
 TX_BASE = 21_000

@@ -44,16 +44,19 @@ from partners.signing import (
     EarnMessage,
     MigrateMessage,
     RedeemMessage,
+    RefundMessage,
     ReverseMessage,
     RotateSignerMessage,
     abi_word,
     earn_leaf,
+    redemption_leaf,
 )
 
 KIND_EARN, KIND_REDEEM, KIND_REVERSE = 1, 2, 3
 MODULE = "CoalitionPointsAdmin"  # the ledger's operator module, run through its fallback
 PROGRAMS_MODULE = "CoalitionPointsPrograms"  # awards, assigned tiers, migration (via the module)
 KIND_AWARD = 4
+KIND_REFUND = 5  # (r2) refunds of redemptions, in the programme module
 AWARD_REASONS = {
     "bonus": 1,
     "goodwill": 2,
@@ -276,6 +279,86 @@ class SignedReverse:
         )
 
 
+@dataclass(frozen=True)
+class RedemptionRecord:
+    """(r2) A redemption as committed on-chain: what a refund proves against its batch root.
+    `expiry_month` is the latest expiry month among the points it burnt; `index` its place
+    among its batch's accepted redemptions."""
+
+    batch_id: int
+    index: int
+    partner_id: int
+    member: str
+    receipt_ref: bytes
+    points: int
+    expiry_month: int
+    proof: list[bytes] = field(default_factory=list)
+
+    def leaf(self) -> bytes:
+        return redemption_leaf(
+            partner_id=self.partner_id,
+            member=self.member,
+            receipt_ref=self.receipt_ref,
+            points=self.points,
+            expiry_month=self.expiry_month,
+            batch_id=self.batch_id,
+            index=self.index,
+        )
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (
+            self.batch_id,
+            self.index,
+            to_checksum_address(self.member),
+            self.receipt_ref,
+            self.points,
+            self.expiry_month,
+            list(self.proof),
+        )
+
+
+def redemption_records(batch_id: int, expiry_months: list[int], redeemed: list[LedgerEvent]) -> list[RedemptionRecord]:
+    """One redemption batch's records from its `Redeemed` events (in log order) and the
+    expiry months of its `RedeemBatchCommitted` event, each with its proof against the
+    batch's Merkle root: what a refund later proves its redemption with."""
+    drafts = [
+        RedemptionRecord(
+            batch_id,
+            i,
+            e.args["partnerId"],
+            e.args["member"],
+            bytes(e.args["receiptRef"]),
+            int(e.args["points"]),
+            int(expiry),
+        )
+        for i, (e, expiry) in enumerate(zip(redeemed, expiry_months, strict=True))
+    ]
+    proofs = merkle_proofs([d.leaf() for d in drafts])
+    return [replace(d, proof=proof) for d, proof in zip(drafts, proofs, strict=True)]
+
+
+@dataclass(frozen=True)
+class SignedRefund:
+    """(r2) A refund of a redemption, signed by the partner the points were redeemed at."""
+
+    message: RefundMessage
+    signature: CompactSignature
+    redemption: RedemptionRecord
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        m = self.message
+        return (
+            m.partner_id,
+            m.points,
+            m.receipt_ref,
+            m.nonce,
+            m.deadline,
+            self.signature.r,
+            self.signature.vs,
+            self.redemption.as_tuple(),
+        )
+
+
 # ------------------------------------------------------------------ sending transactions
 
 
@@ -461,6 +544,15 @@ class BatchResult:
         if awarded:
             return award_records(int(self.named("EarnBatchCommitted")[0].args["batchId"]), self.earn_month, awarded)
         return []
+
+    def redemption_records(self) -> list[RedemptionRecord]:
+        """(r2) The accepted redemptions of a redemption batch, each with its proof against
+        the batch root: what a refund proves its redemption with."""
+        committed = self.named("RedeemBatchCommitted")
+        if not committed:
+            return []
+        args = committed[0].args
+        return redemption_records(int(args["batchId"]), list(args["expiryMonths"]), self.named("Redeemed"))
 
 
 class Ledger:
@@ -677,6 +769,20 @@ class Ledger:
     def reverse_batch(self, sender: Sender, ops: list[SignedReverse], *, gas: int | None = None) -> BatchResult:
         receipt = sender.send(self.address, self.encode_call("reverseBatch", [op.as_tuple() for op in ops]), gas=gas)
         return BatchResult(receipt, self.decode_logs(receipt))
+
+    def refund_batch(self, sender: Sender, ops: list[SignedRefund], *, gas: int | None = None) -> BatchResult:
+        """(r2) Refunds of redemptions, each signed by the partner the points were redeemed at."""
+        receipt = sender.send(self.address, self.encode_call("refundBatch", [op.as_tuple() for op in ops]), gas=gas)
+        return BatchResult(receipt, self.decode_logs(receipt))
+
+    def refunded(self, partner_id: int, block: int | str = "latest") -> int:
+        """(r2) Points `partner_id` has refunded in all (kept out of `partner()`, whose tuple
+        the gateway decodes)."""
+        return int(self._view("refunded", partner_id, block=block))
+
+    def refunded_of(self, leaf: bytes, block: int | str = "latest") -> int:
+        """(r2) Points already refunded of the redemption with this leaf."""
+        return int(self._view("refundedOf", leaf, block=block))
 
     def expire(self, sender: Sender, members: list[str]) -> BatchResult:
         receipt = self.call(sender, "expire", [to_checksum_address(m) for m in members])

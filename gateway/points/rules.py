@@ -55,6 +55,7 @@ class PartnerModel:
     awarded: int = 0  # the part of `issued` that awards issued (r2)
     issue_price: int = 0  # settlement prices per point (r2); 0: the coalition's point value
     redemption_price: int = 0
+    refunded: int = 0  # points given back of redemptions at this partner (r2)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class PointsModel:
     partners: dict[int, PartnerModel] = field(default_factory=dict)
     members: dict[str, MemberModel] = field(default_factory=dict)
     reversed_of: dict[bytes, int] = field(default_factory=dict)
+    refunded_of: dict[bytes, int] = field(default_factory=dict)  # redemption leaf -> refunded (r2)
     used_partner_nonces: set[tuple[int, int]] = field(default_factory=set)
     used_member_nonces: set[tuple[str, int]] = field(default_factory=set)
     origin_of: dict[str, str] = field(default_factory=dict)  # migration (r2): address -> first address
@@ -203,15 +205,61 @@ class PointsModel:
                 break
         return taken
 
-    def redeem(self, *, partner_id: int, member: str, points: int, nonce: int, month: int) -> None:
+    def redeem(self, *, partner_id: int, member: str, points: int, nonce: int, month: int) -> int:
+        """Burns `points` as payment at a partner; returns the latest expiry month among the
+        points burnt (what a refund of this redemption restores, r2)."""
         partner = self._partner(partner_id)
         if points <= 0 or points > MAX_OP_POINTS:
             raise Rejected("AmountOutOfRange")
         if (member.lower(), nonce) in self.used_member_nonces:
             raise Rejected("NonceAlreadyUsed")
-        self._take(member, points, month)
+        taken = self._take(member, points, month)
         self.used_member_nonces.add((member.lower(), nonce))
         partner.redeemed += points
+        return max(expiry for expiry, _ in taken)
+
+    def refund(
+        self,
+        *,
+        partner_id: int,
+        leaf: bytes,
+        member: str,
+        redeemed_points: int,
+        expiry_month: int,
+        points: int,
+        nonce: int,
+        month: int,
+        known: bool = True,
+    ) -> int:
+        """(r2) Gives back `points` of a redemption identified by `leaf` (which burnt
+        `redeemed_points` from `member`, the latest of them expiring at the end of
+        `expiry_month`), at the partner it was made at; `known` False for a leaf the chain
+        never committed. Never more than the redemption burnt minus what was already
+        refunded. The points expire no earlier than the ones it burnt would have: at the end
+        of `expiry_month`, or, if that month is over, of the month a fresh earn would get
+        (points never come back already expired). They go to where the member's migrations
+        took its points, draw no allowance and are not qualifying points. Returns the expiry."""
+        partner = self._partner(partner_id)
+        if points <= 0 or points > MAX_OP_POINTS:
+            raise Rejected("AmountOutOfRange")
+        if (partner_id, nonce) in self.used_partner_nonces:
+            raise Rejected("NonceAlreadyUsed")
+        if not known:
+            raise Rejected("UnknownRedemption")
+        done = self.refunded_of.get(leaf, 0)
+        if done + points > redeemed_points:
+            raise Rejected("RefundExceedsRedemption")
+        expiry = expiry_month if expiry_month >= month else self.expiry_for(month)
+        state = self.member(self.holder(member))
+        state.buckets[expiry] = state.buckets.get(expiry, 0) + points
+        self.used_partner_nonces.add((partner_id, nonce))
+        self.refunded_of[leaf] = done + points
+        partner.refunded += points
+        return expiry
+
+    def expiry_for(self, month: int) -> int:
+        """The expiry month of points issued in `month` under the current policy."""
+        return NEVER if self.expiry_months == 0 else month + self.expiry_months
 
     def reverse(
         self,
@@ -271,6 +319,9 @@ class PointsModel:
 
     def reversed(self) -> int:
         return sum(p.reversed for p in self.partners.values())
+
+    def refunded(self) -> int:
+        return sum(p.refunded for p in self.partners.values())
 
     # ------------------------------------------------------------ programme changes (r2)
 
