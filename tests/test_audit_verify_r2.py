@@ -52,7 +52,8 @@ def history() -> Iterator[World]:
     assert not world.reverse(world.reverse_op(records[0], 100)).rejections()
     world.goto_month(start + 1)
     world.earn(world.earn_op(1, wallet, 5_000))  # the assignment has ended
-    world.redeem(world.redeem_op(wallet_key, 2, 30))
+    redemption = world.redeem(world.redeem_op(wallet_key, 2, 30)).redemption_records()[0]
+    assert not world.refund(world.refund_op(redemption, 12)).rejections()  # goods returned
     yield world
     world.chain.close()
 
@@ -61,13 +62,17 @@ def test_a_revision_2_history_verifies_without_discrepancy(history: World) -> No
     report = verify_chain(history.chain.w3, history.ledger, from_block=history.ledger.deployment_block)
     assert report.ok, [str(d) for d in report.discrepancies]
     assert report.supply == history.ledger.total_supply() > 0
-    assert report.operations == 9  # 5 earns, 2 awards, 1 reversal, 1 redemption
+    assert report.operations == 10  # 5 earns, 2 awards, 1 reversal, 1 redemption, 1 refund
 
 
 def test_a_replay_blind_to_revision_2_is_caught(history: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The checks can fail: a replay that skips awards, or ignores an assigned tier, disagrees
-    with the chain and says where."""
+    """The checks can fail: a replay that skips awards or refunds, or ignores an assigned tier,
+    disagrees with the chain and says where."""
     monkeypatch.setattr(Replay, "_awarded", lambda self, e, month: None)
+    report = verify_chain(history.chain.w3, history.ledger, from_block=history.ledger.deployment_block)
+    assert any(d.kind.startswith("balance of") for d in report.discrepancies), [str(d) for d in report.discrepancies]
+    monkeypatch.undo()
+    monkeypatch.setattr(Replay, "_refunded", lambda self, e, month: None)
     report = verify_chain(history.chain.w3, history.ledger, from_block=history.ledger.deployment_block)
     assert any(d.kind.startswith("balance of") for d in report.discrepancies), [str(d) for d in report.discrepancies]
     monkeypatch.undo()

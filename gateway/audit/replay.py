@@ -4,7 +4,8 @@
 It knows revision 2: awards (issued from the allowance, never qualifying points), assigned
 tiers (the higher of assigned and earned, at the block's time), migrations (a member's whole
 account moves; a later reversal of an earn credited to the old address takes its points where
-they are now) and scheduled changes (their effect arrives as the events of the change applied).
+they are now), refunds of redemptions (capped, never already expired) and scheduled changes
+(their effect arrives as the events of the change applied).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class Replay:
         self.now: int | None = None  # the time of the block being replayed, when known
         self._migration: tuple[str, str] | None = None  # (from, to) whose Transfer comes next
         self.awards: set[tuple[int, bytes]] = set()  # (partner, ref) of awards: not qualifying
+        # (partner, redemption ref) -> [points burnt, points refunded]: a refund's cap (r2).
+        self.redemptions: dict[tuple[int, bytes], list[int]] = {}
 
     def note(self, kind: str, event: LedgerEvent, expected: Any, found: Any) -> None:
         where = f"block {event.block_number} log {event.log_index} (tx {event.tx_hash})"
@@ -87,6 +90,9 @@ class Replay:
             self.operations += 1
             self._take(e, a["member"], a["points"], month)
             m.partners[a["partnerId"]].redeemed += a["points"]
+            self.redemptions.setdefault((a["partnerId"], a["receiptRef"]), [0, 0])[0] += a["points"]
+        elif e.name == "Refunded":
+            self._refunded(e, month)
         elif e.name == "Reversed":
             self._reversed(e, month)
         elif e.name == "Transfer" and a["from"] != ZERO and a["to"] != ZERO:
@@ -188,6 +194,25 @@ class Replay:
         key = (a["partnerId"], a["receiptRef"])
         self.earns[key] = (points, month, member)
         self.awards.add(key)
+
+    def _refunded(self, e: LedgerEvent, month: int) -> None:
+        """(r2) Points given back of a redemption at the partner it was made at, capped by what
+        it burnt; they must not come back already expired."""
+        a, m = e.args, self.model
+        self.operations += 1
+        redemption = self.redemptions.get((a["partnerId"], a["redemptionReceiptRef"]))
+        if redemption is None:
+            self.note("refund of an unknown redemption", e, "a Redeemed event at this partner", "none")
+            return
+        redemption[1] += a["points"]
+        if redemption[1] > redemption[0]:
+            self.note("refund above the redemption", e, redemption[0], redemption[1])
+        if a["expiryMonth"] < month:
+            self.note("refund of points already expired", e, f"expiry from {month_label(month)}", a["expiryMonth"])
+        buckets = m.member(a["member"]).buckets
+        buckets[a["expiryMonth"]] = buckets.get(a["expiryMonth"], 0) + a["points"]
+        m.partners[a["partnerId"]].refunded += a["points"]
+        self.seen_members.add(a["member"].lower())
 
     def _migrated(self, e: LedgerEvent) -> None:
         """The whole account moves (buckets, tier history, assigned tier); the Transfer event
