@@ -27,6 +27,7 @@ MAX_PAGE_BLOCKS = 10_000  # what public nodes commonly accept in one eth_getLogs
 MAX_PAGE_GROWTH = 4  # a quiet stretch must not make the next page swallow a busy one whole
 TARGET_LOGS = 20_000
 HEADER_BATCH = 500
+ADDRESS_CACHE_ENTRIES = 100_000  # checksummed addresses an EventDecoder keeps (~25 MiB when full)
 
 
 def get_logs(
@@ -93,7 +94,10 @@ class EventDecoder:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self.address = ledger.address.lower()
-        self._addresses: dict[str, str] = {}  # 64-hex word -> checksummed address
+        # 64-hex word -> checksummed address. The submitter's decoder lives as long as the
+        # gateway and sees every member: emptied when full, so it does not grow with the
+        # coalition (an audit's members beyond the bound are checksummed again, ~10 us each).
+        self._addresses: dict[str, str] = {}
         # topic -> (name, [(arg, converter)] of the indexed fields, of the data words); None: dynamic
         self.specs: dict[str, tuple[str, list[tuple[str, Converter]], list[tuple[str, Converter]]] | None] = {}
         self.topics: dict[str, str] = {}
@@ -150,6 +154,8 @@ class EventDecoder:
                 if found is None:
                     if word[:24].strip("0"):
                         raise ValueError(word)
+                    if len(cache) >= ADDRESS_CACHE_ENTRIES:
+                        cache.clear()
                     found = cache[word] = to_checksum_address("0x" + word[24:])
                 return found
 
