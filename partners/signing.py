@@ -4,6 +4,10 @@ RotateSigner, CancelChange) and their compact signatures.
 The hashing is written out with eth-abi rather than through eth-account's typed-data
 encoder because it runs hundreds of times a second in the gateway; `typed_data()` gives
 the same message as EIP-712 JSON for wallets, and the tests check both agree.
+
+Longer than 400 lines: every message the ledger verifies, with the leaves and the receipt
+document whose hashes they carry, in one place, so that a partner's or a wallet's signer and
+the contract's type strings can be compared side by side.
 """
 
 from __future__ import annotations
