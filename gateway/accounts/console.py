@@ -92,7 +92,7 @@ def partners(runtime: Runtime, session: Session) -> dict[str, Any]:
     values = runtime.ledger.views(
         [("partner", (pid,)) for pid in ids] + [("partnerPrices", (pid,)) for pid in ids], block
     )
-    names = dict(session.execute(select(Partner.id, Partner.name)).tuples().all())
+    names: dict[int, str] = {row.id: row.name for row in session.execute(select(Partner.id, Partner.name))}
     items = [_partner(pid, values[i], values[count + i], names.get(pid), now) for i, pid in enumerate(ids)]
     return {"block_number": block, "items": items}
 
