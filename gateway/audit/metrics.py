@@ -15,7 +15,8 @@ definitions, where the SPEC leaves room:
 - repeat-purchase rate: of the members with an earn in the period, the share with two or
   more; average days between purchases: the mean gap between a member's consecutive earns
   inside the period (for a partner: its earns there);
-- redemption rate: points redeemed in the period / points issued in the period; breakage
+- redemption rate: points redeemed in the period, net of refunds (r2: a refund gives back
+  the lots its redemption consumed and undoes their flows) / points issued in the period; breakage
   rate: points that expired in the period (their month ended inside it, swept or not) /
   points issued in the period; both coalition-wide or, for a partner, its own points: a
   point is attributed to the partner that issued it;
@@ -162,6 +163,11 @@ class MetricsReplay:
         self.flows: list[tuple[int, int, int, int]] = []  # (time, earned at, redeemed at, points)
         # (time, campaign, partner, member, spend, bonus)
         self.campaign_earns: list[tuple[int, int, int, str, int, int]] = []
+        self.refunds: list[tuple[int, int, int]] = []  # (time, partner, points) (r2)
+        # (partner, redemption ref) -> the lots it consumed, for a refund to give back (r2).
+        self._redeemed_lots: dict[tuple[int, bytes], list[tuple[int, int]]] = {}
+        self._migration: tuple[str, str] | None = None  # a Migrated whose Transfer comes next
+        self.moved: dict[str, str] = {}  # address -> the address it migrated to (r2): one member
 
     def member(self, address: str) -> _Member:
         key = address.lower()
@@ -172,6 +178,7 @@ class MetricsReplay:
 
     def apply(self, e: LedgerEvent, t: int) -> None:
         a = e.args
+        migration, self._migration = self._migration, None
         if e.name == "Earned":
             self._earned(a, t)
         elif e.name == "Awarded":
@@ -181,12 +188,22 @@ class MetricsReplay:
         elif e.name == "Redeemed":
             partner, points = int(a["partnerId"]), int(a["points"])
             self.redemptions.append((t, partner, a["member"].lower(), points))
+            lots = self._redeemed_lots.setdefault((partner, bytes(a["receiptRef"])), [])
             for origin, part, _ in self._take(a["member"], points, month_of(t)):
                 self.flows.append((t, origin, partner, part))
+                lots.append((origin, part))
+        elif e.name == "Refunded":
+            self._refunded(a, t)
+        elif e.name == "Migrated":
+            source, target = a["from"].lower(), a["to"].lower()
+            self.members[target] = self.members.pop(source) if source in self.members else _Member()
+            self._migration, self.moved[source] = (source, target), target
         elif e.name == "Reversed":
             self.reversals.append((t, int(a["partnerId"]), int(a["points"])))
             self._take(a["member"], int(a["points"]), month_of(t))
         elif e.name == "Transfer" and a["from"] != ZERO and a["to"] != ZERO:
+            if migration == (a["from"].lower(), a["to"].lower()):
+                return  # the migration's own Transfer: the account moved whole already
             for origin, part, expiry in self._take(a["from"], int(a["value"]), month_of(t)):
                 self._credit(a["to"], origin, part, expiry)
         elif e.name == "PointValueSet":
@@ -205,6 +222,21 @@ class MetricsReplay:
         campaign = int(a.get("campaignId", 0))
         if campaign:
             self.campaign_earns.append((t, campaign, partner, member.lower(), int(a["spend"]), bonus))
+
+    def _refunded(self, a: dict[str, Any], t: int) -> None:
+        """(r2) Points given back of a redemption: the lots it consumed, last taken first, go
+        back to the member (one expiry month, the event's) and their flows are undone."""
+        partner, points = int(a["partnerId"]), int(a["points"])
+        self.refunds.append((t, partner, points))
+        lots = self._redeemed_lots.get((partner, bytes(a["redemptionReceiptRef"])), [])
+        while points and lots:
+            origin, part = lots.pop()
+            back = min(points, part)
+            if back < part:
+                lots.append((origin, part - back))
+            self._credit(a["member"], origin, back, int(a["expiryMonth"]))
+            self.flows.append((t, origin, partner, -back))
+            points -= back
 
     def _credit(self, member: str, partner: int, points: int, expiry: int) -> None:
         lots = self.member(member).buckets.setdefault(expiry, deque())
@@ -267,21 +299,29 @@ def metrics_of(
     def inside(t: int) -> bool:
         return period_from <= t < period_to
 
+    def who(address: str) -> str:  # a member is one member across its migrations
+        while address in r.moved:
+            address = r.moved[address]
+        return address
+
     active: set[str] = set()
     purchases: dict[str, list[int]] = {}
     for t, partner, member, points, bonus in r.earns:
         if inside(t) and mine(partner):
             m.issued += points
             m.bonus += bonus
-            active.add(member)
-            purchases.setdefault(member, []).append(t)
+            active.add(who(member))
+            purchases.setdefault(who(member), []).append(t)
     for t, partner, points in r.issues:
         if inside(t) and mine(partner):
             m.issued += points
     for t, partner, member, points in r.redemptions:
         if inside(t) and mine(partner):
             m.redeemed += points
-            active.add(member)
+            active.add(who(member))
+    for t, partner, points in r.refunds:  # redemptions are counted net of refunds (r2)
+        if inside(t) and mine(partner):
+            m.redeemed -= points
     for t, partner, points in r.reversals:
         if inside(t) and mine(partner):
             m.reversed += points
