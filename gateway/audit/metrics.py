@@ -188,7 +188,7 @@ class MetricsReplay:
         elif e.name == "Redeemed":
             partner, points = int(a["partnerId"]), int(a["points"])
             self.redemptions.append((t, partner, a["member"].lower(), points))
-            lots = self._redeemed_lots.setdefault((partner, bytes(a["receiptRef"])), [])
+            lots = self._redeemed_lots.setdefault((partner, bytes(a.get("receiptRef", b""))), [])
             for origin, part, _ in self._take(a["member"], points, month_of(t)):
                 self.flows.append((t, origin, partner, part))
                 lots.append((origin, part))
