@@ -832,7 +832,10 @@ class Ledger:
         ]
         if isinstance(self.w3.provider, EthereumTesterProvider):
             return [self._view(name, *args, block=block) for name, args in calls]
-        responses = self.w3.provider.make_batch_request(requests)  # type: ignore[attr-defined]
+        try:
+            responses = self.w3.provider.make_batch_request(requests)  # type: ignore[attr-defined]
+        except (OSError, ValueError) as exc:  # a node that stopped answering: timeouts, resets
+            raise ChainError(f"batch call failed: {exc}") from exc
         if not isinstance(responses, list):
             raise ChainError(f"batch call failed: {responses}")
         out = []
