@@ -101,7 +101,16 @@ def test_refusals_are_clear_and_change_nothing(node: tuple[AnvilNode, Ledger, li
     assert bad.exit_code == 2 and "EIP-55" in bad.output
     assert int(ledger.view("partnerCount")) == 0
     assert run([*op, "schedule", "tiers", "0-10000"]).exit_code == 2
-    broken = tmp_path / "broken.key"
-    broken.write_text("not a key")
-    assert run([*op[:-1], str(broken), "pause"]).exit_code == 2
+    for content in ["not a key", "zz" * 32]:
+        broken = tmp_path / "broken.key"
+        broken.write_text(content)
+        refused_key = run([*op[:-1], str(broken), "pause"])
+        assert refused_key.exit_code == 2 and "32-byte hex" in refused_key.output, refused_key.output
+    changes = int(ledger.view("changeCount"))
+    negative = run([*op, "schedule", "tiers", "0:10000,-5:3"])
+    assert negative.exit_code == 2 and "whole numbers" in negative.output and "Traceback" not in negative.output
+    assert run([*op, "schedule", "tiers", f"0:10000,{2**64}:3"]).exit_code == 2
+    assert not ledger.view("paused") and int(ledger.view("changeCount")) == changes  # nothing scheduled
+    silent = run(["operator", "--rpc", "http://127.0.0.1:9", "--ledger", ledger.address, "show"])
+    assert silent.exit_code == 1 and "does not answer" in silent.output and "Traceback" not in silent.output
     assert "no ledger" in run(["operator", "--data-dir", str(tmp_path / "empty"), "show"]).output

@@ -1,8 +1,10 @@
 """Typed client of the CoalitionPoints contract: deploy, operator calls, batches, views.
 
-Longer than 400 lines: it is the contract's one typed surface (signed-operation types, the
-sender, batch results, every view and operator call), kept in one module while revision 2 of
-the contract (wip/ledger-v2.bundle) reshapes it; split it by those parts when that lands.
+Longer than 400 lines: it is the contract's one typed surface (signed-operation types and
+their committed records, the sender, batch results, every view and operator call of the three
+contracts behind one address). Revision 2 has landed; the next split, by those parts (records
+and signed types / sender / client), is left for the chain port of issue 11, which rewrites
+the sender and the batching anyway.
 
 Everything here speaks to the chain only; what the operations mean to the business lives in
 the domain folders (operations/, submitter/, audit/). Reverts and batch rejections are

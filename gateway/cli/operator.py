@@ -10,6 +10,7 @@ gateway database is read or written: the gateway learns of every change from the
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,11 @@ from rich.table import Table
 
 from gateway.app.bootstrap import operator_key
 from gateway.chain.backends import ChainBackend
-from gateway.chain.ledger import Ledger, LedgerRevert, Sender
+from gateway.chain.ledger import Ledger, LedgerRevert, Sender, rpc
 from gateway.cli.common import console, open_ledger
 from gateway.cli.root import main
 from gateway.core.config import Settings, get_settings
-from gateway.core.errors import ConfigError
+from gateway.core.errors import ChainError, ConfigError
 from gateway.points.rules import CHANGE_EXPIRY, CHANGE_POINT_VALUE, CHANGE_PRICES, CHANGE_RATE, CHANGE_SIGNER
 
 KINDS = {CHANGE_EXPIRY: "expiry", 2: "tiers", CHANGE_POINT_VALUE: "point value", CHANGE_RATE: "rate"}
@@ -49,6 +50,8 @@ class Operator:
             receipt = self.ledger.call(self.sender, function, *args)
         except LedgerRevert as exc:
             raise click.ClickException(f"the ledger refused {function}: {exc.error}") from exc
+        except ChainError as exc:
+            raise click.ClickException(f"{function} did not reach the ledger: {exc.message}") from exc
         return self.ledger.decode_logs(receipt)
 
     def schedule(self, function: str, *args: Any) -> None:
@@ -88,13 +91,17 @@ def operator(
     except ConfigError as exc:
         raise click.UsageError(exc.message) from exc
     ctx.call_on_close(chain.close)
+    try:  # one question first, so that an unreachable node is a clear error, not a trace
+        rpc(chain.w3, "eth_chainId", [])
+    except (ChainError, OSError) as exc:
+        raise click.ClickException(f"the node does not answer: {exc}") from exc
     ctx.obj = Operator(chain, ledger, _read_key(settings, chain, key_file))
 
 
 def _read_key(settings: Settings, chain: ChainBackend, key_file: Path | None) -> str | None:
     if key_file is not None:
         key = key_file.read_text().strip()
-        if len(key.removeprefix("0x")) != 64:
+        if not re.fullmatch(r"(0x)?[0-9a-fA-F]{64}", key):
             raise click.BadParameter("the key file must hold one 32-byte hex private key", param_hint="--key-file")
         return key
     try:
@@ -275,10 +282,14 @@ def schedule_tiers(op: Operator, table: str) -> None:
     """The tier table as THRESHOLD:BPS,... e.g. 0:10000,500:12500,2000:15000."""
     try:
         rows = [tuple(int(x) for x in row.split(":")) for row in table.split(",")]
-        if any(len(r) != 2 for r in rows):
+        # The ABI's own bounds (uint64 threshold, uint32 basis points); the ledger judges the rest.
+        if any(len(r) != 2 or not 0 <= r[0] < 2**64 or not 0 <= r[1] < 2**32 for r in rows):
             raise ValueError
     except ValueError:
-        raise click.BadParameter("THRESHOLD:BPS pairs separated by commas", param_hint="TABLE") from None
+        raise click.BadParameter(
+            "THRESHOLD:BPS pairs of whole numbers (threshold < 2^64, bps < 2^32) separated by commas",
+            param_hint="TABLE",
+        ) from None
     op.schedule("setTiers", rows)
 
 
