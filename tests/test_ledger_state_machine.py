@@ -632,6 +632,8 @@ class LedgerMachine(RuleBasedStateMachine):
             if variant == "old_key" and record.partner_id in self.retired_keys:
                 expected.append(self._fresh_reason(m.partner_id, True))
                 continue
+            if self.model.holder(record.member) != record.member.lower():
+                event("reverse: of points that migrated since")  # the holder rule of LedgerBase._holder
             try:
                 self.model.reverse(
                     partner_id=record.partner_id,
