@@ -276,8 +276,12 @@ contract CoalitionPoints is LedgerBase {
             totals.allowance -= uint128(plan.points);
             totals.issued += uint88(plan.points);
         }
+        // (r2) A member in debt pays it first: the partner issues all the points, the balance
+        // gets what is left (`DebtRepaid` says how many went to the debt).
+        uint256 credit = plan.points;
+        if (a.flags & _DEBT_FLAG != 0) credit = _repay(a, op.member, credit, op.partnerId, op.receiptRef);
         _accounts[op.member] = a;
-        _update(address(0), op.member, plan.points);
+        if (credit != 0) _update(address(0), op.member, credit);
         emit Earned(op.partnerId, op.member, op.receiptRef, op.spend, plan.points, plan.expiry);
         leaf = keccak256(abi.encode(op.partnerId, op.member, op.receiptRef, op.spend, plan.points, cur));
     }

@@ -1,14 +1,12 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
-import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
-
 import {LedgerBase} from "./LedgerBase.sol";
-import {CalendarMonths} from "./CalendarMonths.sol";
 
 /// @title CoalitionPointsAdmin
 /// @notice The ledger's operator module: partner onboarding, allowances, scheduled programme
-/// changes under the notice period, signer rotation, and reversals. Deployed once and run by
+/// changes under the notice period, signer rotation. (r2: reversals moved to the programme
+/// module, to make room; they gained debt.) Deployed once and run by
 /// `CoalitionPoints` through `delegatecall` on the ledger's own storage; its own storage is
 /// never used, so calling it directly changes nothing of the ledger.
 contract CoalitionPointsAdmin is LedgerBase {
@@ -31,21 +29,6 @@ contract CoalitionPointsAdmin is LedgerBase {
             returndatacopy(0, 0, returndatasize())
             if iszero(ok) { revert(0, returndatasize()) }
             return(0, returndatasize())
-        }
-    }
-
-    // ================================================================ signed operations
-
-    /// @notice Takes back points of earns for each valid partner-signed reversal; skips
-    /// invalid ones. An earn whose points have expired can no longer be reversed: expired
-    /// points are breakage, never also reversed.
-    /// @return accepted number of reversals applied.
-    function reverseBatch(ReverseOp[] calldata ops) external whenNotPaused returns (uint256 accepted) {
-        uint24 cur = CalendarMonths.monthOf(block.timestamp);
-        for (uint256 i = 0; i < ops.length; ++i) {
-            bytes memory err = _reverse(ops[i], cur);
-            if (err.length != 0) emit OperationRejected(KIND_REVERSE, i, ops[i].receiptRef, err);
-            else ++accepted;
         }
     }
 
@@ -103,6 +86,14 @@ contract CoalitionPointsAdmin is LedgerBase {
     function setExpiryMonths(uint16 months) external onlyRole(DEFAULT_ADMIN_ROLE) returns (uint256 changeId) {
         if (months > MAX_EXPIRY_MONTHS) revert InvalidExpiryMonths(months);
         return _schedule(CHANGE_EXPIRY, 0, abi.encode(months));
+    }
+
+    /// @notice Schedules the debt policy (r2): `true`, a reversal beyond the points its holder
+    /// still has takes what there is and records the rest as the holder's debt; `false` (the
+    /// default), such a reversal is rejected. Takes effect after the notice period.
+    /// @return changeId the scheduled change.
+    function setDebtPolicy(bool allowed) external onlyRole(DEFAULT_ADMIN_ROLE) returns (uint256 changeId) {
+        return _schedule(_CHANGE_DEBT_POLICY, 0, abi.encode(allowed));
     }
 
     /// @notice Switches member-to-member transfers on or off.
@@ -274,6 +265,10 @@ contract CoalitionPointsAdmin is LedgerBase {
             (uint256 value, bytes3 currency) = abi.decode(c.data, (uint256, bytes3));
             (_pointValue, _pointCurrency) = (value, currency);
             emit PointValueSet(value, currency);
+        } else if (kind == _CHANGE_DEBT_POLICY) {
+            bool allowed = abi.decode(c.data, (bool));
+            _debtAllowed = allowed;
+            emit DebtPolicySet(allowed);
         } else if (kind == CHANGE_PRICES) {
             (uint128 issue, uint128 redemption) = abi.decode(c.data, (uint128, uint128));
             _prices[partnerId] = PartnerPrices(issue, redemption);
@@ -305,57 +300,4 @@ contract CoalitionPointsAdmin is LedgerBase {
             }
         }
     }
-
-    // ================================================================ operation internals
-
-    function _reverse(ReverseOp calldata op, uint24 cur) private returns (bytes memory err) {
-        PartnerCore memory p = _partners[op.partnerId];
-        err = _checkPartner(p, op.partnerId);
-        if (err.length != 0) return err;
-        EarnRecord calldata e = op.earn;
-        if (op.points == 0 || op.points > MAX_OP_POINTS) {
-            return abi.encodeWithSelector(AmountOutOfRange.selector, op.points, MAX_OP_POINTS);
-        }
-        mapping(uint256 => uint256) storage nonces = _partnerNonces[op.partnerId];
-        err = _checkFresh(nonces, p.signer, op.nonce, op.deadline);
-        if (err.length != 0) return err;
-        // The leaf uses the reversing partner's id, so only the issuing partner's earns prove.
-        bytes32 leaf = keccak256(abi.encode(op.partnerId, e.member, e.receiptRef, e.spend, e.points, e.earnMonth));
-        bytes32 structHash = keccak256(
-            abi.encode(REVERSE_TYPEHASH, op.partnerId, leaf, op.points, op.receiptRef, op.nonce, op.deadline)
-        );
-        err = _checkSigner(structHash, op.r, op.vs, p.signer);
-        if (err.length != 0) return err;
-        uint256 stored = uint256(_earnRoots[e.batchId]);
-        if (stored == 0 || (uint256(MerkleProof.processProof(e.proof, leaf)) ^ stored) & ~_EXPIRY_BITS != 0) {
-            return abi.encodeWithSelector(UnknownEarn.selector, leaf);
-        }
-        // The batch's expiry month, committed with its root (issue 10, finding 3).
-        uint256 expiry = stored & _EXPIRY_BITS;
-        if (expiry < cur) return abi.encodeWithSelector(EarnExpired.selector, leaf, expiry);
-        uint256 done = _reversedOf[leaf];
-        if (done + op.points > e.points) {
-            return abi.encodeWithSelector(ReversalExceedsEarn.selector, leaf, e.points - done, op.points);
-        }
-        // The earn's points live where the member's migrations took them (the leaf names the
-        // address they were credited to).
-        address holder = _holder(e.member);
-        uint256 balance = balanceOf(holder);
-        if (balance < op.points) {
-            return abi.encodeWithSelector(InsufficientPoints.selector, holder, balance, op.points);
-        }
-
-        _spendNonce(nonces, op.nonce);
-        _reversedOf[leaf] = done + op.points;
-        // An award (spend 0) never counted as qualifying points: nothing to take back there.
-        if (e.spend != 0) _unearn(holder, e.earnMonth, op.points);
-        IssueTotals storage it = _issueTotals[op.partnerId];
-        // A refunded purchase returns its points to the partner's prepaid block.
-        uint256 restored = uint256(it.allowance) + op.points;
-        it.allowance = restored > type(uint128).max ? type(uint128).max : uint128(restored);
-        _burnTotals[op.partnerId].reversed += uint128(op.points);
-        _burn(holder, op.points);
-        emit Reversed(op.partnerId, holder, op.receiptRef, op.points, e.receiptRef);
-    }
-
 }

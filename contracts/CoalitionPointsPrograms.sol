@@ -8,7 +8,8 @@ import {CalendarMonths} from "./CalendarMonths.sol";
 
 /// @title CoalitionPointsPrograms
 /// @notice The ledger's programme module (revision 2): awards with reason codes, refunds of
-/// redemptions, tiers the operator assigns until a date, and member migration to a new address. Reached from the
+/// redemptions, reversals with clawback into member debt, tiers the operator assigns until a
+/// date, and member migration to a new address. Reached from the
 /// ledger through the operator module's fallback, by `delegatecall` on the ledger's storage;
 /// its own storage is never used.
 contract CoalitionPointsPrograms is LedgerBase {
@@ -88,8 +89,13 @@ contract CoalitionPointsPrograms is LedgerBase {
             totals.issued += uint88(op.points);
         }
         _awarded[op.partnerId] += op.points;
-        // Not qualifying points: the tier window is left as it is.
-        _update(address(0), op.member, op.points);
+        // Not qualifying points: the tier window is left as it is. A debt is paid first (r2).
+        uint256 credit = op.points;
+        if (a.flags & _DEBT_FLAG != 0) {
+            credit = _repay(a, op.member, credit, op.partnerId, op.receiptRef);
+            _accounts[op.member] = a;
+        }
+        if (credit != 0) _update(address(0), op.member, credit);
         emit Awarded(op.partnerId, op.member, op.receiptRef, op.points, op.reason, expiry);
     }
 
@@ -154,8 +160,16 @@ contract CoalitionPointsPrograms is LedgerBase {
         _refundedOf[leaf] = done + op.points;
         _refunded[op.partnerId] += op.points;
         // Not an issue: no allowance drawn, no qualifying points (the pause is checked above).
-        _credit(holder, expiry, op.points, cur);
-        emit Transfer(address(0), holder, op.points);
+        // A debt is paid first (r2): the member owes the coalition points it had back here.
+        uint256 credit = op.points;
+        if (a.flags & _DEBT_FLAG != 0) {
+            credit = _repay(a, holder, credit, op.partnerId, op.receiptRef);
+            _accounts[holder] = a;
+        }
+        if (credit != 0) {
+            _credit(holder, expiry, credit, cur);
+            emit Transfer(address(0), holder, credit);
+        }
         emit Refunded(op.partnerId, holder, op.receiptRef, op.points, rd.receiptRef, expiry);
     }
 
@@ -177,6 +191,101 @@ contract CoalitionPointsPrograms is LedgerBase {
     /// @notice Number of redemption batches committed so far.
     function redeemBatchCount() external view returns (uint64) {
         return _redeemBatchCount;
+    }
+
+    // ================================================================ reversals and debt
+
+    /// @notice Takes back points of earns (or awards) for each valid partner-signed reversal;
+    /// skips invalid ones. An earn whose points have expired can no longer be reversed:
+    /// expired points are breakage, never also reversed. (r2) When the holder has fewer live
+    /// points than the reversal takes, the operator's debt policy decides: it takes them all
+    /// and records the rest as the holder's debt (`DebtRecorded`), or it rejects the reversal
+    /// (`InsufficientPoints`). The balance never goes negative.
+    /// @return accepted number of reversals applied.
+    function reverseBatch(ReverseOp[] calldata ops) external whenNotPaused returns (uint256 accepted) {
+        uint24 cur = CalendarMonths.monthOf(block.timestamp);
+        for (uint256 i = 0; i < ops.length; ++i) {
+            bytes memory err = _reverse(ops[i], cur);
+            if (err.length != 0) emit OperationRejected(KIND_REVERSE, i, ops[i].receiptRef, err);
+            else ++accepted;
+        }
+    }
+
+    function _reverse(ReverseOp calldata op, uint24 cur) private returns (bytes memory err) {
+        PartnerCore memory p = _partners[op.partnerId];
+        err = _checkPartner(p, op.partnerId);
+        if (err.length != 0) return err;
+        EarnRecord calldata e = op.earn;
+        if (op.points == 0 || op.points > MAX_OP_POINTS) {
+            return abi.encodeWithSelector(AmountOutOfRange.selector, op.points, MAX_OP_POINTS);
+        }
+        mapping(uint256 => uint256) storage nonces = _partnerNonces[op.partnerId];
+        err = _checkFresh(nonces, p.signer, op.nonce, op.deadline);
+        if (err.length != 0) return err;
+        // The leaf uses the reversing partner's id, so only the issuing partner's earns prove.
+        bytes32 leaf = keccak256(abi.encode(op.partnerId, e.member, e.receiptRef, e.spend, e.points, e.earnMonth));
+        bytes32 structHash = keccak256(
+            abi.encode(REVERSE_TYPEHASH, op.partnerId, leaf, op.points, op.receiptRef, op.nonce, op.deadline)
+        );
+        err = _checkSigner(structHash, op.r, op.vs, p.signer);
+        if (err.length != 0) return err;
+        uint256 stored = uint256(_earnRoots[e.batchId]);
+        if (stored == 0 || (uint256(MerkleProof.processProof(e.proof, leaf)) ^ stored) & ~_EXPIRY_BITS != 0) {
+            return abi.encodeWithSelector(UnknownEarn.selector, leaf);
+        }
+        // The batch's expiry month, committed with its root (issue 10, finding 3).
+        uint256 expiry = stored & _EXPIRY_BITS;
+        if (expiry < cur) return abi.encodeWithSelector(EarnExpired.selector, leaf, expiry);
+        uint256 done = _reversedOf[leaf];
+        if (done + op.points > e.points) {
+            return abi.encodeWithSelector(ReversalExceedsEarn.selector, leaf, e.points - done, op.points);
+        }
+        // The earn's points live where the member's migrations took them (the leaf names the
+        // address they were credited to).
+        address holder = _holder(e.member);
+        uint256 balance = balanceOf(holder);
+        uint256 shortfall;
+        if (balance < op.points) {
+            if (!_debtAllowed) return abi.encodeWithSelector(InsufficientPoints.selector, holder, balance, op.points);
+            shortfall = op.points - balance;
+        }
+
+        _spendNonce(nonces, op.nonce);
+        _reversedOf[leaf] = done + op.points;
+        // An award (spend 0) never counted as qualifying points: nothing to take back there.
+        if (e.spend != 0) _unearn(holder, e.earnMonth, op.points);
+        IssueTotals storage it = _issueTotals[op.partnerId];
+        // A refunded purchase returns its points to the partner's prepaid block, all of them:
+        // the coalition carries the member's debt (r2) and later issuance pays it back.
+        uint256 restored = uint256(it.allowance) + op.points;
+        it.allowance = restored > type(uint128).max ? type(uint128).max : uint128(restored);
+        _burnTotals[op.partnerId].reversed += uint128(op.points);
+        if (shortfall != 0) {
+            _debts[holder] += shortfall;
+            _totalDebt += shortfall;
+            _accounts[holder].flags |= _DEBT_FLAG;
+            emit DebtRecorded(op.partnerId, holder, op.receiptRef, shortfall);
+        }
+        if (op.points != shortfall) _burn(holder, op.points - shortfall);
+        emit Reversed(op.partnerId, holder, op.receiptRef, op.points, e.receiptRef);
+    }
+
+    /// @notice Points `member` owes (r2): what reversals took beyond its points, not yet paid
+    /// by points issued or refunded to it since. Never part of its balance or the supply.
+    function debtOf(address member) external view returns (uint256) {
+        return _debts[member];
+    }
+
+    /// @notice Points all members owe (r2): `totalSupply()` = issued - redeemed + refunded -
+    /// reversed - expired + this.
+    function totalDebt() external view returns (uint256) {
+        return _totalDebt;
+    }
+
+    /// @notice Whether a reversal beyond the holder's points records a debt (true) or is
+    /// rejected (false, the default); changed by a scheduled change (kind 7).
+    function debtAllowed() external view returns (bool) {
+        return _debtAllowed;
     }
 
     // ================================================================ assigned tiers
@@ -256,6 +365,11 @@ contract CoalitionPointsPrograms is LedgerBase {
         if (a.flags & 1 != 0) {
             _assignedTiers[to] = _assignedTiers[from];
             delete _assignedTiers[from];
+        }
+        if (a.flags & _DEBT_FLAG != 0) {
+            // The debt moves with the points (SPEC section 2, r2); the flag moves in `a`.
+            _debts[to] = _debts[from];
+            delete _debts[from];
         }
         _accounts[to] = a;
         delete _accounts[from];

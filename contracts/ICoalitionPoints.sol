@@ -196,6 +196,16 @@ interface ICoalitionPoints {
         bytes32 earnReceiptRef
     );
 
+    /// @notice (r2) Of the reversal with receipt `receiptRef`, `points` that `member` (the holder)
+    /// no longer held became its debt, under the operator's debt policy. Emitted before that
+    /// reversal's `Reversed`, whose points include these: the balance fell by the difference.
+    event DebtRecorded(uint32 indexed partnerId, address indexed member, bytes32 indexed receiptRef, uint256 points);
+
+    /// @notice (r2) `points` issued or refunded to `member` by the operation with receipt
+    /// `receiptRef` at `partnerId` paid its debt instead of its balance. Emitted before that
+    /// operation's `Earned`, `Awarded` or `Refunded`, whose points include these.
+    event DebtRepaid(uint32 indexed partnerId, address indexed member, bytes32 indexed receiptRef, uint256 points);
+
     /// @notice Points of `member` that reached the end of `expiryMonth`, swept from its balance.
     /// @dev `receiptRef` is `keccak256(abi.encode(member, expiryMonth))`: expiry has no receipt.
     event Expired(address indexed member, bytes32 indexed receiptRef, uint256 points, uint32 expiryMonth);
@@ -221,7 +231,7 @@ interface ICoalitionPoints {
     /// period later) once someone calls `applyChange`. `data` is the ABI-encoded argument list
     /// of the change (kind 1 expiry `(uint16)`, 2 tiers `(Tier[])`, 3 point value
     /// `(uint256,bytes3)`, 4 earn rate `(uint32,uint32)`, 5 signer `(address)`, 6 partner
-    /// prices `(uint128,uint128)`).
+    /// prices `(uint128,uint128)`, 7 debt policy `(bool)`).
     event ChangeScheduled(
         uint256 indexed changeId, uint8 indexed kind, uint32 indexed partnerId, uint64 effectiveAt, bytes data
     );
@@ -233,6 +243,9 @@ interface ICoalitionPoints {
     /// @notice A partner's own settlement prices took effect (r2): what it pays per point it
     /// issues and is paid per point redeemed at it (0: the coalition's point value).
     event PartnerPricesSet(uint32 indexed partnerId, uint128 issuePrice, uint128 redemptionPrice);
+    /// @notice (r2) The debt policy took effect: `allowed` true, a reversal beyond the holder's
+    /// points records the shortfall as its debt; false, such a reversal is rejected.
+    event DebtPolicySet(bool allowed);
     /// @notice A partner's signer changed with its previous key's signature.
     event SignerRotated(uint32 indexed partnerId, address previousSigner, address newSigner);
 

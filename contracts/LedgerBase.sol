@@ -79,11 +79,16 @@ abstract contract LedgerBase is ICoalitionPoints, ERC20, AccessControlDefaultAdm
     uint16 internal constant _MAX_RING = MAX_EXPIRY_MONTHS + 1;
     // Low bits of a committed earn root that hold the batch's expiry month (see `_earnRoots`).
     uint256 internal constant _EXPIRY_BITS = 0xFFFFFF;
+    // `Account.flags` bit 1 (r2): the member owes points (read `_debts` only then).
+    uint8 internal constant _DEBT_FLAG = 2;
+    // Kind of the scheduled debt-policy change (r2); internal, so no module carries a getter.
+    uint8 internal constant _CHANGE_DEBT_POLICY = 7;
 
     /// @dev One slot per member. `tail*` is the newest (latest-expiring) bucket; the ring
     /// holds the older ones, sorted by expiry ascending. Invariant: tailPoints == 0 implies
     /// count == 0. `windowTotal` is the points earned in months (earnMonth-11 .. earnMonth).
-    /// `flags` bit 0: the operator assigned a tier (read `_assignedTiers` only then).
+    /// `flags` bit 0: the operator assigned a tier (read `_assignedTiers` only then); bit 1
+    /// (r2): the member has a debt (read `_debts` only then).
     struct Account {
         uint24 earnMonth;
         uint56 earnedInMonth;
@@ -193,6 +198,12 @@ abstract contract LedgerBase is ICoalitionPoints, ERC20, AccessControlDefaultAdm
     uint64 internal _redeemBatchCount;
     mapping(bytes32 redemptionLeaf => uint256) internal _refundedOf;
     mapping(uint32 partnerId => uint256) internal _refunded;
+    // Debt (r2): points a reversal took beyond what the holder had, owed by that address and
+    // paid first by points later issued or refunded to it; the sum of all; the operator's
+    // policy (false: such a reversal is rejected).
+    mapping(address member => uint256) internal _debts;
+    uint256 internal _totalDebt;
+    bool internal _debtAllowed;
 
     /// @param name_ ERC-20 name; @param symbol_ ERC-20 symbol.
     /// @param admin the coalition operator; @param adminDelay seconds a handover waits.
@@ -375,6 +386,26 @@ abstract contract LedgerBase is ICoalitionPoints, ERC20, AccessControlDefaultAdm
         // `_supplyByExpiry[expiry]` is left as it is: for a past month it records breakage.
         emit Expired(member, keccak256(abi.encode(member, expiry)), points, expiry);
         emit Transfer(member, address(0), points);
+    }
+
+    /// @dev Pays `member`'s debt first from `points` being issued or refunded to it by
+    /// `partnerId`'s operation `receiptRef`; returns the points left to credit. Only for a
+    /// member whose flag says it owes (the caller checks `a.flags & _DEBT_FLAG`, and writes
+    /// `a` back: the flag clears when the debt is paid).
+    function _repay(Account memory a, address member, uint256 points, uint32 partnerId, bytes32 receiptRef)
+        internal
+        returns (uint256)
+    {
+        uint256 debt = _debts[member];
+        uint256 paid = debt < points ? debt : points;
+        unchecked {
+            // paid <= debt <= _totalDebt
+            _debts[member] = debt - paid;
+            _totalDebt -= paid;
+        }
+        if (paid == debt) a.flags &= ~_DEBT_FLAG;
+        emit DebtRepaid(partnerId, member, receiptRef, paid);
+        return points - paid;
     }
 
     // ================================================================ tiers

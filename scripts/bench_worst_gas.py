@@ -111,6 +111,24 @@ class Bench:
         return worst
 
 
+def reversal_with_debt(b: Bench, member_key: str) -> int:
+    """(r2) The gas of a reversal that takes all of 121 live buckets and records a debt."""
+    member = address_of(member_key)
+    b.policy(0)
+    record = b.earn(member, 2_000_000).earn_records()[0]
+    b.redeem(member_key, 1_999_999)  # one never-expiring point left: the tail
+    for months in range(MAX_POLICY, 0, -1):
+        b.policy(months)
+        b.earn(member, 100 + months)
+    assert len(b.ledger.expiring_of(member)) == MAX_POLICY + 1
+    n = next(b.nonces)
+    rm = ReverseMessage(b.pid, record.leaf(), 2_000_000, keccak(text=f"refund-{n}"), n, FAR)
+    rev = b.ledger.reverse_batch(b.admin, [SignedReverse(rm, sign(b.ledger.domain, rm, b.partner_key), record)])
+    assert not rev.rejections() and rev.named("DebtRecorded"), rev.rejections()
+    assert b.ledger.balance_of(member) == 0 and b.ledger.debt_of(member) > 0
+    return rev.gas_used
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chain", choices=("anvil", "embedded"), default="anvil")
@@ -144,6 +162,12 @@ def main() -> None:
         rev = b.ledger.reverse_batch(b.admin, [SignedReverse(rm, sign(b.ledger.domain, rm, b.partner_key), record)])
         assert not rev.rejections(), rev.rejections()
         figures["reversal_121_buckets"] = rev.gas_used
+
+        # (r2) A reversal beyond the balance, debt allowed: it burns all 121 live buckets
+        # (a never-expiring tail of 1 point, 120 dated ones) and records the rest as debt.
+        b.ledger.call(b.admin, "setDebtPolicy", True)
+        figures["reversal_with_debt_121_buckets"] = reversal_with_debt(b, key("debtor"))
+        b.ledger.call(b.admin, "setDebtPolicy", False)
 
         e_key = key("e")
         e = address_of(e_key)

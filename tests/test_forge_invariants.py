@@ -55,9 +55,15 @@ MUTANTS: dict[str, tuple[str, str, str]] = {
         "if (done + op.points > rd.points) {",
         "if (false) {",
     ),
-    # finding 3 undone: reversals of expired earns
+    # (r2) debt not paid first: an earn to a member in debt credits all its points
+    "earn-ignores-debt": (
+        "contracts/CoalitionPoints.sol",
+        "if (a.flags & _DEBT_FLAG != 0) credit = _repay(a, op.member, credit, op.partnerId, op.receiptRef);",
+        "",
+    ),
+    # finding 3 undone: reversals of expired earns (in the programme module since r2's debt)
     "reverse-expired-earns": (
-        "contracts/CoalitionPointsAdmin.sol",
+        "contracts/CoalitionPointsPrograms.sol",
         "if (expiry < cur) return abi.encodeWithSelector(EarnExpired.selector, leaf, expiry);",
         "",
     ),

@@ -50,6 +50,7 @@ from gateway.chain.ledger import (
     rpc,
 )
 from gateway.points.rules import (
+    CHANGE_DEBT_POLICY,
     CHANGE_EXPIRY,
     CHANGE_POINT_VALUE,
     CHANGE_PRICES,
@@ -147,6 +148,11 @@ def shared(kind: str) -> Shared:
         world.goto_month(world.month() + 1, day=1)
         # Transfers start on (a rule switches them): off, most of a run would never move points.
         world.ledger.call(world.admin, "setTransfersEnabled", True)
+        # (r2) So does the debt policy (a rule switches it, under notice): off, a run would
+        # seldom reach a reversal that records debt, nor the later issuance that repays it.
+        change = world.ledger.schedule(world.admin, "setDebtPolicy", True)
+        world.chain.travel_to(world.chain.latest_timestamp() + NOTICE + 1)
+        world.ledger.apply_change(world.admin, change)
         operators = [world.admin, Sender(chain.w3, chain.dev_keys[2])]
         stranger = Sender(chain.w3, STRANGER[0])
         _SHARED[kind] = Shared(world, chain.snapshot(), stranger, operators, partners, history)
@@ -193,7 +199,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.admin = 0  # index in self.operators of the default admin
         self.pending_admin: int | None = None
         self.model = PointsModel(
-            tiers=[(t.threshold, t.multiplier_bps) for t in TEST_COALITION.tiers], transfers_enabled=True
+            tiers=[(t.threshold, t.multiplier_bps) for t in TEST_COALITION.tiers],
+            transfers_enabled=True,
+            debt_allowed=True,
         )
         self.model.notice_period = NOTICE
         # The changes the deployment scheduled (applied at once: no partner existed yet).
@@ -292,6 +300,16 @@ class LedgerMachine(RuleBasedStateMachine):
             got[index] = error.name
         assert got == expected
 
+    def _note_repaid(self, repaid: list[tuple[bytes, int]], ref: bytes, kind: str) -> None:
+        """(r2) The debt the model's last issue or refund paid, if any, for `_check_repaid`."""
+        if self.model.last_debt_repaid:
+            event(f"{kind}: repaid a debt")
+            repaid.append((ref, self.model.last_debt_repaid))
+
+    def _check_repaid(self, result: BatchResult, repaid: list[tuple[bytes, int]]) -> None:
+        found = [(bytes(e.args["receiptRef"]), e.args["points"]) for e in result.named("DebtRepaid")]
+        assert found == repaid, "DebtRepaid events"
+
     def _fresh_reason(self, partner_id: int, amount_ok: bool, now: int | None = None) -> str:
         """What the contract says of a well-formed op with a fresh nonce and a bad signature
         (`now`: the block's time, for issuing operations, which wait for a new partner)."""
@@ -371,6 +389,7 @@ class LedgerMachine(RuleBasedStateMachine):
         now = self._block_time(result.receipt)
         expected: list[str | None] = []
         issued: list[int] = []
+        repaid: list[tuple[bytes, int]] = []
         for op, variant in signed:
             m = op.message
             if variant in ("wrong_key", "old_key", "foreign_chain"):
@@ -391,8 +410,10 @@ class LedgerMachine(RuleBasedStateMachine):
                 continue
             expected.append(None)
             issued.append(points)
+            self._note_repaid(repaid, m.receipt_ref, "earn")
             self.accepted_earns.append(op)
         self._expect(result, expected, "earn")
+        self._check_repaid(result, repaid)
         assert [e.args["points"] for e in result.named("Earned")] == issued
         expiry = self._expiry_now()
         self.issues += [Issue(r, p, expiry, True) for r, p in zip(result.earn_records(), issued, strict=True)]
@@ -435,6 +456,7 @@ class LedgerMachine(RuleBasedStateMachine):
         now = self._block_time(result.receipt)
         expected: list[str | None] = []
         issued: list[int] = []
+        repaid: list[tuple[bytes, int]] = []
         for op, variant in signed:
             m = op.message
             if variant in ("wrong_key", "old_key"):
@@ -458,8 +480,10 @@ class LedgerMachine(RuleBasedStateMachine):
                 continue
             expected.append(None)
             issued.append(m.points)
+            self._note_repaid(repaid, m.receipt_ref, "award")
             self.accepted_awards.append(op)
         self._expect(result, expected, "award")
+        self._check_repaid(result, repaid)
         assert [e.args["points"] for e in result.named("Awarded")] == issued
         expiry = self._expiry_now()
         self.issues += [Issue(r, p, expiry, False) for r, p in zip(result.earn_records(), issued, strict=True)]
@@ -562,6 +586,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if result is None:
             return
         expected: list[str | None] = []
+        repaid: list[tuple[bytes, int]] = []
         for op, redemption, kind in planned:
             m, record = op.message, redemption.record
             amount_ok = 0 < m.points <= MAX_OP_POINTS
@@ -594,22 +619,28 @@ class LedgerMachine(RuleBasedStateMachine):
                 expected.append(rejected.reason)
                 continue
             expected.append(None)
+            self._note_repaid(repaid, m.receipt_ref, "refund")
             self.accepted_refunds.append((op, redemption))
         self._expect(result, expected, "refund")
+        self._check_repaid(result, repaid)
 
     @precondition(lambda self: bool(self.issues))
     @rule(
         data=st.data(),
         count=st.integers(1, 2),
-        variant=st.sampled_from(["ok", "ok", "ok", "other_partner", "old_key"]),
+        variant=st.sampled_from(["ok", "ok", "ok", "spent", "spent", "other_partner", "old_key"]),
     )
     def reverse_batch(self, data: st.DataObject, count: int, variant: str) -> None:
-        """Reversals of earns and awards, over the cap, by another partner, after expiry (finding 3)."""
+        """Reversals of earns and awards, over the cap, by another partner, after expiry (finding
+        3); (r2) `spent`: the holder first redeems all but a few of its points, so the reversal
+        finds it short (debt, or a rejection when the policy is off)."""
         w = self.world
         planned = []
-        for _ in range(count):
+        for n in range(count):
             issue = data.draw(st.sampled_from(self.issues))
             record = issue.record
+            if variant == "spent" and n == 0:
+                self._spend_down(self.model.holder(record.member), data.draw(st.integers(0, issue.points)))
             points = data.draw(st.integers(1, issue.points + 1))
             pid = record.partner_id
             if variant == "other_partner":
@@ -624,6 +655,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if result is None:
             return
         expected: list[str | None] = []
+        debts: list[tuple[bytes, int]] = []
         for op, issue, points in planned:
             m, record = op.message, issue.record
             if m.partner_id != record.partner_id:
@@ -635,7 +667,7 @@ class LedgerMachine(RuleBasedStateMachine):
             if self.model.holder(record.member) != record.member.lower():
                 event("reverse: of points that migrated since")  # the holder rule of LedgerBase._holder
             try:
-                self.model.reverse(
+                debt = self.model.reverse(
                     partner_id=record.partner_id,
                     leaf=record.leaf(),
                     member=record.member,
@@ -648,10 +680,39 @@ class LedgerMachine(RuleBasedStateMachine):
                     qualifying=issue.qualifying,
                 )
             except Rejected as rejected:
+                if rejected.reason == "InsufficientPoints":
+                    event("reverse: short of points, debt policy off")
                 expected.append(rejected.reason)
                 continue
             expected.append(None)
+            if debt:
+                event("reverse: debt recorded")
+                debts.append((m.receipt_ref, debt))
         self._expect(result, expected, "reverse")
+        found = [(bytes(e.args["receiptRef"]), e.args["points"]) for e in result.named("DebtRecorded")]
+        assert found == debts, "DebtRecorded events"
+        applied = [op.message.points for (op, _, _), reason in zip(planned, expected, strict=True) if reason is None]
+        assert [e.args["points"] for e in result.named("Reversed")] == applied, "Reversed: the whole reversal"
+
+    def _spend_down(self, holder: str, keep: int) -> None:
+        """(r2) The holder redeems all but `keep` of its points at the first active partner, in
+        a batch of its own (checked like any redemption)."""
+        who = next((i for i, (_, a) in enumerate(self.people) if a.lower() == holder), None)
+        partner = next((p for p in PARTNER_IDS if self.model.partners[p].active), None)
+        points = self._balance(who) - keep if who is not None else 0
+        if who is None or partner is None or points <= 0 or self.model.paused:
+            return
+        w = self.world
+        op = w.redeem_op(self.people[who][0], partner, points)
+        result = w.ledger.redeem_batch(w.relayer, [op], gas=BATCH_GAS)
+        self._count_expired(result.events)
+        expiry = self.model.redeem(
+            partner_id=partner, member=holder, points=points, nonce=op.message.nonce, month=self.month
+        )
+        assert result.rejections() == [] and len(result.named("Redeemed")) == 1
+        [record] = result.redemption_records()
+        assert record.expiry_month == expiry
+        self.redemptions.append(Redemption(record, record.member))  # a refund of it may repay a debt
 
     @rule(swept=st.lists(members, max_size=len(MEMBERS)), stranger=strangers)
     def expire(self, swept: list[int], stranger: bool) -> None:
@@ -728,7 +789,7 @@ class LedgerMachine(RuleBasedStateMachine):
         new_key = key_for(f"sm-wallet-{self.key_versions}")
         if into != -1 and into != who:
             other = self.model.members.get(self.people[into][1].lower())
-            if other is not None and (any(other.buckets.values()) or other.earned or other.assigned):
+            if other is not None and (any(other.buckets.values()) or other.earned or other.assigned or other.debt):
                 new_key = self.people[into][0]  # refused: in use (one never used would end up twice)
         elif into == who:
             new_key = key  # refused: itself
@@ -754,6 +815,8 @@ class LedgerMachine(RuleBasedStateMachine):
                 origin_of=dict(self.model.origin_of),
                 current_of=dict(self.model.current_of),
             )
+            if self.model.member(source).debt:
+                event("migrate: with a debt")
             probe.migrate(source=source, target=to, nonce=nonce)
         except Rejected as rejected:
             expected = rejected.reason
@@ -834,6 +897,13 @@ class LedgerMachine(RuleBasedStateMachine):
             defect = None  # "not_ascending" needs two rows
         expect = "InvalidTierTable" if defect else None
         self._schedule(stranger, CHANGE_TIERS, "setTiers", table, value=table, expect=expect)
+
+    @precondition(running)
+    @rule(allowed=st.booleans(), stranger=strangers)
+    def set_debt_policy(self, allowed: bool, stranger: bool) -> None:
+        """(r2) The debt policy, a change under notice: on, a reversal beyond the holder's
+        points records debt; off, it is rejected."""
+        self._schedule(stranger, CHANGE_DEBT_POLICY, "setDebtPolicy", allowed, value=allowed)
 
     @precondition(running)
     @rule(partner=partner_ids, rate=st.one_of(rates, st.just((0, 1)), st.just((1, 0))), stranger=strangers)
@@ -1132,6 +1202,9 @@ class LedgerMachine(RuleBasedStateMachine):
                 ("assignedTier", (address,)),
             ]
         calls += [("balanceOf", (a,)) for _, a in self.migrated]
+        # (r2) Debt: each member's (a migrated-from address owes nothing), the sum, the policy.
+        calls += [("debtOf", (a,)) for a in addresses] + [("debtOf", (a,)) for _, a in self.migrated]
+        calls += [("totalDebt", ()), ("debtAllowed", ())]
         partners = list(range(1, MAX_PARTNER_ID + 1))
         calls += [("totalSupply", ()), ("partnerCount", ())]
         calls += [("partner", (pid,)) for pid in partners] + [("partnerPrices", (pid,)) for pid in partners]
@@ -1172,6 +1245,13 @@ class LedgerMachine(RuleBasedStateMachine):
             balances += balance
         for _, address in self.migrated:
             assert next(values) == 0, f"{address} migrated away but still holds points"
+        for i, address in enumerate(addresses):
+            assert next(values) == self.model.member(address).debt, f"debt of member {i}"
+        for _, address in self.migrated:
+            assert next(values) == 0, f"{address} migrated away but still owes points"
+        total_debt, debt_allowed = next(values), next(values)
+        assert total_debt == self.model.total_debt(), "totalDebt"
+        assert debt_allowed == self.model.debt_allowed, "debt policy"
         supply, count = next(values), next(values)
         assert supply == balances, "totalSupply is not the sum of balances"
         assert count == len(self.model.partners)
@@ -1225,8 +1305,8 @@ class LedgerMachine(RuleBasedStateMachine):
             refunded += value
         for leaf in refund_leaves:
             assert next(values) == self.model.refunded_of[leaf], "refundedOf a redemption"
-        assert supply == issued - redeemed + refunded - reversed_ - expired, (
-            "supply is not issued - redeemed + refunded - reversed - expired"
+        assert supply == issued - redeemed + refunded - reversed_ - expired + total_debt, (
+            "supply is not issued - redeemed + refunded - reversed - expired + outstanding debt"
         )
         for i in changes:
             kind, state, partner_id, effective_at, _ = next(values)

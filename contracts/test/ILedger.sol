@@ -73,6 +73,7 @@ interface ILedger is ICoalitionPoints {
 
     // operator (programme module)
     function assignTier(address member, uint8 tier, uint64 until) external;
+    function setDebtPolicy(bool allowed) external returns (uint256 changeId);
 
     // views
     function paused() external view returns (bool);
@@ -103,6 +104,9 @@ interface ILedger is ICoalitionPoints {
     function changeCount() external view returns (uint256);
     function changeOf(uint256 changeId) external view returns (Change memory);
     function module() external view returns (address);
+    function debtOf(address member) external view returns (uint256);
+    function totalDebt() external view returns (uint256);
+    function debtAllowed() external view returns (bool);
 
     // inherited errors the handler expects by selector
     error ERC20InsufficientBalance(address sender, uint256 balance, uint256 needed);

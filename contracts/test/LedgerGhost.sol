@@ -29,6 +29,7 @@ abstract contract LedgerGhost {
     uint8 internal constant CHANGE_RATE = 4;
     uint8 internal constant CHANGE_SIGNER = 5;
     uint8 internal constant CHANGE_PRICES = 6;
+    uint8 internal constant CHANGE_DEBT_POLICY = 7;
     uint256 internal constant BAD_KEY = 0xBAD;
 
     // EIP-712 types as partners/signing.py writes them (independent of the contract's constants).
@@ -137,6 +138,11 @@ abstract contract LedgerGhost {
     mapping(address => address) internal _currentOf;
     mapping(address => mapping(address => uint256)) public ghostApproval;
     mapping(address => mapping(uint256 => bool)) internal _memberNonceUsed;
+    // (r2) debt: what reversals took beyond a holder's points, paid first by later issues and
+    // refunds; the policy (off: such a reversal is rejected).
+    mapping(address => uint256) public ghostDebt;
+    uint256 public ghostTotalDebt;
+    bool public ghostDebtAllowed;
 
     // expiry (breakage): swept per month, plus what is still unswept in the buckets
     mapping(uint24 => uint256) internal _sweptIn;
@@ -304,12 +310,22 @@ abstract contract LedgerGhost {
         }
     }
 
+    /// @dev (r2) Points issued or refunded to `member` pay its debt first; returns what is
+    /// left for its balance.
+    function _repay(address member, uint256 points) internal returns (uint256) {
+        uint256 debt = ghostDebt[member];
+        uint256 paid = debt < points ? debt : points;
+        ghostDebt[member] = debt - paid;
+        ghostTotalDebt -= paid;
+        return points - paid;
+    }
+
     /// @dev Whether `migrate` must refuse `member` as its target (`AccountInUse`): it holds
     /// or held points, or took part in a migration.
     function _inUse(address member) internal view returns (bool) {
         GhostMember storage g = _members[member];
         if (_originOf[member] != address(0) || _currentOf[member] != address(0)) return true;
-        return g.earned || g.flagged || _months[member].length != 0;
+        return g.earned || g.flagged || _months[member].length != 0 || ghostDebt[member] != 0;
     }
 
     /// @dev Where the points credited to `member` are now, after its migrations.
@@ -330,6 +346,7 @@ abstract contract LedgerGhost {
             ghostBucket[from][ms[i]] = 0;
         }
         delete _months[from];
+        (ghostDebt[to], ghostDebt[from]) = (ghostDebt[from], 0); // the debt moves too (r2)
         for (uint256 m = ghostMonth - 11; m <= ghostMonth; ++m) {
             (ghostEarned[to][m], ghostEarned[from][m]) = (ghostEarned[from][m], 0);
         }
@@ -390,7 +407,8 @@ abstract contract LedgerGhost {
     function _applyEarn(ICoalitionPoints.EarnOp memory op, uint256 points) internal {
         GhostPartner storage p = _partners[op.partnerId];
         _partnerNonceUsed[op.partnerId][op.nonce] = true;
-        _credit(op.member, _expiryFor(), points);
+        uint256 credit = _repay(op.member, points);
+        if (credit != 0) _credit(op.member, _expiryFor(), credit);
         ghostEarned[op.member][ghostMonth] += points;
         _members[op.member].earned = true;
         p.allowance -= points;
@@ -415,7 +433,8 @@ abstract contract LedgerGhost {
     function _applyAward(ICoalitionPoints.AwardOp memory op) internal {
         GhostPartner storage p = _partners[op.partnerId];
         _partnerNonceUsed[op.partnerId][op.nonce] = true;
-        _credit(op.member, _expiryFor(), op.points);
+        uint256 credit = _repay(op.member, op.points);
+        if (credit != 0) _credit(op.member, _expiryFor(), credit);
         p.allowance -= op.points;
         p.issued += op.points;
         p.awarded += op.points;
@@ -473,7 +492,9 @@ abstract contract LedgerGhost {
         ghostRefundedOf[_redemptionLeaf(g)] += op.points;
         _partners[op.partnerId].refunded += op.points;
         expiry = g.expiry >= ghostMonth ? g.expiry : _expiryFor();
-        _credit(_holder(g.member), expiry, op.points);
+        address holder = _holder(g.member);
+        uint256 credit = _repay(holder, op.points);
+        if (credit != 0) _credit(holder, expiry, credit);
     }
 
     function _redemptionLeaf(GhostRedemption memory g) internal pure returns (bytes32) {
@@ -501,11 +522,15 @@ abstract contract LedgerGhost {
         ) return ICoalitionPoints.UnknownEarn.selector;
         if (e.expiry < ghostMonth) return ICoalitionPoints.EarnExpired.selector;
         if (ghostReversedOf[_leaf(e)] + op.points > e.points) return ICoalitionPoints.ReversalExceedsEarn.selector;
-        if (ghostBalance(_holder(e.member)) < op.points) return ICoalitionPoints.InsufficientPoints.selector;
+        // (r2) Short of points: the shortfall becomes debt under the policy, else rejected.
+        if (!ghostDebtAllowed && ghostBalance(_holder(e.member)) < op.points) {
+            return ICoalitionPoints.InsufficientPoints.selector;
+        }
         return 0;
     }
 
-    function _applyReverse(ICoalitionPoints.ReverseOp memory op, GhostEarn memory e) internal {
+    /// @return debt the points recorded as the holder's debt (r2).
+    function _applyReverse(ICoalitionPoints.ReverseOp memory op, GhostEarn memory e) internal returns (uint256 debt) {
         GhostPartner storage p = _partners[op.partnerId];
         _partnerNonceUsed[op.partnerId][op.nonce] = true;
         ghostReversedOf[_leaf(e)] += op.points;
@@ -518,7 +543,10 @@ abstract contract LedgerGhost {
         p.allowance = restored > type(uint128).max ? type(uint128).max : restored;
         p.reversed += op.points;
         ghostAllowedTotal[op.partnerId] += op.points;
-        _take(holder, op.points);
+        uint256 balance = ghostBalance(holder);
+        debt = balance < op.points ? op.points - balance : 0;
+        (ghostDebt[holder], ghostTotalDebt) = (ghostDebt[holder] + debt, ghostTotalDebt + debt);
+        if (op.points != debt) _take(holder, op.points - debt); // nothing to burn: no sweep either
     }
 
     function _leaf(GhostEarn memory e) internal pure returns (bytes32) {
@@ -577,6 +605,8 @@ abstract contract LedgerGhost {
             (p.ratePoints, p.ratePerMinorUnits) = (uint32(c.a), uint32(c.b));
         } else if (c.kind == CHANGE_PRICES) {
             (p.issuePrice, p.redemptionPrice) = (uint128(c.a), uint128(c.b));
+        } else if (c.kind == CHANGE_DEBT_POLICY) {
+            ghostDebtAllowed = c.a != 0;
         } else {
             (p.retiredKey, p.key, p.signer) = (p.key, c.a, vm.addr(c.a));
         }
@@ -691,6 +721,7 @@ abstract contract LedgerGhost {
         if (s == ILedger.awardBatch.selector) return "awardBatch";
         if (s == ILedger.refundBatch.selector) return "refundBatch";
         if (s == ILedger.expire.selector) return "expire";
+        if (s == ILedger.setDebtPolicy.selector) return "setDebtPolicy";
         return "an operator call";
     }
 
@@ -776,6 +807,7 @@ abstract contract LedgerGhost {
         uint256[ACTORS] approvals;
         uint256 unswept; // expired points the ledger has not swept yet (no event for them yet)
         int256 eventBalance;
+        uint256 debt; // (r2)
     }
 
     /// @dev Everything the invariants compare for one partner, in one call.
@@ -797,6 +829,7 @@ abstract contract LedgerGhost {
             v.unswept += ghostBucket[member][ms[i]];
         }
         v.eventBalance = eventBalance[member];
+        v.debt = ghostDebt[member];
     }
 
     /// @notice Points swept per the ghost, and per the ledger's `Expired` events.

@@ -25,6 +25,7 @@ contract LedgerHandler is LedgerGhost {
     uint8 internal constant KIND_AWARD = 4;
     uint8 internal constant KIND_REFUND = 5;
     bytes32 internal constant REFUNDED_EVENT = keccak256("Refunded(uint32,address,bytes32,uint256,bytes32,uint32)");
+    bytes32 internal constant DEBT_RECORDED_EVENT = keccak256("DebtRecorded(uint32,address,bytes32,uint256)");
 
     /// @dev A batch operation the ledger answered otherwise than the ghost: `got` is the
     /// ledger's reason ("accepted" if it applied it), `expected` the ghost's.
@@ -125,6 +126,12 @@ contract LedgerHandler is LedgerGhost {
         table[2] = ICoalitionPoints.Tier(2_000, 20_000);
         _scheduleTiers(table, 1);
         require(_changes[1].state == 2, "seed: a change before the first partner applies at once");
+        // (r2) Debt allowed from the start (a handler call switches it, under notice): off, a
+        // campaign seldom reaches a reversal that records debt and the issues that repay it.
+        vm.prank(operators[0]);
+        ledger.setDebtPolicy(true);
+        _recordChange(CHANGE_DEBT_POLICY, 0, 1, 0);
+        require(ledger.debtAllowed() && ghostDebtAllowed, "seed: the debt policy applies at once");
         _addPartner(1, 100, 10 ** 12);
         _addPartner(3, 200, 20_000);
         _addPartner(5, 1, 2_000_000);
@@ -204,6 +211,12 @@ contract LedgerHandler is LedgerGhost {
             (ops[i], keys[i]) = _pickRedeem(uint256(keccak256(abi.encode(seed, i))));
         }
         if (_pausedCall(abi.encodeCall(ILedger.redeemBatch, (ops)))) return;
+        _submitRedeems(ops, keys);
+    }
+
+    /// @dev A redemption batch the ghost checks and records (not paused).
+    function _submitRedeems(ICoalitionPoints.RedeemOp[] memory ops, uint256[] memory keys) internal {
+        uint256 size = ops.length;
         bytes4[] memory errs = new bytes4[](size);
         uint24[] memory expiries = new uint24[](size);
         for (uint256 i = 0; i < size; ++i) {
@@ -293,16 +306,62 @@ contract LedgerHandler is LedgerGhost {
             (ops[i], keys[i], which[i]) = _pickReverse(uint256(keccak256(abi.encode(seed, i))));
         }
         if (_pausedCall(abi.encodeCall(ILedger.reverseBatch, (ops)))) return;
+        // (r2) One reversal in three finds its holder having spent all but a few of its points
+        // (a redemption first): debt under the policy, else InsufficientPoints.
+        if ((seed >> 200) % 3 == 0) _spendDown(_holder(_earns[which[0]].member), (seed >> 208) % 50);
         bytes4[] memory errs = new bytes4[](size);
+        uint256[] memory debts = new uint256[](size);
         for (uint256 i = 0; i < size; ++i) {
             GhostEarn memory e = _earns[which[i]];
             errs[i] = _checkReverse(ops[i], e, keys[i]);
-            if (errs[i] == 0) _applyReverse(ops[i], e);
+            if (errs[i] == 0) debts[i] = _applyReverse(ops[i], e);
         }
         uint256 accepted = ledger.reverseBatch(ops);
-        _checkRejections(KIND_REVERSE, errs, accepted);
+        Vm.Log[] memory logs = _checkRejections(KIND_REVERSE, errs, accepted);
+        // Each `DebtRecorded`, in order, is the shortfall of an accepted reversal (r2).
+        uint256 next;
+        for (uint256 j = 0; j < logs.length; ++j) {
+            if (logs[j].emitter != address(ledger) || logs[j].topics[0] != DEBT_RECORDED_EVENT) continue;
+            while (next < size && (errs[next] != 0 || debts[next] == 0)) ++next;
+            require(next < size, "a DebtRecorded event the ghost did not expect");
+            uint256 points = abi.decode(logs[j].data, (uint256));
+            require(points == debts[next] && logs[j].topics[3] == ops[next].receiptRef, "DebtRecorded differs");
+            ++applied[bytes4(DEBT_RECORDED_EVENT)];
+            ++next;
+        }
+        while (next < size && (errs[next] != 0 || debts[next] == 0)) ++next;
+        require(next == size, "a debt the ghost expected has no DebtRecorded event");
         for (uint256 i = 0; i < size; ++i) {
             if (errs[i] == 0) (_lastReverse, _lastReverseKey, _lastReverseEarn) = (ops[i], keys[i], which[i]);
+        }
+    }
+
+    /// @dev (r2) `holder` redeems all but `keep` of its points at an active partner, through
+    /// the ghost like any redemption (nothing if paused or nothing to redeem).
+    function _spendDown(address holder, uint256 keep) internal {
+        uint256 i = _indexOf(holder);
+        uint256 balance = ghostBalance(holder);
+        if (ghostPaused || actors[i] != holder || balance <= keep) return;
+        uint32 pid = 1;
+        while (pid <= ghostPartnerCount && _partnerError(pid) != 0) ++pid;
+        if (pid > ghostPartnerCount) return;
+        ICoalitionPoints.RedeemOp[] memory ops = new ICoalitionPoints.RedeemOp[](1);
+        uint256[] memory keys = new uint256[](1);
+        keys[0] = _actorKeys[i];
+        ops[0] = ICoalitionPoints.RedeemOp(
+            holder, pid, balance - keep, keccak256(abi.encode("spend", ++_nonce)), _opNonce(_nonce << 8), ghostTime + 1 days, 0, 0
+        );
+        ICoalitionPoints.RedeemOp memory op = ops[0];
+        (ops[0].r, ops[0].vs) = _sign(
+            keys[0], keccak256(abi.encode(REDEEM_TYPEHASH, op.member, op.partnerId, op.points, op.receiptRef, op.nonce, op.deadline))
+        );
+        _submitRedeems(ops, keys);
+    }
+
+    /// @notice (r2) Schedules the debt policy (a change under notice; a stranger is refused).
+    function setDebtPolicy(bool allowed, uint256 who) external recorded {
+        if (_operatorCall(who, abi.encodeCall(ILedger.setDebtPolicy, (allowed)), 0)) {
+            _expectChangeId(_recordChange(CHANGE_DEBT_POLICY, 0, allowed ? 1 : 0, 0));
         }
     }
 

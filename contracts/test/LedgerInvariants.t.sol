@@ -134,7 +134,8 @@ contract LedgerInvariantsTest is LedgerDeployment {
     function _accountAgrees(address a, LedgerGhost.MemberView memory g) internal view {
         (uint256 earnMonth,,, uint256 flags) = _account(ledger, a);
         require((earnMonth != 0) == g.member.earned, "earn month set != ghost");
-        require(flags == (g.member.flagged ? 1 : 0), "account flags != ghost");
+        require(flags == (g.member.flagged ? 1 : 0) | (g.debt != 0 ? 2 : 0), "account flags != ghost");
+        require(ledger.debtOf(a) == g.debt, "debt != ghost");
         (uint8 tier, uint64 until) = ledger.assignedTier(a);
         require(tier == g.member.tier && until == g.member.until, "assigned tier != ghost");
         require(ledger.qualifyingPoints(a) == g.qualifying, "qualifying points");
@@ -173,9 +174,15 @@ contract LedgerInvariantsTest is LedgerDeployment {
             (issued, reversed, redeemed) = (issued + info.issued, reversed + info.reversed, redeemed + info.redeemed);
             refunded += g.refunded;
         }
+        // (r2) Debt is no negative supply: the points reversals took beyond balances still owed.
+        uint256 debts;
+        for (uint256 i = 0; i < actors.length; ++i) {
+            debts += ledger.debtOf(actors[i]);
+        }
+        require(ledger.totalDebt() == debts && debts == handler.ghostTotalDebt(), "totalDebt != sum of debts");
         require(
-            ledger.totalSupply() == issued + refunded - reversed - redeemed - handler.ghostExpired(),
-            "supply != issued + refunded - reversed - redeemed - expired"
+            ledger.totalSupply() == issued + refunded + debts - reversed - redeemed - handler.ghostExpired(),
+            "supply != issued + refunded - reversed - redeemed - expired + debt"
         );
         // Per redemption: what was refunded of it, never more than it burnt.
         uint256 n = handler.ghostRedemptionCount();
@@ -208,6 +215,7 @@ contract LedgerInvariantsTest is LedgerDeployment {
         require(ledger.defaultAdmin() == handler.admin(), "default admin");
         require(ledger.noticePeriod() == 7 days, "notice period");
         require(ledger.earnBatchCount() == handler.ghostBatchCount(), "earn batch count");
+        require(ledger.debtAllowed() == handler.ghostDebtAllowed(), "debt policy");
     }
 
     /// @dev Every scheduled change's kind, partner, state and effective time equal the ghost's.

@@ -4,8 +4,11 @@
 It knows revision 2: awards (issued from the allowance, never qualifying points), assigned
 tiers (the higher of assigned and earned, at the block's time), migrations (a member's whole
 account moves; a later reversal of an earn credited to the old address takes its points where
-they are now), refunds of redemptions (capped, never already expired) and scheduled changes
-(their effect arrives as the events of the change applied).
+they are now), refunds of redemptions (capped, never already expired), scheduled changes
+(their effect arrives as the events of the change applied) and member debt: a `DebtRecorded`
+comes just before the `Reversed` whose shortfall it is (only under the debt policy, and only
+what the holder lacked), a `DebtRepaid` just before the `Earned`, `Awarded` or `Refunded`
+whose points paid it (never more than the debt or the points).
 """
 
 from __future__ import annotations
@@ -50,6 +53,11 @@ class Replay:
         self.awards: set[tuple[int, bytes]] = set()  # (partner, ref) of awards: not qualifying
         # (partner, redemption ref) -> [points burnt, points refunded]: a refund's cap (r2).
         self.redemptions: dict[tuple[int, bytes], list[int]] = {}
+        # (r2) The debt event just read, for the operation event that follows it:
+        # (member, receipt ref, points).
+        self._debt_recorded: tuple[str, bytes, int] | None = None
+        self._debt_repaid: tuple[str, bytes, int] | None = None
+        self.debtors: set[str] = set()  # members that ever owed points
 
     def note(self, kind: str, event: LedgerEvent, expected: Any, found: Any) -> None:
         where = f"block {event.block_number} log {event.log_index} (tx {event.tx_hash})"
@@ -64,6 +72,14 @@ class Replay:
         migration, self._migration = self._migration, None
         if e.name == "Earned":  # by far the most frequent: tested first
             self._earned(e, month)
+        elif e.name == "DebtRecorded":
+            self._debt_recorded = (a["member"].lower(), bytes(a["receiptRef"]), int(a["points"]))
+            if not m.debt_allowed:
+                self.note("debt recorded while the policy rejects it", e, "no debt", a["points"])
+        elif e.name == "DebtRepaid":
+            self._debt_repaid = (a["member"].lower(), bytes(a["receiptRef"]), int(a["points"]))
+        elif e.name == "DebtPolicySet":
+            m.debt_allowed = bool(a["allowed"])
         elif e.name == "Awarded":
             self._awarded(e, month)
         elif e.name == "TierAssigned":
@@ -142,7 +158,8 @@ class Replay:
         if points > partner.allowance:
             self.note("issuance beyond the partner's allowance", e, partner.allowance, points)
         buckets, earned = state.buckets, state.earned
-        buckets[a["expiryMonth"]] = buckets.get(a["expiryMonth"], 0) + points
+        credit = self._repaid(e, points) if state.debt or self._debt_repaid else points
+        buckets[a["expiryMonth"]] = buckets.get(a["expiryMonth"], 0) + credit
         earned[month] = earned.get(month, 0) + points
         self._qualifying[key] = (month, qualifying + points)
         partner.allowance -= points
@@ -164,7 +181,16 @@ class Replay:
         self.reversed[key] = done
         # The event names the holder: after a migration, not the address the earn was credited to.
         holder = a["member"]
-        self._take(e, holder, a["points"], month)
+        debt, self._debt_recorded = self._debt_recorded, None
+        shortfall = 0
+        if debt is not None and debt[:2] == (holder.lower(), bytes(a["receiptRef"])):
+            shortfall = debt[2]
+            live = m.balance(holder, month)
+            if live != a["points"] - shortfall:
+                self.note("debt of a reversal", e, max(0, a["points"] - live), shortfall)
+            m.member(holder).debt += shortfall
+            self.debtors.add(holder.lower())
+        self._take(e, holder, a["points"] - shortfall, month)
         if key not in self.awards:  # an award never counted as qualifying points
             earned = m.member(holder).earned
             earned[earn_month] = earned.get(earn_month, 0) - min(a["points"], earned.get(earn_month, 0))
@@ -186,8 +212,9 @@ class Replay:
             self.note("issuance beyond the partner's allowance", e, partner.allowance, points)
         if not 1 <= a["reason"] <= 7:
             self.note("award reason", e, "a reason code from 1 to 7", a["reason"])
-        buckets = m.member(member).buckets
-        buckets[a["expiryMonth"]] = buckets.get(a["expiryMonth"], 0) + points
+        state = m.member(member)
+        credit = self._repaid(e, points) if state.debt or self._debt_repaid else points
+        state.buckets[a["expiryMonth"]] = state.buckets.get(a["expiryMonth"], 0) + credit
         partner.allowance -= points
         partner.issued += points
         partner.awarded += points
@@ -209,8 +236,9 @@ class Replay:
             self.note("refund above the redemption", e, redemption[0], redemption[1])
         if a["expiryMonth"] < month:
             self.note("refund of points already expired", e, f"expiry from {month_label(month)}", a["expiryMonth"])
-        buckets = m.member(a["member"]).buckets
-        buckets[a["expiryMonth"]] = buckets.get(a["expiryMonth"], 0) + a["points"]
+        state = m.member(a["member"])
+        credit = self._repaid(e, a["points"]) if state.debt or self._debt_repaid else a["points"]
+        state.buckets[a["expiryMonth"]] = state.buckets.get(a["expiryMonth"], 0) + credit
         m.partners[a["partnerId"]].refunded += a["points"]
         self.seen_members.add(a["member"].lower())
 
@@ -222,10 +250,28 @@ class Replay:
         if sum(moved.buckets.values()) < e.args["points"]:
             self.note("migration of more points than the member held", e, sum(moved.buckets.values()), e.args["points"])
         m.members[target], m.members[source] = moved, MemberModel()
+        if moved.debt:
+            self.debtors.add(target)  # (r2) the debt moved with the points
         self.seen_members.add(target)
         self._qualifying.pop(source, None)
         self._qualifying.pop(target, None)
         self._migration = (source, target)
+
+    def _repaid(self, e: LedgerEvent, points: int) -> int:
+        """(r2) The points of an issue or refund to a member in debt that are left for its
+        balance: the rules pay the debt first, and the `DebtRepaid` just before must say so."""
+        state = self.model.member(e.args["member"])
+        paid = min(state.debt, points)
+        repaid, self._debt_repaid = self._debt_repaid, None
+        found = (
+            repaid[2]
+            if repaid is not None and repaid[:2] == (e.args["member"].lower(), bytes(e.args["receiptRef"]))
+            else 0
+        )
+        if found != paid:
+            self.note("debt repaid", e, paid, found)
+        state.debt -= paid
+        return points - paid
 
     def _take(self, e: LedgerEvent, member: str, points: int, month: int) -> list[tuple[int, int]]:
         live = self.model.balance(member, month)

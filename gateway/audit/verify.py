@@ -123,6 +123,15 @@ def verify_chain(
             report.discrepancies.append(
                 Discrepancy(f"partner {pid} allowance/issued/reversed/redeemed", where, expected_totals, found_totals)
             )
+    # (r2) Debt: each member that ever owed points, and the sum, against the contract's views.
+    # The sum always (a debt the replay never saw shows there), each debtor's when there are any.
+    debtors = sorted(replay.debtors)
+    found_debts = ledger.views([("debtOf", (d,)) for d in debtors] + [("totalDebt", ())], to_block)
+    for debtor, found in zip(debtors, found_debts, strict=False):
+        if model.member(debtor).debt != found:
+            report.discrepancies.append(Discrepancy(f"debt of {debtor}", where, model.member(debtor).debt, found))
+    if model.total_debt() != found_debts[-1]:
+        report.discrepancies.append(Discrepancy("total debt", where, model.total_debt(), found_debts[-1]))
     report.members, report.supply = len(members), supply
     if index is not None:
         say("matching the index")

@@ -18,7 +18,7 @@ WORST_CASE = {
     "earn": 1_033_000,  # sweeps 120 expired buckets, then inserts (an earn after a policy cut)
     "award": 1_051_000,  # the same for an award
     "redemption": 1_263_000,  # reads and burns 121 live buckets (r2: and commits the batch's root)
-    "reversal": 1_237_000,  # the same, plus the Merkle proof of the earn
+    "reversal": 1_282_000,  # the same, plus the Merkle proof of the earn (r2: and a debt recorded)
     "refund": 1_018_000,  # (r2) sweeps 120 expired buckets, then inserts, plus the proof
     "expire": 939_000,  # expire([member]) sweeping 120 buckets
     "migration": 2_877_000,  # migrate() of 121 live buckets to a fresh address

@@ -786,6 +786,18 @@ class Ledger:
         """(r2) Points already refunded of the redemption with this leaf."""
         return int(self._view("refundedOf", leaf, block=block))
 
+    def debt_of(self, member: str, block: int | str = "latest") -> int:
+        """(r2) Points `member` owes: reversals' shortfalls not yet paid by later issuance."""
+        return int(self._view("debtOf", to_checksum_address(member), block=block))
+
+    def total_debt(self, block: int | str = "latest") -> int:
+        """(r2) Points all members owe (never part of `totalSupply`)."""
+        return int(self._view("totalDebt", block=block))
+
+    def debt_allowed(self, block: int | str = "latest") -> bool:
+        """(r2) The debt policy in force: True records a reversal's shortfall as debt."""
+        return bool(self._view("debtAllowed", block=block))
+
     def expire(self, sender: Sender, members: list[str]) -> BatchResult:
         receipt = self.call(sender, "expire", [to_checksum_address(m) for m in members])
         return BatchResult(receipt, self.decode_logs(receipt))

@@ -63,6 +63,7 @@ class MemberModel:
     buckets: dict[int, int] = field(default_factory=dict)  # expiry month -> points not yet spent
     earned: dict[int, int] = field(default_factory=dict)  # month -> points earned (net of reversals)
     assigned: tuple[int, int] | None = None  # (tier, until timestamp) the operator assigned (r2)
+    debt: int = 0  # (r2) points reversals took beyond what the member held, not yet paid back
 
 
 class Rejected(Exception):
@@ -87,6 +88,11 @@ class PointsModel:
     used_member_nonces: set[tuple[str, int]] = field(default_factory=set)
     origin_of: dict[str, str] = field(default_factory=dict)  # migration (r2): address -> first address
     current_of: dict[str, str] = field(default_factory=dict)  # first address -> where its points are
+    debt_allowed: bool = False  # (r2) the operator's debt policy: False rejects such reversals
+    # (r2) What the last operation did to a debt: points it recorded (a reversal) or repaid
+    # (an earn, award or refund), for callers that check the events.
+    last_debt_recorded: int = 0
+    last_debt_repaid: int = 0
 
     # ------------------------------------------------------------ reads
 
@@ -120,6 +126,10 @@ class PointsModel:
 
     def total_supply(self, month: int) -> int:
         return sum(self.balance(a, month) for a in self.members)
+
+    def total_debt(self) -> int:
+        """(r2) Points all members owe: never part of a balance or of the supply."""
+        return sum(m.debt for m in self.members.values())
 
     def expired(self, month: int) -> int:
         """Points that expired before `month` began (whether or not swept on-chain)."""
@@ -178,13 +188,24 @@ class PointsModel:
         return points
 
     def _issue(self, partner: PartnerModel, member: str, points: int, month: int) -> MemberModel:
-        """Credits `points` issued now (expiring under the policy in force) from `partner`'s allowance."""
+        """Credits `points` issued now (expiring under the policy in force) from `partner`'s
+        allowance; (r2) a debt of the member's is paid first, the partner issues them all."""
         expiry = NEVER if self.expiry_months == 0 else month + self.expiry_months
         state = self.member(member)
-        state.buckets[expiry] = state.buckets.get(expiry, 0) + points
+        credit = self._repay(state, points)
+        if credit:
+            state.buckets[expiry] = state.buckets.get(expiry, 0) + credit
         partner.allowance -= points
         partner.issued += points
         return state
+
+    def _repay(self, state: MemberModel, points: int) -> int:
+        """(r2) Points issued or refunded to a member in debt pay the debt first; returns
+        what is left for its balance."""
+        paid = min(state.debt, points)
+        state.debt -= paid
+        self.last_debt_repaid = paid
+        return points - paid
 
     def _take(self, member: str, points: int, month: int) -> list[tuple[int, int]]:
         if self.balance(member, month) < points:
@@ -251,7 +272,9 @@ class PointsModel:
             raise Rejected("RefundExceedsRedemption")
         expiry = expiry_month if expiry_month >= month else self.expiry_for(month)
         state = self.member(self.holder(member))
-        state.buckets[expiry] = state.buckets.get(expiry, 0) + points
+        credit = self._repay(state, points)  # (r2) a debt is paid first
+        if credit:
+            state.buckets[expiry] = state.buckets.get(expiry, 0) + credit
         self.used_partner_nonces.add((partner_id, nonce))
         self.refunded_of[leaf] = done + points
         partner.refunded += points
@@ -274,11 +297,14 @@ class PointsModel:
         month: int,
         expiry_month: int | None = None,
         qualifying: bool = True,
-    ) -> None:
+    ) -> int:
         """Takes back points of an earn identified by `leaf` (issued `earn_points` in `earn_month`,
         expiring at the end of `expiry_month`; by default the month the current policy gives).
         (r2) Only while the earn's points have not expired: expired points are breakage. An
-        award (`qualifying` False) never counted towards tiers: its reversal leaves them."""
+        award (`qualifying` False) never counted towards tiers: its reversal leaves them.
+        (r2) When the holder has fewer live points, the debt policy decides: all of them are
+        taken and the rest becomes its debt, or the reversal is rejected. Returns the debt
+        recorded (0 when the holder had enough)."""
         partner = self._partner(partner_id)
         if points <= 0 or points > MAX_OP_POINTS:
             raise Rejected("AmountOutOfRange")
@@ -292,7 +318,13 @@ class PointsModel:
         if done + points > earn_points:
             raise Rejected("ReversalExceedsEarn")
         member = self.holder(member)  # (r2) the earn's points followed the member's migrations
-        self._take(member, points, month)
+        live = self.balance(member, month)
+        shortfall = max(0, points - live)
+        if shortfall and not self.debt_allowed:
+            raise Rejected("InsufficientPoints")
+        self.take_earliest(member, points - shortfall, month)
+        self.member(member).debt += shortfall
+        self.last_debt_recorded = shortfall
         self.used_partner_nonces.add((partner_id, nonce))
         self.reversed_of[leaf] = done + points
         if qualifying:
@@ -301,6 +333,7 @@ class PointsModel:
         # A reversal returns its points to the allowance, saturating at the uint128 maximum.
         partner.allowance = min(partner.allowance + points, MAX_ALLOWANCE)
         partner.reversed += points
+        return shortfall
 
     def transfer(self, *, sender: str, recipient: str, points: int, month: int) -> None:
         if not self.transfers_enabled:
@@ -374,6 +407,9 @@ class PointsModel:
             assert isinstance(value, tuple)
             partner = self.partners[change.partner_id]
             partner.issue_price, partner.redemption_price = value
+        elif change.kind == CHANGE_DEBT_POLICY:
+            assert isinstance(value, bool)
+            self.debt_allowed = value
         # CHANGE_POINT_VALUE changes no rule of this model (settlement only).
 
     def add_partner(self, partner_id: int, partner: PartnerModel, *, now: int) -> None:
@@ -426,7 +462,9 @@ class PointsModel:
         if target == source:
             raise Rejected("InvalidMember")
         existing = self.members.get(target)
-        if existing is not None and (any(existing.buckets.values()) or existing.earned or existing.assigned):
+        if existing is not None and (
+            any(existing.buckets.values()) or existing.earned or existing.assigned or existing.debt
+        ):
             raise Rejected("AccountInUse")
         if target in self.origin_of or target in self.current_of:
             raise Rejected("AccountInUse")
@@ -443,6 +481,7 @@ class PointsModel:
 
 MAX_REASON = 7
 CHANGE_EXPIRY, CHANGE_TIERS, CHANGE_POINT_VALUE, CHANGE_RATE, CHANGE_SIGNER, CHANGE_PRICES = 1, 2, 3, 4, 5, 6
+CHANGE_DEBT_POLICY = 7  # (r2) value: bool, True records a reversal's shortfall as debt
 
 
 @dataclass

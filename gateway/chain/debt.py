@@ -1,0 +1,54 @@
+"""Member debt (SPEC section 2, r2) as a batch's events tell it.
+
+A reversal beyond the points its holder still has takes them all and, under the operator's
+debt policy, records the rest as the holder's debt: `DebtRecorded` comes just before that
+reversal's `Reversed`, whose `points` are the whole reversal. Points later issued or refunded
+to a member in debt pay it first: `DebtRepaid` comes just before the `Earned`, `Awarded` or
+`Refunded` whose `points` include the part that paid the debt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.chain.ledger import BatchResult, LedgerEvent
+
+DEBT_POLICY_CHANGE = 7  # the kind of the scheduled change `setDebtPolicy(bool)` makes
+
+
+@dataclass(frozen=True)
+class ReversalOutcome:
+    """What one applied reversal did: `points` reversed in all (the partner's total and its
+    allowance count them all), `taken` from the holder's balance, `debt` recorded."""
+
+    receipt_ref: bytes
+    member: str
+    points: int
+    taken: int
+    debt: int
+
+
+def _debt_by_ref(events: list[LedgerEvent], name: str) -> dict[tuple[str, bytes], int]:
+    out: dict[tuple[str, bytes], int] = {}
+    for e in events:
+        if e.name == name:
+            key = (e.args["member"].lower(), bytes(e.args["receiptRef"]))
+            out[key] = out.get(key, 0) + int(e.args["points"])
+    return out
+
+
+def reversal_outcomes(result: BatchResult) -> list[ReversalOutcome]:
+    """Each applied reversal of a reversal batch with the points taken and those that became
+    debt (what the gateway reports for a reversal)."""
+    debts = _debt_by_ref(result.events, "DebtRecorded")
+    outcomes = []
+    for e in result.named("Reversed"):
+        ref, member, points = bytes(e.args["receiptRef"]), e.args["member"], int(e.args["points"])
+        debt = debts.get((member.lower(), ref), 0)
+        outcomes.append(ReversalOutcome(ref, member, points, points - debt, debt))
+    return outcomes
+
+
+def debt_repaid(result: BatchResult) -> dict[bytes, int]:
+    """Receipt reference -> points of that operation (earn, award, refund) that paid a debt."""
+    return {ref: points for (_, ref), points in _debt_by_ref(result.events, "DebtRepaid").items()}
