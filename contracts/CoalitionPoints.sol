@@ -17,10 +17,11 @@ import {CalendarMonths} from "./CalendarMonths.sol";
 contract CoalitionPoints is LedgerBase {
     /// @dev What a valid earn will do (memory only).
     struct EarnPlan {
-        uint256 points;
+        uint256 points; // issued, bonus included
         uint24 expiry;
         uint24 flushMonth;
         uint256 flushPoints;
+        uint256 bonus; // (r2) of the campaign the earn names
     }
 
     address private immutable _MODULE;
@@ -271,19 +272,24 @@ contract CoalitionPoints is LedgerBase {
         // unchecked: _planEarn checked both lanes against _LANE_MAX and points <= allowance;
         // `issued` is a uint88 sum of uint48 amounts (2^40 maximal earns to overflow).
         unchecked {
-            a.earnedInMonth += uint56(plan.points);
-            a.windowTotal += uint56(plan.points);
+            // Bonus points do not qualify for tiers (r2).
+            a.earnedInMonth += uint56(plan.points - plan.bonus);
+            a.windowTotal += uint56(plan.points - plan.bonus);
             totals.allowance -= uint128(plan.points);
             totals.issued += uint88(plan.points);
         }
+        // _planEarn capped the bonus by the budget left.
+        if (plan.bonus != 0) _campaignSpent[op.campaignId] += plan.bonus;
         // (r2) A member in debt pays it first: the partner issues all the points, the balance
         // gets what is left (`DebtRepaid` says how many went to the debt).
         uint256 credit = plan.points;
         if (a.flags & _DEBT_FLAG != 0) credit = _repay(a, op.member, credit, op.partnerId, op.receiptRef);
         _accounts[op.member] = a;
         if (credit != 0) _update(address(0), op.member, credit);
-        emit Earned(op.partnerId, op.member, op.receiptRef, op.spend, plan.points, plan.expiry);
-        leaf = keccak256(abi.encode(op.partnerId, op.member, op.receiptRef, op.spend, plan.points, cur));
+        emit Earned(op.partnerId, op.member, op.receiptRef, op.spend, plan.points, plan.expiry, op.campaignId, plan.bonus);
+        leaf = plan.bonus == 0
+            ? keccak256(abi.encode(op.partnerId, op.member, op.receiptRef, op.spend, plan.points, cur))
+            : keccak256(abi.encode(op.partnerId, op.member, op.receiptRef, op.spend, plan.points, cur, plan.bonus));
     }
 
     /// @dev Every check of an earn, without changing state. Rolls `a`'s tier window to
@@ -307,19 +313,52 @@ contract CoalitionPoints is LedgerBase {
         }
         err = _checkFresh(_partnerNonces[op.partnerId], p.signer, op.nonce, op.deadline);
         if (err.length != 0) return err;
-        bytes32 structHash = keccak256(
-            abi.encode(
-                EARN_TYPEHASH, op.partnerId, op.member, op.spend, op.maxPoints, op.receiptRef, op.nonce, op.deadline
+        // (r2) An earn naming a campaign: the partner's own, and its signature binds the id.
+        CampaignTerms memory c;
+        if (op.campaignId != 0) {
+            c = _campaigns[op.campaignId];
+            if (c.partnerId != op.partnerId) return abi.encodeWithSelector(UnknownCampaign.selector, op.campaignId);
+        }
+        bytes32 structHash = op.campaignId == 0
+            ? keccak256(
+                abi.encode(
+                    EARN_TYPEHASH, op.partnerId, op.member, op.spend, op.maxPoints, op.receiptRef, op.nonce, op.deadline
+                )
             )
-        );
+            : keccak256(
+                abi.encode(
+                    _CAMPAIGN_EARN_TYPEHASH,
+                    op.partnerId,
+                    op.member,
+                    op.spend,
+                    op.maxPoints,
+                    op.campaignId,
+                    op.receiptRef,
+                    op.nonce,
+                    op.deadline
+                )
+            );
         err = _checkSigner(structHash, op.r, op.vs, p.signer);
         if (err.length != 0) return err;
 
         (plan.flushMonth, plan.flushPoints) = _rollWindow(a, op.member, cur);
+        uint256 tier = _memberTier(a, op.member, a.windowTotal);
         // Checked arithmetic cannot overflow: spend < 2^64, both factors < 2^32.
-        uint256 points = (op.spend * p.ratePoints * _tiers[_memberTier(a, op.member, a.windowTotal)].multiplierBps)
-            / (uint256(p.ratePerMinorUnits) * _BPS);
+        uint256 points =
+            (op.spend * p.ratePoints * _tiers[tier].multiplierBps) / (uint256(p.ratePerMinorUnits) * _BPS);
         if (points == 0) return abi.encodeWithSelector(ZeroPoints.selector);
+        // (r2) The campaign's bonus, if it runs at the block's time and the member's tier and
+        // the spend qualify; never beyond the budget left. Not qualifying points.
+        if (
+            op.campaignId != 0 && block.timestamp >= c.start && block.timestamp < c.end && op.spend >= c.minSpend
+                && (uint256(c.tierMask) >> tier) & 1 != 0
+        ) {
+            // Checked: points < 2^64 * 2^32 * 2^32 / 10^4 fits, times 2^24 still fits 256 bits.
+            uint256 bonus = points * c.bonusBps / _BPS + c.fixedBonus;
+            uint256 left = c.budget - _campaignSpent[op.campaignId];
+            plan.bonus = bonus < left ? bonus : left;
+            points += plan.bonus;
+        }
         if (points > MAX_OP_POINTS) return abi.encodeWithSelector(AmountOutOfRange.selector, points, MAX_OP_POINTS);
         // The partner signed the most it accepts to issue, whatever the rate or tier is by the
         // time the earn is mined (issue 10, finding 5).
@@ -328,7 +367,10 @@ contract CoalitionPoints is LedgerBase {
             return abi.encodeWithSelector(AllowanceExceeded.selector, op.partnerId, totals.allowance, points);
         }
         uint24 expiry = _expiryFor(cur);
-        if (a.windowTotal + points > _LANE_MAX || (a.tailExpiry == expiry && a.tailPoints + points > _LANE_MAX)) {
+        if (
+            a.windowTotal + points - plan.bonus > _LANE_MAX
+                || (a.tailExpiry == expiry && a.tailPoints + points > _LANE_MAX)
+        ) {
             return abi.encodeWithSelector(AmountOutOfRange.selector, points, _LANE_MAX - a.windowTotal);
         }
         (plan.points, plan.expiry) = (points, expiry);

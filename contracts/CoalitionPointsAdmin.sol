@@ -11,6 +11,9 @@ import {LedgerBase} from "./LedgerBase.sol";
 /// never used, so calling it directly changes nothing of the ledger.
 contract CoalitionPointsAdmin is LedgerBase {
     address private immutable _PROGRAMS;
+    bytes32 private constant _CAMPAIGN_TYPEHASH = keccak256(
+        "Campaign(uint32 partnerId,uint40 start,uint40 end,uint24 bonusBps,uint48 fixedBonus,uint64 minSpend,uint8 tierMask,uint128 budget,uint256 nonce,uint256 deadline)"
+    );
 
     /// @param programs the deployed `CoalitionPointsPrograms`, which runs what this module
     /// does not define (awards, assigned tiers, migration), still on the ledger's storage.
@@ -179,6 +182,45 @@ contract CoalitionPointsAdmin is LedgerBase {
         p.signer = newSigner;
         emit SignerRotated(partnerId, previous, newSigner);
         emit PartnerUpdated(partnerId, newSigner, p.ratePoints, p.ratePerMinorUnits);
+    }
+
+    /// @notice Registers a partner's campaign (r2), authorized by the partner's signer over
+    /// `Campaign(partnerId, start, end, bonusBps, fixedBonus, minSpend, tierMask, budget,
+    /// nonce, deadline)` (a partner nonce); anyone submits it. Refused (`InvalidCampaign`) with
+    /// an empty window, no tier, no budget, no bonus, or a multiplier above 100x. Creating one
+    /// issues nothing: its bonus comes with earns that name it, from the partner's allowance.
+    /// @return campaignId the new campaign's id (from 1).
+    function createCampaign(CampaignTerms calldata t, uint256 nonce, uint256 deadline, bytes32 r, bytes32 vs)
+        external
+        returns (uint64 campaignId)
+    {
+        PartnerCore memory p = _partners[t.partnerId];
+        _revertIf(_checkPartner(p, t.partnerId));
+        if (
+            t.start >= t.end || t.tierMask == 0 || t.budget == 0 || t.bonusBps > _MAX_BONUS_BPS
+                || (t.bonusBps == 0 && t.fixedBonus == 0)
+        ) revert InvalidCampaign();
+        mapping(uint256 => uint256) storage nonces = _partnerNonces[t.partnerId];
+        _revertIf(_checkFresh(nonces, p.signer, nonce, deadline));
+        // A static struct encodes in place: this is the EIP-712 struct hash of its fields.
+        _revertIf(_checkSigner(keccak256(abi.encode(_CAMPAIGN_TYPEHASH, t, nonce, deadline)), r, vs, p.signer));
+        _spendNonce(nonces, nonce);
+        campaignId = ++_campaignCount;
+        _campaigns[campaignId] = t;
+        emit CampaignCreated(
+            campaignId, t.partnerId, t.start, t.end, t.bonusBps, t.fixedBonus, t.minSpend, t.tierMask, t.budget
+        );
+    }
+
+    /// @notice A campaign's terms and the bonus points it has issued (r2); a partner id of 0:
+    /// no such campaign.
+    function campaign(uint64 campaignId) external view returns (CampaignTerms memory terms, uint256 spent) {
+        return (_campaigns[campaignId], _campaignSpent[campaignId]);
+    }
+
+    /// @notice Number of campaigns registered; ids run from 1 to this (r2).
+    function campaignCount() external view returns (uint64) {
+        return _campaignCount;
     }
 
     /// @notice Applies a scheduled change whose notice period is over. Anyone may call it.

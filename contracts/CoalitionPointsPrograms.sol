@@ -223,7 +223,9 @@ contract CoalitionPointsPrograms is LedgerBase {
         err = _checkFresh(nonces, p.signer, op.nonce, op.deadline);
         if (err.length != 0) return err;
         // The leaf uses the reversing partner's id, so only the issuing partner's earns prove.
-        bytes32 leaf = keccak256(abi.encode(op.partnerId, e.member, e.receiptRef, e.spend, e.points, e.earnMonth));
+        bytes32 leaf = e.bonus == 0
+            ? keccak256(abi.encode(op.partnerId, e.member, e.receiptRef, e.spend, e.points, e.earnMonth))
+            : keccak256(abi.encode(op.partnerId, e.member, e.receiptRef, e.spend, e.points, e.earnMonth, e.bonus));
         bytes32 structHash = keccak256(
             abi.encode(REVERSE_TYPEHASH, op.partnerId, leaf, op.points, op.receiptRef, op.nonce, op.deadline)
         );
@@ -252,8 +254,12 @@ contract CoalitionPointsPrograms is LedgerBase {
 
         _spendNonce(nonces, op.nonce);
         _reversedOf[leaf] = done + op.points;
-        // An award (spend 0) never counted as qualifying points: nothing to take back there.
-        if (e.spend != 0) _unearn(holder, e.earnMonth, op.points);
+        // An award (spend 0) never counted as qualifying points: nothing to take back there;
+        // (r2) nor did a campaign bonus, which reversals take back first.
+        if (e.spend != 0) {
+            uint256 bonusLeft = e.bonus > done ? e.bonus - done : 0;
+            if (op.points > bonusLeft) _unearn(holder, e.earnMonth, op.points - bonusLeft);
+        }
         IssueTotals storage it = _issueTotals[op.partnerId];
         // A refunded purchase returns its points to the partner's prepaid block, all of them:
         // the coalition carries the member's debt (r2) and later issuance pays it back.

@@ -10,12 +10,15 @@ interface ICoalitionPoints {
     /// @notice An earn: the partner reports a purchase; the contract computes the points.
     /// @dev Signed by the partner's signer over the EIP-712 type `Earn`. `(r, vs)` is an
     /// EIP-2098 compact signature (cheaper calldata than 65 bytes). `maxPoints` is the most
-    /// the partner accepts to issue for this earn; an earn that would issue more is rejected.
+    /// the partner accepts to issue for this earn (bonus included); an earn that would issue
+    /// more is rejected. (r2) `campaignId` names one of the partner's campaigns (0: none); the
+    /// partner then signs the EIP-712 type `CampaignEarn`, which binds it.
     struct EarnOp {
         uint32 partnerId;
         address member;
         uint256 spend;
         uint256 maxPoints;
+        uint64 campaignId;
         bytes32 receiptRef;
         uint256 nonce;
         uint256 deadline;
@@ -37,9 +40,11 @@ interface ICoalitionPoints {
     }
 
     /// @notice The original earn a reversal refers to, with its inclusion proof.
-    /// @dev The leaf is `keccak256(abi.encode(partnerId, member, receiptRef, spend, points, earnMonth))`
-    /// and `proof` proves it against the root committed for `batchId` (OpenZeppelin
-    /// `MerkleProof`, sorted-pair hashing).
+    /// @dev The leaf is `keccak256(abi.encode(partnerId, member, receiptRef, spend, points, earnMonth))`,
+    /// or (r2) for an earn with a campaign bonus `keccak256(abi.encode(partnerId, member,
+    /// receiptRef, spend, points, earnMonth, bonus))` (`points` includes the bonus), and `proof`
+    /// proves it against the root committed for `batchId` (OpenZeppelin `MerkleProof`,
+    /// sorted-pair hashing).
     struct EarnRecord {
         uint64 batchId;
         address member;
@@ -48,6 +53,23 @@ interface ICoalitionPoints {
         uint256 points;
         uint32 earnMonth;
         bytes32[] proof;
+        uint256 bonus;
+    }
+
+    /// @notice A partner's campaign (r2): from `start` (inclusive) to `end` (exclusive), block
+    /// time, each earn naming it by a member whose tier index `i` has bit `1 << i` in
+    /// `tierMask` and whose spend is at least `minSpend` gets a bonus of base points x
+    /// `bonusBps` / 10,000 + `fixedBonus`, never beyond `budget` minus what was spent. Signed
+    /// by the partner over the EIP-712 type `Campaign` (with a partner nonce and a deadline).
+    struct CampaignTerms {
+        uint32 partnerId;
+        uint40 start;
+        uint40 end;
+        uint24 bonusBps;
+        uint48 fixedBonus;
+        uint64 minSpend;
+        uint8 tierMask;
+        uint128 budget;
     }
 
     /// @notice A reversal (refund): the issuing partner takes back points of one of its earns.
@@ -139,13 +161,30 @@ interface ICoalitionPoints {
     // ---------------------------------------------------------------- domain events
 
     /// @notice Points issued by `partnerId` to `member` for a purchase of `spend` minor units.
+    /// (r2) `points` includes `bonus`, the bonus of campaign `campaignId` (0: none named);
+    /// an earn that named a campaign it did not qualify for has bonus 0.
     event Earned(
         uint32 indexed partnerId,
         address indexed member,
         bytes32 indexed receiptRef,
         uint256 spend,
         uint256 points,
-        uint32 expiryMonth
+        uint32 expiryMonth,
+        uint64 campaignId,
+        uint256 bonus
+    );
+
+    /// @notice A partner registered a campaign with its signature (r2).
+    event CampaignCreated(
+        uint64 indexed campaignId,
+        uint32 indexed partnerId,
+        uint40 start,
+        uint40 end,
+        uint24 bonusBps,
+        uint48 fixedBonus,
+        uint64 minSpend,
+        uint8 tierMask,
+        uint128 budget
     );
 
     /// @notice Points issued by `partnerId` to `member` without a purchase (r2), for `reason`.
@@ -281,4 +320,6 @@ interface ICoalitionPoints {
     error InvalidTier(uint256 tier);
     error UnknownRedemption(bytes32 redemptionLeaf);
     error RefundExceedsRedemption(bytes32 redemptionLeaf, uint256 remaining, uint256 requested);
+    error UnknownCampaign(uint64 campaignId);
+    error InvalidCampaign();
 }

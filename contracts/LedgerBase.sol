@@ -83,6 +83,12 @@ abstract contract LedgerBase is ICoalitionPoints, ERC20, AccessControlDefaultAdm
     uint8 internal constant _DEBT_FLAG = 2;
     // Kind of the scheduled debt-policy change (r2); internal, so no module carries a getter.
     uint8 internal constant _CHANGE_DEBT_POLICY = 7;
+    // (r2) Campaigns: the largest bonus multiplier (100x, as tier multipliers), and the EIP-712
+    // type of an earn that names a campaign (`EARN_TYPEHASH` stays for those that do not).
+    uint256 internal constant _MAX_BONUS_BPS = 100 * _BPS;
+    bytes32 internal constant _CAMPAIGN_EARN_TYPEHASH = keccak256(
+        "CampaignEarn(uint32 partnerId,address member,uint256 spend,uint256 maxPoints,uint64 campaignId,bytes32 receiptRef,uint256 nonce,uint256 deadline)"
+    );
 
     /// @dev One slot per member. `tail*` is the newest (latest-expiring) bucket; the ring
     /// holds the older ones, sorted by expiry ascending. Invariant: tailPoints == 0 implies
@@ -204,6 +210,10 @@ abstract contract LedgerBase is ICoalitionPoints, ERC20, AccessControlDefaultAdm
     mapping(address member => uint256) internal _debts;
     uint256 internal _totalDebt;
     bool internal _debtAllowed;
+    // Campaigns (r2): their terms (one slot) and budget use (one slot: what an earn writes).
+    mapping(uint64 campaignId => CampaignTerms) internal _campaigns;
+    mapping(uint64 campaignId => uint256 spent) internal _campaignSpent;
+    uint64 internal _campaignCount;
 
     /// @param name_ ERC-20 name; @param symbol_ ERC-20 symbol.
     /// @param admin the coalition operator; @param adminDelay seconds a handover waits.

@@ -1,5 +1,5 @@
-"""EIP-712 messages of the ledger (Earn, Redeem, Reverse, Award, Refund, Migrate,
-RotateSigner, CancelChange) and their compact signatures.
+"""EIP-712 messages of the ledger (Earn, CampaignEarn, Campaign, Redeem, Reverse, Award, Refund,
+Migrate, RotateSigner, CancelChange) and their compact signatures.
 
 The hashing is written out with eth-abi rather than through eth-account's typed-data
 encoder because it runs hundreds of times a second in the gateway; `typed_data()` gives
@@ -160,6 +160,80 @@ class EarnMessage(Message):
         ("uint256", "nonce", "nonce"),
         ("uint256", "deadline", "deadline"),
     )
+
+
+@dataclass(frozen=True)
+class CampaignEarnMessage(Message):
+    """(r2) An earn that names one of the partner's campaigns: the signature binds the
+    campaign, and `max_points` bounds the points with the bonus included. An earn naming no
+    campaign is an `EarnMessage` (its encoding is unchanged)."""
+
+    partner_id: int
+    member: str
+    spend: int
+    campaign_id: int
+    receipt_ref: bytes
+    nonce: int
+    deadline: int
+    max_points: int = MAX_OP_POINTS
+
+    TYPE_NAME = "CampaignEarn"
+    FIELDS = (
+        ("uint32", "partnerId", "partner_id"),
+        ("address", "member", "member"),
+        ("uint256", "spend", "spend"),
+        ("uint256", "maxPoints", "max_points"),
+        ("uint64", "campaignId", "campaign_id"),
+        ("bytes32", "receiptRef", "receipt_ref"),
+        ("uint256", "nonce", "nonce"),
+        ("uint256", "deadline", "deadline"),
+    )
+
+
+@dataclass(frozen=True)
+class CampaignMessage(Message):
+    """(r2) A partner registering a campaign: from `start` to `end` (unix seconds, end
+    excluded), for earns of members whose tier index i has bit 1 << i in `tier_mask` and whose
+    spend is at least `min_spend`, a bonus of base points x `bonus_bps` / 10,000 +
+    `fixed_bonus`, within `budget` points in all."""
+
+    partner_id: int
+    start: int
+    end: int
+    bonus_bps: int
+    fixed_bonus: int
+    min_spend: int
+    tier_mask: int
+    budget: int
+    nonce: int
+    deadline: int
+
+    TYPE_NAME = "Campaign"
+    FIELDS = (
+        ("uint32", "partnerId", "partner_id"),
+        ("uint40", "start", "start"),
+        ("uint40", "end", "end"),
+        ("uint24", "bonusBps", "bonus_bps"),
+        ("uint48", "fixedBonus", "fixed_bonus"),
+        ("uint64", "minSpend", "min_spend"),
+        ("uint8", "tierMask", "tier_mask"),
+        ("uint128", "budget", "budget"),
+        ("uint256", "nonce", "nonce"),
+        ("uint256", "deadline", "deadline"),
+    )
+
+    def terms(self) -> tuple[int, ...]:
+        """The contract's `CampaignTerms` tuple."""
+        return (
+            self.partner_id,
+            self.start,
+            self.end,
+            self.bonus_bps,
+            self.fixed_bonus,
+            self.min_spend,
+            self.tier_mask,
+            self.budget,
+        )
 
 
 @dataclass(frozen=True)
@@ -353,13 +427,14 @@ def address_of(private_key: bytes | str) -> str:
     return keys.PrivateKey(private_key).public_key.to_checksum_address()
 
 
-def earn_leaf(*, partner_id: int, member: str, receipt_ref: bytes, spend: int, points: int, earn_month: int) -> bytes:
-    """The Merkle leaf the ledger commits for an accepted earn (see `EarnRecord`)."""
-    fields = zip(
-        ("uint32", "address", "bytes32", "uint256", "uint256", "uint32"),
-        (partner_id, member, receipt_ref, spend, points, earn_month),
-        strict=True,
-    )
+def earn_leaf(
+    *, partner_id: int, member: str, receipt_ref: bytes, spend: int, points: int, earn_month: int, bonus: int = 0
+) -> bytes:
+    """The Merkle leaf the ledger commits for an accepted earn (see `EarnRecord`); (r2) an earn
+    with a campaign bonus (included in `points`) has the bonus as a seventh field."""
+    types = ("uint32", "address", "bytes32", "uint256", "uint256", "uint32") + (("uint256",) if bonus else ())
+    values = (partner_id, member, receipt_ref, spend, points, earn_month) + ((bonus,) if bonus else ())
+    fields = zip(types, values, strict=True)
     return keccak(b"".join(abi_word(t, v) for t, v in fields))  # abi.encode of static words
 
 

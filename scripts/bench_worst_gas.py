@@ -18,6 +18,7 @@ from itertools import count
 from eth_utils import keccak
 
 from gateway.chain.backends import AnvilNode, ChainBackend, EmbeddedChain
+from gateway.chain.campaigns import create_campaign
 from gateway.chain.ledger import (
     BatchResult,
     Ledger,
@@ -33,6 +34,8 @@ from gateway.core.config import CoalitionSettings
 from gateway.points.rules import month_start
 from partners.signing import (
     AwardMessage,
+    CampaignEarnMessage,
+    CampaignMessage,
     EarnMessage,
     MigrateMessage,
     RedeemMessage,
@@ -129,6 +132,20 @@ def reversal_with_debt(b: Bench, member_key: str) -> int:
     return rev.gas_used
 
 
+def campaign_earn(b: Bench, member: str) -> int:
+    """(r2) The gas of an earn naming a running campaign (every tier, 100x, the first bonus it
+    issues: its spent slot goes from zero)."""
+    now = b.chain.latest_timestamp()
+    n = next(b.nonces)
+    terms = CampaignMessage(b.pid, now - 10, now + 10**6, 1_000_000, 10**9, 0, 0xFF, 2**128 - 1, n, FAR)
+    cid = create_campaign(b.ledger, b.admin, terms, sign(b.ledger.domain, terms, b.partner_key))
+    n = next(b.nonces)
+    m = CampaignEarnMessage(b.pid, member, 1_000, cid, keccak(text=f"earn-{n}"), n, FAR)
+    result = b.ledger.earn_batch(b.admin, [SignedEarn(m, sign(b.ledger.domain, m, b.partner_key))])
+    assert not result.rejections() and result.named("Earned")[0].args["bonus"], result.rejections()
+    return result.gas_used
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chain", choices=("anvil", "embedded"), default="anvil")
@@ -194,6 +211,10 @@ def main() -> None:
 
         # (r2) A refund after the redeemed points' month is over, into a member whose 120 dated
         # buckets expired behind a never-expiring one: a fresh month, swept in first.
+        # (r2) A member for a campaign earn after the same 120 expiries (below).
+        k = address_of(key("k"))
+        b.full_ring(k)
+
         s_key = key("s")
         s = address_of(s_key)
         b.full_ring(s)
@@ -204,6 +225,8 @@ def main() -> None:
         b.goto(start + MAX_POLICY + 2)
         b.policy(1)
         figures["earn_sweeping_120_buckets"] = b.earn(a, 1_000).gas_used
+        # (r2) The same with a campaign bonus, the first its campaign issues (a fresh slot).
+        figures["campaign_earn_sweeping_120_buckets"] = campaign_earn(b, k)
         figures["refund_sweeping_120_buckets"] = b.refund(late, 10).gas_used
 
         # Migration of 121 live buckets to a new address.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import count
 
 from eth_utils import keccak
@@ -24,6 +24,7 @@ from gateway.core.config import CoalitionSettings, TierSettings
 from gateway.points.rules import month_of, month_start
 from partners.signing import (
     MAX_OP_POINTS,
+    CampaignEarnMessage,
     Domain,
     EarnMessage,
     RedeemMessage,
@@ -125,15 +126,14 @@ class World:
         key: str | None = None,
         domain: Domain | None = None,
         max_points: int = MAX_OP_POINTS,
+        campaign_id: int = 0,
     ) -> SignedEarn:
-        message = EarnMessage(
-            partner_id,
-            member,
-            spend,
-            keccak(text=receipt or f"earn-{self.nonce()}"),
-            self.nonce() if nonce is None else nonce,
-            deadline,
-            max_points,
+        ref = keccak(text=receipt or f"earn-{self.nonce()}")
+        nonce = self.nonce() if nonce is None else nonce
+        message: EarnMessage | CampaignEarnMessage = (
+            CampaignEarnMessage(partner_id, member, spend, campaign_id, ref, nonce, deadline, max_points)
+            if campaign_id
+            else EarnMessage(partner_id, member, spend, ref, nonce, deadline, max_points)
         )
         signer = key or self.partner_keys.get(partner_id) or key_for("nobody")
         return SignedEarn(message, sign(domain or self.ledger.domain, message, signer))
@@ -170,16 +170,7 @@ class World:
         key: str | None = None,
     ) -> SignedReverse:
         pid = record.partner_id if partner_id is None else partner_id
-        leaf_record = EarnRecord(
-            record.batch_id,
-            pid,
-            record.member,
-            record.receipt_ref,
-            record.spend,
-            record.points,
-            record.earn_month,
-            record.proof,
-        )
+        leaf_record = replace(record, partner_id=pid)
         message = ReverseMessage(
             pid,
             leaf_record.leaf(),

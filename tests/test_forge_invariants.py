@@ -61,6 +61,12 @@ MUTANTS: dict[str, tuple[str, str, str]] = {
         "if (a.flags & _DEBT_FLAG != 0) credit = _repay(a, op.member, credit, op.partnerId, op.receiptRef);",
         "",
     ),
+    # (r2) a campaign's bonus not capped by its budget left
+    "campaign-beyond-budget": (
+        "contracts/CoalitionPoints.sol",
+        "plan.bonus = bonus < left ? bonus : left;",
+        "plan.bonus = bonus;",
+    ),
     # finding 3 undone: reversals of expired earns (in the programme module since r2's debt)
     "reverse-expired-earns": (
         "contracts/CoalitionPointsPrograms.sol",

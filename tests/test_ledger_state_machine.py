@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from gateway.chain.backends import ChainBackend
+from gateway.chain.campaigns import create_campaign
 from gateway.chain.ledger import (
     BatchResult,
     EarnRecord,
@@ -60,6 +61,7 @@ from gateway.points.rules import (
     MAX_ALLOWANCE,
     MAX_OP_POINTS,
     NEVER,
+    CampaignModel,
     PartnerModel,
     PointsModel,
     Rejected,
@@ -68,6 +70,7 @@ from gateway.points.rules import (
 )
 from partners.signing import (
     AwardMessage,
+    CampaignMessage,
     CancelChangeMessage,
     Domain,
     MigrateMessage,
@@ -243,6 +246,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.expired_events: dict[str, int] = {a.lower(): 0 for _, a in MEMBERS}
         self.key_versions = 0
         self.month = self.world.month()
+        self.last_campaign: tuple[CampaignMessage, str] | None = None
 
     # ------------------------------------------------------------ helpers
 
@@ -353,7 +357,23 @@ class LedgerMachine(RuleBasedStateMachine):
                 partner_ids,
                 members,
                 st.one_of(st.integers(1, 300_000), st.sampled_from([0, 1, 99, 2**64])),
-                st.sampled_from(["ok", "ok", "ok", "ok", "capped", "replay", "wrong_key", "old_key", "foreign_chain"]),
+                st.sampled_from(
+                    [
+                        "ok",
+                        "ok",
+                        "ok",
+                        "ok",
+                        "capped",
+                        "replay",
+                        "wrong_key",
+                        "old_key",
+                        "foreign_chain",
+                        "campaign",
+                        "campaign",
+                        "campaign",
+                        "other_campaign",
+                    ]
+                ),
                 st.one_of(st.integers(0, 3_000), st.just(MAX_OP_POINTS)),
             ),
             min_size=1,
@@ -378,6 +398,18 @@ class LedgerMachine(RuleBasedStateMachine):
                 op = w.earn_op(partner, address, spend, key=self._key(partner), domain=foreign)
             elif variant == "capped":
                 op = w.earn_op(partner, address, spend, key=self._key(partner), max_points=cap)
+            elif variant in ("campaign", "other_campaign"):
+                # (r2) Its own latest campaign (capped now and then), or another partner's or
+                # an unknown one (UnknownCampaign).
+                # "campaign" earns at the latest campaign's partner, so campaigns see earns.
+                if variant == "campaign" and self.model.campaigns:
+                    partner = self.model.campaigns[len(self.model.campaigns)].partner_id
+                others = [c for c, terms in self.model.campaigns.items() if terms.partner_id != partner]
+                pool = [len(self.model.campaigns)] if variant == "campaign" else others
+                cid = pool[-1] if pool and pool[-1] else len(self.model.campaigns) + 1
+                limit = cap if cap % 3 == 0 else MAX_OP_POINTS
+                op = w.earn_op(partner, address, spend, key=self._key(partner), campaign_id=cid, max_points=limit)
+                variant = "ok"
             else:
                 variant = "ok" if variant != "replay" else variant
                 op = w.earn_op(partner, address, spend, key=self._key(partner))
@@ -389,6 +421,7 @@ class LedgerMachine(RuleBasedStateMachine):
         now = self._block_time(result.receipt)
         expected: list[str | None] = []
         issued: list[int] = []
+        bonuses: list[tuple[int, int]] = []
         repaid: list[tuple[bytes, int]] = []
         for op, variant in signed:
             m = op.message
@@ -404,19 +437,116 @@ class LedgerMachine(RuleBasedStateMachine):
                     month=self.month,
                     max_points=m.max_points,
                     now=now,
+                    campaign_id=getattr(m, "campaign_id", 0),
                 )
             except Rejected as rejected:
                 expected.append(rejected.reason)
                 continue
             expected.append(None)
             issued.append(points)
+            bonuses.append((getattr(m, "campaign_id", 0), self.model.last_bonus))
+            if self.model.last_bonus:
+                event("earn: with a campaign bonus")
             self._note_repaid(repaid, m.receipt_ref, "earn")
             self.accepted_earns.append(op)
         self._expect(result, expected, "earn")
         self._check_repaid(result, repaid)
         assert [e.args["points"] for e in result.named("Earned")] == issued
+        assert [(e.args["campaignId"], e.args["bonus"]) for e in result.named("Earned")] == bonuses, "campaign bonuses"
         expiry = self._expiry_now()
         self.issues += [Issue(r, p, expiry, True) for r, p in zip(result.earn_records(), issued, strict=True)]
+
+    @rule(
+        partner=partner_ids,
+        window=st.sampled_from(["running", "running", "running", "later", "over"]),
+        bonus=st.sampled_from([(10_000, 0), (5_000, 3), (0, 25), (2_500, 0), (1_000_000, 0)]),
+        min_spend=st.sampled_from([0, 0, 5_000, 50_000]),
+        tier_mask=st.sampled_from([0b111, 0b111, 0b001, 0b110, 0b100]),
+        budget=st.sampled_from([1, 50, 500, 5_000]),
+        variant=st.sampled_from(
+            [
+                "ok",
+                "ok",
+                "ok",
+                "empty_window",
+                "no_tier",
+                "no_budget",
+                "no_bonus",
+                "too_big",
+                "wrong_key",
+                "replay",
+                "late",
+            ]
+        ),
+    )
+    def create_campaign(
+        self,
+        partner: int,
+        window: str,
+        bonus: tuple[int, int],
+        min_spend: int,
+        tier_mask: int,
+        budget: int,
+        variant: str,
+    ) -> None:
+        """(r2) A partner registers a campaign (anyone submits its signature): windows running,
+        to come or over; multiplier and/or fixed bonus; minimum spend; tiers; small budgets.
+        Refused: empty window, no tier, no budget, no bonus, above 100x, a wrong key, a replay,
+        a past deadline, an unknown or suspended partner."""
+        w = self.world
+        now = self._now()
+        start = {"running": now - DAY, "later": now + 2 * DAY, "over": now - 20 * DAY}[window]
+        changes: dict[str, int] = {
+            "empty_window": {"end": start},
+            "no_tier": {"tier_mask": 0},
+            "no_budget": {"budget": 0},
+            "no_bonus": {"bonus_bps": 0, "fixed_bonus": 0},
+            "too_big": {"bonus_bps": 1_000_001},
+        }.get(variant, {})
+        if variant == "replay" and self.last_campaign is not None:
+            message, key = self.last_campaign
+        else:
+            values = {
+                "start": start,
+                "end": start + 10 * DAY,
+                "bonus_bps": bonus[0],
+                "fixed_bonus": bonus[1],
+                "min_spend": min_spend,
+                "tier_mask": tier_mask,
+                "budget": budget,
+                "nonce": w.nonce(),
+                "deadline": now - 1 if variant == "late" else FAR_DEADLINE,
+            } | changes
+            message = CampaignMessage(partner_id=partner, **values)
+            key = key_for("impostor") if variant == "wrong_key" else self._key(partner)
+        signature = sign(w.ledger.domain, message, key)
+        # The contract's order: the partner, the terms, the deadline, the nonce, the signature.
+        expected: str | None = None
+        c = CampaignModel(*message.terms())
+        partner_model = self.model.partners.get(message.partner_id)
+        if partner_model is None:
+            expected = "UnknownPartner"
+        elif not partner_model.active:
+            expected = "PartnerSuspended"
+        elif c.start >= c.end or not c.tier_mask or not c.budget or c.bonus_bps > 1_000_000:
+            expected = "InvalidCampaign"
+        elif not c.bonus_bps and not c.fixed_bonus:
+            expected = "InvalidCampaign"
+        elif message.deadline < now + 1:
+            expected = "SignatureExpired"
+        elif (message.partner_id, message.nonce) in self.model.used_partner_nonces:
+            expected = "NonceAlreadyUsed"
+        elif key != self._key(message.partner_id):
+            expected = "InvalidSignature"
+        event(f"createCampaign: {expected or 'applied'}")
+        if expected is not None:
+            with pytest.raises(LedgerRevert, match=expected):
+                create_campaign(w.ledger, w.relayer, message, signature)
+            w.relayer._nonce = None
+            return
+        campaign_id = create_campaign(w.ledger, w.relayer, message, signature)
+        assert campaign_id == self.model.create_campaign(c, nonce=message.nonce)
+        self.last_campaign = (message, key)
 
     @rule(
         ops=st.lists(
@@ -1205,6 +1335,9 @@ class LedgerMachine(RuleBasedStateMachine):
         # (r2) Debt: each member's (a migrated-from address owes nothing), the sum, the policy.
         calls += [("debtOf", (a,)) for a in addresses] + [("debtOf", (a,)) for _, a in self.migrated]
         calls += [("totalDebt", ()), ("debtAllowed", ())]
+        # (r2) Campaigns: how many, and each one's spent budget (never above its budget).
+        campaign_ids = sorted(self.model.campaigns)
+        calls += [("campaignCount", ())] + [("campaign", (c,)) for c in campaign_ids]
         partners = list(range(1, MAX_PARTNER_ID + 1))
         calls += [("totalSupply", ()), ("partnerCount", ())]
         calls += [("partner", (pid,)) for pid in partners] + [("partnerPrices", (pid,)) for pid in partners]
@@ -1252,6 +1385,12 @@ class LedgerMachine(RuleBasedStateMachine):
         total_debt, debt_allowed = next(values), next(values)
         assert total_debt == self.model.total_debt(), "totalDebt"
         assert debt_allowed == self.model.debt_allowed, "debt policy"
+        assert next(values) == len(self.model.campaigns), "campaign count"
+        for c in campaign_ids:
+            terms, spent = next(values)
+            expected_campaign = self.model.campaigns[c]
+            assert tuple(terms)[0] == expected_campaign.partner_id, f"campaign {c}"
+            assert spent == expected_campaign.spent <= expected_campaign.budget, f"spent budget of campaign {c}"
         supply, count = next(values), next(values)
         assert supply == balances, "totalSupply is not the sum of balances"
         assert count == len(self.model.partners)

@@ -39,6 +39,9 @@ interface ILedger is ICoalitionPoints {
     function cancelSignerChange(uint256 changeId, bytes32 r, bytes32 vs) external;
     function migrate(address from, address to, uint256 nonce, uint256 deadline, bytes32 r, bytes32 vs) external;
     function applyChange(uint256 changeId) external;
+    function createCampaign(CampaignTerms calldata terms, uint256 nonce, uint256 deadline, bytes32 r, bytes32 vs)
+        external
+        returns (uint64 campaignId);
 
     // operator (admin module)
     function addPartner(address signer, uint32 ratePoints, uint32 ratePerMinorUnits, bytes3 currency, uint128 allowance)
@@ -107,6 +110,8 @@ interface ILedger is ICoalitionPoints {
     function debtOf(address member) external view returns (uint256);
     function totalDebt() external view returns (uint256);
     function debtAllowed() external view returns (bool);
+    function campaign(uint64 campaignId) external view returns (CampaignTerms memory terms, uint256 spent);
+    function campaignCount() external view returns (uint64);
 
     // inherited errors the handler expects by selector
     error ERC20InsufficientBalance(address sender, uint256 balance, uint256 needed);

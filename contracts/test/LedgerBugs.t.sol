@@ -120,7 +120,7 @@ contract LedgerBugsTest is LedgerDeployment {
         ops[0].nonce = ++nonce;
         ops[0].deadline = block.timestamp + 1 days;
         ops[0].earn = ICoalitionPoints.EarnRecord(
-            ledger.earnBatchCount(), member, op.receiptRef, op.spend, 1_000, ledger.currentMonth(), new bytes32[](0)
+            ledger.earnBatchCount(), member, op.receiptRef, op.spend, 1_000, ledger.currentMonth(), new bytes32[](0), 0
         );
         bytes32 leaf = keccak256(abi.encode(uint32(1), member, op.receiptRef, op.spend, uint256(1_000), ledger.currentMonth()));
         (ops[0].r, ops[0].vs) = _sign(
@@ -136,7 +136,7 @@ contract LedgerBugsTest is LedgerDeployment {
     function _earn(address to, uint256 spend) internal returns (ICoalitionPoints.EarnOp memory op) {
         ICoalitionPoints.EarnOp[] memory ops = new ICoalitionPoints.EarnOp[](1);
         op = ICoalitionPoints.EarnOp(
-            1, to, spend, type(uint256).max, keccak256(abi.encode("receipt", ++nonce)), nonce, block.timestamp + 1 days, 0, 0
+            1, to, spend, type(uint256).max, 0, keccak256(abi.encode("receipt", ++nonce)), nonce, block.timestamp + 1 days, 0, 0
         );
         (op.r, op.vs) = _sign(
             PARTNER_KEY,

@@ -36,6 +36,13 @@ abstract contract LedgerGhost {
     bytes32 internal constant EARN_TYPEHASH = keccak256(
         "Earn(uint32 partnerId,address member,uint256 spend,uint256 maxPoints,bytes32 receiptRef,uint256 nonce,uint256 deadline)"
     );
+    bytes32 internal constant CAMPAIGN_EARN_TYPEHASH = keccak256(
+        "CampaignEarn(uint32 partnerId,address member,uint256 spend,uint256 maxPoints,uint64 campaignId,bytes32 receiptRef,uint256 nonce,uint256 deadline)"
+    );
+    bytes32 internal constant CAMPAIGN_TYPEHASH = keccak256(
+        "Campaign(uint32 partnerId,uint40 start,uint40 end,uint24 bonusBps,uint48 fixedBonus,uint64 minSpend,uint8 tierMask,uint128 budget,uint256 nonce,uint256 deadline)"
+    );
+    uint256 internal constant MAX_BONUS_BPS = 1_000_000;
     bytes32 internal constant REDEEM_TYPEHASH = keccak256(
         "Redeem(address member,uint32 partnerId,uint256 points,bytes32 receiptRef,uint256 nonce,uint256 deadline)"
     );
@@ -99,6 +106,13 @@ abstract contract LedgerGhost {
         uint256 points;
         uint24 earnMonth;
         uint24 expiry;
+        uint256 bonus; // (r2) the campaign bonus included in `points`
+    }
+
+    /// @dev A registered campaign (r2) and the bonus points it issued.
+    struct GhostCampaign {
+        ICoalitionPoints.CampaignTerms terms;
+        uint256 spent;
     }
 
     /// @dev An accepted redemption, for refunds (r2): `expiry` is the latest expiry month it
@@ -188,6 +202,10 @@ abstract contract LedgerGhost {
     mapping(bytes32 => uint256) public ghostRefundedOf;
 
     uint256 internal _nonce;
+
+    // campaigns (r2): id i + 1 is _ghostCampaigns[i]
+    GhostCampaign[] internal _ghostCampaigns;
+    mapping(bytes32 receiptRef => bool) internal _forged; // campaign earns signed as plain earns
 
     // the audit trail (SPEC section 4): balances and breakage replayed from the ledger's events
     bytes32 internal constant TRANSFER_EVENT = keccak256("Transfer(address,address,uint256)");
@@ -384,32 +402,56 @@ abstract contract LedgerGhost {
         return 0;
     }
 
-    /// @dev An earn, in the contract's order of checks; `key` signed it.
-    function _checkEarn(ICoalitionPoints.EarnOp memory op, uint256 key) internal view returns (bytes4, uint256) {
+    /// @dev An earn, in the contract's order of checks; `key` signed it. Returns the points
+    /// with the campaign bonus (r2), and the bonus.
+    function _checkEarn(ICoalitionPoints.EarnOp memory op, uint256 key) internal view returns (bytes4, uint256, uint256) {
         bytes4 err = _partnerError(op.partnerId);
-        if (err != 0) return (err, 0);
+        if (err != 0) return (err, 0, 0);
         GhostPartner storage p = _partners[op.partnerId];
-        if (ghostTime < p.activeFrom) return (ICoalitionPoints.PartnerNotYetActive.selector, 0);
-        if (op.member == address(0)) return (ICoalitionPoints.InvalidMember.selector, 0);
-        if (op.spend == 0 || op.spend > MAX_SPEND) return (ICoalitionPoints.AmountOutOfRange.selector, 0);
-        if (ghostTime > op.deadline) return (ICoalitionPoints.SignatureExpired.selector, 0);
-        if (_partnerNonceUsed[op.partnerId][op.nonce]) return (ICoalitionPoints.NonceAlreadyUsed.selector, 0);
-        if (key != p.key) return (ICoalitionPoints.InvalidSignature.selector, 0);
-        uint256 points = op.spend * p.ratePoints * _ghostTiers[_tierIndex(op.member)].multiplierBps
-            / (uint256(p.ratePerMinorUnits) * BPS);
-        if (points == 0) return (ICoalitionPoints.ZeroPoints.selector, 0);
-        if (points > MAX_OP_POINTS) return (ICoalitionPoints.AmountOutOfRange.selector, 0);
-        if (points > op.maxPoints) return (ICoalitionPoints.MaxPointsExceeded.selector, 0);
-        if (points > p.allowance) return (ICoalitionPoints.AllowanceExceeded.selector, 0);
-        return (0, points);
+        if (ghostTime < p.activeFrom) return (ICoalitionPoints.PartnerNotYetActive.selector, 0, 0);
+        if (op.member == address(0)) return (ICoalitionPoints.InvalidMember.selector, 0, 0);
+        if (op.spend == 0 || op.spend > MAX_SPEND) return (ICoalitionPoints.AmountOutOfRange.selector, 0, 0);
+        if (ghostTime > op.deadline) return (ICoalitionPoints.SignatureExpired.selector, 0, 0);
+        if (_partnerNonceUsed[op.partnerId][op.nonce]) return (ICoalitionPoints.NonceAlreadyUsed.selector, 0, 0);
+        uint64 cid = op.campaignId;
+        if (cid != 0 && (cid > _ghostCampaigns.length || _ghostCampaigns[cid - 1].terms.partnerId != op.partnerId)) {
+            return (ICoalitionPoints.UnknownCampaign.selector, 0, 0);
+        }
+        // An earn naming a campaign but signed as a plain `Earn` is not the partner's (r2).
+        if (key != p.key || _forged[op.receiptRef]) return (ICoalitionPoints.InvalidSignature.selector, 0, 0);
+        uint256 tier = _tierIndex(op.member);
+        uint256 points =
+            op.spend * p.ratePoints * _ghostTiers[tier].multiplierBps / (uint256(p.ratePerMinorUnits) * BPS);
+        if (points == 0) return (ICoalitionPoints.ZeroPoints.selector, 0, 0);
+        uint256 bonus = cid == 0 ? 0 : _campaignBonus(_ghostCampaigns[cid - 1], points, op.spend, tier);
+        points += bonus;
+        if (points > MAX_OP_POINTS) return (ICoalitionPoints.AmountOutOfRange.selector, 0, 0);
+        if (points > op.maxPoints) return (ICoalitionPoints.MaxPointsExceeded.selector, 0, 0);
+        if (points > p.allowance) return (ICoalitionPoints.AllowanceExceeded.selector, 0, 0);
+        return (0, points, bonus);
     }
 
-    function _applyEarn(ICoalitionPoints.EarnOp memory op, uint256 points) internal {
+    /// @dev (r2) A campaign's bonus for an earn of `base` points: in its window (start
+    /// included, end excluded), from its minimum spend, for its tiers; within the budget left.
+    function _campaignBonus(GhostCampaign storage c, uint256 base, uint256 spend, uint256 tier)
+        internal
+        view
+        returns (uint256)
+    {
+        ICoalitionPoints.CampaignTerms storage t = c.terms;
+        if (ghostTime < t.start || ghostTime >= t.end || spend < t.minSpend || (t.tierMask >> tier) & 1 == 0) return 0;
+        uint256 bonus = base * t.bonusBps / BPS + t.fixedBonus;
+        uint256 left = t.budget - c.spent;
+        return bonus < left ? bonus : left;
+    }
+
+    function _applyEarn(ICoalitionPoints.EarnOp memory op, uint256 points, uint256 bonus) internal {
         GhostPartner storage p = _partners[op.partnerId];
         _partnerNonceUsed[op.partnerId][op.nonce] = true;
         uint256 credit = _repay(op.member, points);
         if (credit != 0) _credit(op.member, _expiryFor(), credit);
-        ghostEarned[op.member][ghostMonth] += points;
+        ghostEarned[op.member][ghostMonth] += points - bonus; // a bonus never qualifies (r2)
+        if (bonus != 0) _ghostCampaigns[op.campaignId - 1].spent += bonus;
         _members[op.member].earned = true;
         p.allowance -= points;
         p.issued += points;
@@ -518,7 +560,7 @@ abstract contract LedgerGhost {
         ICoalitionPoints.EarnRecord memory r = op.earn;
         if (
             op.partnerId != e.partnerId || r.batchId != e.batchId || r.member != e.member || r.receiptRef != e.receiptRef
-                || r.spend != e.spend || r.points != e.points || r.earnMonth != e.earnMonth
+                || r.spend != e.spend || r.points != e.points || r.earnMonth != e.earnMonth || r.bonus != e.bonus
         ) return ICoalitionPoints.UnknownEarn.selector;
         if (e.expiry < ghostMonth) return ICoalitionPoints.EarnExpired.selector;
         if (ghostReversedOf[_leaf(e)] + op.points > e.points) return ICoalitionPoints.ReversalExceedsEarn.selector;
@@ -533,11 +575,15 @@ abstract contract LedgerGhost {
     function _applyReverse(ICoalitionPoints.ReverseOp memory op, GhostEarn memory e) internal returns (uint256 debt) {
         GhostPartner storage p = _partners[op.partnerId];
         _partnerNonceUsed[op.partnerId][op.nonce] = true;
-        ghostReversedOf[_leaf(e)] += op.points;
+        uint256 done = ghostReversedOf[_leaf(e)];
+        ghostReversedOf[_leaf(e)] = done + op.points;
         address holder = _holder(e.member);
         if (e.spend != 0) {
+            // (r2) A campaign bonus never qualified: reversals take it back first.
+            uint256 bonusLeft = e.bonus > done ? e.bonus - done : 0;
+            uint256 unearned = op.points > bonusLeft ? op.points - bonusLeft : 0;
             uint256 earned = ghostEarned[holder][e.earnMonth];
-            ghostEarned[holder][e.earnMonth] = earned - (op.points < earned ? op.points : earned);
+            ghostEarned[holder][e.earnMonth] = earned - (unearned < earned ? unearned : earned);
         }
         uint256 restored = p.allowance + op.points;
         p.allowance = restored > type(uint128).max ? type(uint128).max : restored;
@@ -550,6 +596,9 @@ abstract contract LedgerGhost {
     }
 
     function _leaf(GhostEarn memory e) internal pure returns (bytes32) {
+        if (e.bonus != 0) {
+            return keccak256(abi.encode(e.partnerId, e.member, e.receiptRef, e.spend, e.points, e.earnMonth, e.bonus));
+        }
         return keccak256(abi.encode(e.partnerId, e.member, e.receiptRef, e.spend, e.points, e.earnMonth));
     }
 
@@ -656,6 +705,8 @@ abstract contract LedgerGhost {
     function _errorName(bytes4 e) internal pure returns (string memory) {
         if (e == 0) return "accepted";
         if (e == ICoalitionPoints.InvalidSignature.selector) return "InvalidSignature";
+        if (e == ICoalitionPoints.UnknownCampaign.selector) return "UnknownCampaign";
+        if (e == ICoalitionPoints.InvalidCampaign.selector) return "InvalidCampaign";
         if (e == ICoalitionPoints.NonceAlreadyUsed.selector) return "NonceAlreadyUsed";
         if (e == ICoalitionPoints.SignatureExpired.selector) return "SignatureExpired";
         if (e == ICoalitionPoints.UnknownPartner.selector) return "UnknownPartner";
@@ -722,6 +773,7 @@ abstract contract LedgerGhost {
         if (s == ILedger.refundBatch.selector) return "refundBatch";
         if (s == ILedger.expire.selector) return "expire";
         if (s == ILedger.setDebtPolicy.selector) return "setDebtPolicy";
+        if (s == ILedger.createCampaign.selector) return "createCampaign";
         return "an operator call";
     }
 
@@ -861,6 +913,16 @@ abstract contract LedgerGhost {
     function ghostRedemption(uint256 i) external view returns (bytes32 leaf, uint256 points) {
         GhostRedemption memory g = _redemptions[i];
         return (_redemptionLeaf(g), g.points);
+    }
+
+    function ghostCampaignCount() external view returns (uint256) {
+        return _ghostCampaigns.length;
+    }
+
+    /// @notice Campaign `id` (from 1): its budget and what it spent.
+    function ghostCampaign(uint64 id) external view returns (uint256 budget, uint256 spent) {
+        GhostCampaign storage c = _ghostCampaigns[id - 1];
+        return (c.terms.budget, c.spent);
     }
 
     function admin() external view returns (address) {

@@ -17,7 +17,8 @@ import {vm, Vm} from "./Vm.sol";
 /// ghost rejects, each with the ghost's reason (`OperationRejected` events).
 contract LedgerHandler is LedgerGhost {
     bytes32 internal constant REJECTED_EVENT = keccak256("OperationRejected(uint8,uint256,bytes32,bytes)");
-    bytes32 internal constant EARNED_EVENT = keccak256("Earned(uint32,address,bytes32,uint256,uint256,uint32)");
+    bytes32 internal constant EARNED_EVENT =
+        keccak256("Earned(uint32,address,bytes32,uint256,uint256,uint32,uint64,uint256)");
     bytes32 internal constant AWARDED_EVENT = keccak256("Awarded(uint32,address,bytes32,uint256,uint8,uint32)");
     uint8 internal constant KIND_EARN = 1;
     uint8 internal constant KIND_REDEEM = 2;
@@ -60,6 +61,10 @@ contract LedgerHandler is LedgerGhost {
     }
 
     HeldEarn[] internal _held;
+    uint256[] internal _expectedBonus; // (r2) per earn of the batch being checked: the ghost's bonus
+    ICoalitionPoints.CampaignTerms internal _lastCampaign;
+    uint256 internal _lastCampaignNonce;
+    uint256 internal _lastCampaignKey;
     ICoalitionPoints.EarnOp internal _lastEarn;
     uint256 internal _lastEarnKey;
     ICoalitionPoints.AwardOp internal _lastAward;
@@ -195,7 +200,7 @@ contract LedgerHandler is LedgerGhost {
         uint256 spend = _bound(seed >> 16, 100, 300_000);
         uint256 deadline = ghostTime + _bound(seed >> 64, 1 hours, 90 days);
         ICoalitionPoints.EarnOp memory op = _earnOp(pid, member, spend, type(uint256).max, deadline, key);
-        (, uint256 points) = _checkEarn(op, key);
+        (, uint256 points,) = _checkEarn(op, key);
         op = _earnOp(pid, member, spend, points == 0 ? 1 : points, deadline, key);
         _held.push(HeldEarn(op, key));
     }
@@ -358,6 +363,60 @@ contract LedgerHandler is LedgerGhost {
         _submitRedeems(ops, keys);
     }
 
+    /// @notice (r2) createCampaign, signed by the partner, by anyone: valid terms (windows
+    /// running, past or to come; multiplier and/or fixed bonus; minimum spends; tier masks;
+    /// small budgets, so they run out); refused: an empty window, no tier, no budget, no bonus,
+    /// a multiplier above 100x (InvalidCampaign), a wrong or retired key (InvalidSignature), a
+    /// replay (NonceAlreadyUsed), a past deadline, an unknown or suspended partner.
+    function createCampaign(uint256 seed, uint256 variant) external recorded {
+        variant %= 14;
+        uint32 pid = _pid(seed);
+        uint256 key = _partners[pid].key == 0 ? BAD_KEY : _partners[pid].key;
+        uint256 nonce = _opNonce(seed >> 200);
+        uint256 deadline = variant == 6 ? ghostTime - 1 : ghostTime + 1 days;
+        uint256 start = (seed >> 8) % 3 == 0 ? ghostTime + _bound(seed >> 16, 1, 20 days) : ghostTime - _bound(seed >> 16, 0, 20 days);
+        uint24[5] memory multipliers = [uint24(0), 5_000, 10_000, 25_000, 1_000_000];
+        uint48[3] memory fixed_ = [uint48(0), 1, 50];
+        ICoalitionPoints.CampaignTerms memory t = ICoalitionPoints.CampaignTerms(
+            pid,
+            uint40(start),
+            uint40(start + _bound(seed >> 48, 1 hours, 60 days)),
+            multipliers[(seed >> 80) % 5],
+            fixed_[(seed >> 84) % 3],
+            uint64(_bound(seed >> 88, 0, 40_000)),
+            uint8(1 + (seed >> 120) % 255),
+            uint128(_bound(seed >> 128, 1, 5_000))
+        );
+        if (t.bonusBps == 0 && t.fixedBonus == 0 && variant != 3) t.fixedBonus = 10;
+        if (variant == 0) t.end = t.start;
+        if (variant == 1) t.tierMask = 0;
+        if (variant == 2) t.budget = 0;
+        if (variant == 3) (t.bonusBps, t.fixedBonus) = (0, 0);
+        if (variant == 4) t.bonusBps = uint24(MAX_BONUS_BPS + 1);
+        if (variant == 5) key = (seed >> 190) % 2 == 0 || _partners[pid].retiredKey == 0 ? BAD_KEY : _partners[pid].retiredKey;
+        if (variant == 7 && _lastCampaignNonce != 0) (t, nonce, key) = (_lastCampaign, _lastCampaignNonce, _lastCampaignKey);
+        (bytes32 r, bytes32 vs) = _sign(key, keccak256(abi.encode(CAMPAIGN_TYPEHASH, t, nonce, deadline)));
+        bytes4 expected = _partnerError(t.partnerId);
+        if (expected == 0) {
+            if (t.start >= t.end || t.tierMask == 0 || t.budget == 0 || t.bonusBps > MAX_BONUS_BPS || (t.bonusBps == 0 && t.fixedBonus == 0)) {
+                expected = ICoalitionPoints.InvalidCampaign.selector;
+            } else if (ghostTime > deadline) {
+                expected = ICoalitionPoints.SignatureExpired.selector;
+            } else if (_partnerNonceUsed[t.partnerId][nonce]) {
+                expected = ICoalitionPoints.NonceAlreadyUsed.selector;
+            } else if (key != _partners[t.partnerId].key) {
+                expected = ICoalitionPoints.InvalidSignature.selector;
+            }
+        }
+        address caller = seed % 3 == 0 ? stranger : _actor(seed >> 4);
+        if (_call(caller, abi.encodeCall(ILedger.createCampaign, (t, nonce, deadline, r, vs)), expected)) {
+            _partnerNonceUsed[t.partnerId][nonce] = true;
+            _ghostCampaigns.push(GhostCampaign(t, 0));
+            require(ledger.campaignCount() == _ghostCampaigns.length, "campaign id differs from the ghost");
+            (_lastCampaign, _lastCampaignNonce, _lastCampaignKey) = (t, nonce, key);
+        }
+    }
+
     /// @notice (r2) Schedules the debt policy (a change under notice; a stranger is refused).
     function setDebtPolicy(bool allowed, uint256 who) external recorded {
         if (_operatorCall(who, abi.encodeCall(ILedger.setDebtPolicy, (allowed)), 0)) {
@@ -393,12 +452,13 @@ contract LedgerHandler is LedgerGhost {
             if (errs[i] != 0) continue;
             ICoalitionPoints.AwardOp memory op = ops[i];
             _earns.push(
-                GhostEarn(op.partnerId, ghostBatchCount + 1, uint8(n), op.member, op.receiptRef, 0, op.points, ghostMonth, _expiryFor())
+                GhostEarn(op.partnerId, ghostBatchCount + 1, uint8(n), op.member, op.receiptRef, 0, op.points, ghostMonth, _expiryFor(), 0)
             );
             leaves[n++] = _leaf(_earns[_earns.length - 1]);
             (_lastAward, _lastAwardKey) = (op, keys[i]);
         }
         _commitBatch(leaves, n);
+        delete _expectedBonus;
         _checkIssued(KIND_AWARD, logs, AWARDED_EVENT, _partnerIds(ops), keys, points, errs);
     }
 
@@ -826,23 +886,86 @@ contract LedgerHandler is LedgerGhost {
             return (op, key);
         }
         uint32 pid = _pid(s >> 8);
+        key = _earnKey(pid, variant);
+        uint256 spend = _bound(s >> 24, 1, 300_000);
+        if (variant == 17) spend = _bound(s >> 24, 1, 99); // ZeroPoints at a rate of 1 per 100
+        if (variant == 18) spend = (s >> 24) % 2 == 0 ? 0 : MAX_SPEND + 1;
+        if (variant == 26) spend = _bound(s >> 24, 10 ** 9, MAX_SPEND);
+        // (r2) One earn in three names a campaign: mostly one of the partner's own (3 in 4),
+        // else any id, another partner's or unknown (UnknownCampaign).
+        uint64 cid;
+        (cid, pid, key) = _pickCampaign(s, pid, key, variant);
+        op = _earnOp(
+            pid,
+            variant == 25 ? address(0) : _actor(s >> 16),
+            spend,
+            type(uint256).max,
+            variant == 27 ? ghostTime - 1 : ghostTime + _bound(s >> 96, 0, 30 days),
+            key
+        );
+        op.campaignId = cid; // the ghost's answer needs no signature
+        (, uint256 points,) = _checkEarn(op, key);
+        uint256 m = (s >> 128) % 4;
+        op.maxPoints = m == 0 ? points : (m == 1 ? type(uint256).max : points + (s >> 136) % 1_000);
+        if (variant == 28) op.maxPoints = points == 0 ? 0 : points - 1; // MaxPointsExceeded (the bonus included)
+        _signEarn(op, key, cid != 0 && variant == 29);
+    }
+
+    function _earnKey(uint32 pid, uint256 variant) internal view returns (uint256 key) {
         GhostPartner storage p = _partners[pid];
         key = p.key == 0 ? BAD_KEY : p.key;
         if (variant == 19) key = BAD_KEY;
         if (variant == 20 && p.retiredKey != 0) key = p.retiredKey;
         if (variant == 21) key = _pendingSignerKey(pid);
-        address member = variant == 25 ? address(0) : _actor(s >> 16);
-        uint256 spend = _bound(s >> 24, 1, 300_000);
-        if (variant == 17) spend = _bound(s >> 24, 1, 99); // ZeroPoints at a rate of 1 per 100
-        if (variant == 18) spend = (s >> 24) % 2 == 0 ? 0 : MAX_SPEND + 1;
-        if (variant == 26) spend = _bound(s >> 24, 10 ** 9, MAX_SPEND);
-        uint256 deadline = variant == 27 ? ghostTime - 1 : ghostTime + _bound(s >> 96, 0, 30 days);
-        op = _earnOp(pid, member, spend, type(uint256).max, deadline, key);
-        (, uint256 points) = _checkEarn(op, key);
-        uint256 m = (s >> 128) % 4;
-        uint256 maxPoints = m == 0 ? points : (m == 1 ? type(uint256).max : points + (s >> 136) % 1_000);
-        if (variant == 28) maxPoints = points == 0 ? 0 : points - 1; // MaxPointsExceeded
-        op = _earnOp(pid, member, spend, maxPoints, deadline, key);
+    }
+
+    /// @dev (r2) One earn in three names a campaign: mostly one of the partner's own (3 in 4,
+    /// for a valid variant), else any id, another partner's or unknown (UnknownCampaign).
+    function _pickCampaign(uint256 s, uint32 pid, uint256 key, uint256 variant)
+        internal
+        view
+        returns (uint64 cid, uint32, uint256)
+    {
+        uint256 count = _ghostCampaigns.length;
+        if (count == 0 || (s >> 160) % 3 != 0) return (0, pid, key);
+        cid = uint64(1 + (s >> 164) % (count + 1));
+        if ((s >> 172) % 4 != 0 && cid <= count && variant < 17) {
+            pid = _ghostCampaigns[cid - 1].terms.partnerId;
+            key = _partners[pid].key;
+        }
+        return (cid, pid, key);
+    }
+
+    /// @dev Signs the earn: as `CampaignEarn` when it names a campaign, else as `Earn`; with
+    /// `plain`, an earn naming a campaign signed as an `Earn` without it, which does not cover
+    /// it (InvalidSignature).
+    function _signEarn(ICoalitionPoints.EarnOp memory op, uint256 key, bool plain) internal {
+        if (op.campaignId == 0 || plain) {
+            if (plain) _forged[op.receiptRef] = true;
+            (op.r, op.vs) = _sign(
+                key,
+                keccak256(
+                    abi.encode(EARN_TYPEHASH, op.partnerId, op.member, op.spend, op.maxPoints, op.receiptRef, op.nonce, op.deadline)
+                )
+            );
+            return;
+        }
+        (op.r, op.vs) = _sign(
+            key,
+            keccak256(
+                abi.encode(
+                    CAMPAIGN_EARN_TYPEHASH,
+                    op.partnerId,
+                    op.member,
+                    op.spend,
+                    op.maxPoints,
+                    op.campaignId,
+                    op.receiptRef,
+                    op.nonce,
+                    op.deadline
+                )
+            )
+        );
     }
 
     function _earnOp(uint32 pid, address member, uint256 spend, uint256 maxPoints, uint256 deadline, uint256 key)
@@ -850,14 +973,12 @@ contract LedgerHandler is LedgerGhost {
         returns (ICoalitionPoints.EarnOp memory op)
     {
         op = ICoalitionPoints.EarnOp(
-            pid, member, spend, maxPoints, keccak256(abi.encode("receipt", ++_nonce)), _opNonce(_nonce), deadline, 0, 0
+            pid, member, spend, maxPoints, 0, keccak256(abi.encode("receipt", ++_nonce)), _opNonce(_nonce), deadline, 0, 0
         );
         (op.r, op.vs) = _sign(
             key,
             keccak256(
-                abi.encode(
-                    EARN_TYPEHASH, op.partnerId, op.member, op.spend, op.maxPoints, op.receiptRef, op.nonce, op.deadline
-                )
+                abi.encode(EARN_TYPEHASH, op.partnerId, op.member, op.spend, op.maxPoints, op.receiptRef, op.nonce, op.deadline)
             )
         );
     }
@@ -868,9 +989,12 @@ contract LedgerHandler is LedgerGhost {
         bytes4[] memory errs = new bytes4[](size);
         uint256[] memory points = new uint256[](size);
         uint24[] memory expiries = new uint24[](size);
+        delete _expectedBonus;
         for (uint256 i = 0; i < size; ++i) {
-            (errs[i], points[i]) = _checkEarn(ops[i], keys[i]);
-            if (errs[i] == 0) _applyEarn(ops[i], points[i]);
+            uint256 bonus;
+            (errs[i], points[i], bonus) = _checkEarn(ops[i], keys[i]);
+            if (errs[i] == 0) _applyEarn(ops[i], points[i], bonus);
+            _expectedBonus.push(errs[i] == 0 ? bonus : 0);
             expiries[i] = _expiryFor();
         }
         uint256 accepted = ledger.earnBatch(ops);
@@ -883,7 +1007,7 @@ contract LedgerHandler is LedgerGhost {
             if (errs[i] != 0) continue;
             ICoalitionPoints.EarnOp memory op = ops[i];
             _earns.push(
-                GhostEarn(op.partnerId, ghostBatchCount + 1, uint8(n), op.member, op.receiptRef, op.spend, points[i], ghostMonth, expiries[i])
+                GhostEarn(op.partnerId, ghostBatchCount + 1, uint8(n), op.member, op.receiptRef, op.spend, points[i], ghostMonth, expiries[i], _expectedBonus[i])
             );
             leaves[n++] = _leaf(_earns[_earns.length - 1]);
             (_lastEarn, _lastEarnKey) = (op, keys[i]);
@@ -944,8 +1068,9 @@ contract LedgerHandler is LedgerGhost {
         key = _partners[pid].key == 0 ? BAD_KEY : _partners[pid].key;
         if (variant == 10) key = _partners[pid].retiredKey == 0 ? BAD_KEY : _partners[pid].retiredKey;
         ICoalitionPoints.EarnRecord memory r = ICoalitionPoints.EarnRecord(
-            e.batchId, e.member, e.receiptRef, e.spend, e.points, e.earnMonth, _proof(e.batchId, e.index)
+            e.batchId, e.member, e.receiptRef, e.spend, e.points, e.earnMonth, _proof(e.batchId, e.index), e.bonus
         );
+        if (variant == 14 && e.bonus != 0) r.bonus = 0; // (r2) a record hiding its bonus: UnknownEarn
         if (variant == 11) r.points = e.points + 1 + (s >> 40) % 100; // a forged record
         if (variant == 12) r.batchId = (s >> 40) % 2 == 0 ? ghostBatchCount + 1 : e.batchId % ghostBatchCount + 1;
         op.partnerId = pid;
@@ -999,7 +1124,9 @@ contract LedgerHandler is LedgerGhost {
 
     function _signReverse(ICoalitionPoints.ReverseOp memory op, uint256 key) internal view {
         ICoalitionPoints.EarnRecord memory r = op.earn;
-        bytes32 leaf = keccak256(abi.encode(op.partnerId, r.member, r.receiptRef, r.spend, r.points, r.earnMonth));
+        bytes32 leaf = r.bonus == 0
+            ? keccak256(abi.encode(op.partnerId, r.member, r.receiptRef, r.spend, r.points, r.earnMonth))
+            : keccak256(abi.encode(op.partnerId, r.member, r.receiptRef, r.spend, r.points, r.earnMonth, r.bonus));
         (op.r, op.vs) = _sign(
             key, keccak256(abi.encode(REVERSE_TYPEHASH, op.partnerId, leaf, op.points, op.receiptRef, op.nonce, op.deadline))
         );
@@ -1097,9 +1224,16 @@ contract LedgerHandler is LedgerGhost {
             uint32 pid = uint32(uint256(log.topics[1]));
             uint256 issued;
             uint256 expiry;
-            if (kind == KIND_EARN) (, issued, expiry) = abi.decode(log.data, (uint256, uint256, uint32));
-            else (issued,, expiry) = abi.decode(log.data, (uint256, uint8, uint32));
-            if (next >= errs.length || pid != pids[next] || issued != points[next] || expiry != _expiryFor()) {
+            uint256 bonus;
+            if (kind == KIND_EARN) {
+                (, issued, expiry,, bonus) = abi.decode(log.data, (uint256, uint256, uint32, uint64, uint256));
+            } else {
+                (issued,, expiry) = abi.decode(log.data, (uint256, uint8, uint32));
+            }
+            if (
+                next >= errs.length || pid != pids[next] || issued != points[next] || expiry != _expiryFor()
+                    || bonus != (next < _expectedBonus.length ? _expectedBonus[next] : 0)
+            ) {
                 revert IssuedDiffers(kind, next, next < errs.length ? points[next] : 0, issued, expiry);
             }
             if (keys[next] == _partners[pid].key) ghostSignedIssued[pid] += issued;

@@ -93,6 +93,19 @@ contract LedgerInvariantsTest is LedgerDeployment {
         _breakageAgreesWithTheGhost();
         _settingsAgreeWithTheGhost();
         _changesAgreeWithTheGhost();
+        _campaignsAgreeWithTheGhost();
+    }
+
+    /// @dev (r2) Every campaign's spent budget is the ghost's and never above its budget.
+    function _campaignsAgreeWithTheGhost() internal view {
+        uint256 n = handler.ghostCampaignCount();
+        require(ledger.campaignCount() == n, "campaign count");
+        for (uint64 id = 1; id <= n; ++id) {
+            (ICoalitionPoints.CampaignTerms memory terms, uint256 spent) = ledger.campaign(id);
+            (uint256 budget, uint256 ghostSpent) = handler.ghostCampaign(id);
+            require(terms.budget == budget && spent == ghostSpent, "campaign spent != ghost");
+            require(spent <= budget, "campaign spent beyond its budget");
+        }
     }
 
     /// @dev Per member: the buckets (`expiringOf`, each month once, ascending) sum to the

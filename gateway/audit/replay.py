@@ -8,7 +8,10 @@ they are now), refunds of redemptions (capped, never already expired), scheduled
 (their effect arrives as the events of the change applied) and member debt: a `DebtRecorded`
 comes just before the `Reversed` whose shortfall it is (only under the debt policy, and only
 what the holder lacked), a `DebtRepaid` just before the `Earned`, `Awarded` or `Refunded`
-whose points paid it (never more than the debt or the points).
+whose points paid it (never more than the debt or the points); campaigns (`CampaignCreated`,
+then each `Earned` naming one: its bonus recomputed from the terms, the block's time, the
+member's tier and the spend, within the budget left; never qualifying points; a reversal
+takes an earn's bonus back first).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.chain.ledger import LedgerEvent
-from gateway.points.rules import BPS, NEVER, MemberModel, PartnerModel, PointsModel, month_label
+from gateway.points.rules import BPS, NEVER, CampaignModel, MemberModel, PartnerModel, PointsModel, month_label
 
 ZERO = "0x0000000000000000000000000000000000000000"
 
@@ -58,6 +61,7 @@ class Replay:
         self._debt_recorded: tuple[str, bytes, int] | None = None
         self._debt_repaid: tuple[str, bytes, int] | None = None
         self.debtors: set[str] = set()  # members that ever owed points
+        self.bonuses: dict[tuple[int, bytes], int] = {}  # (partner, ref) -> an earn's campaign bonus (r2)
 
     def note(self, kind: str, event: LedgerEvent, expected: Any, found: Any) -> None:
         where = f"block {event.block_number} log {event.log_index} (tx {event.tx_hash})"
@@ -80,6 +84,17 @@ class Replay:
             self._debt_repaid = (a["member"].lower(), bytes(a["receiptRef"]), int(a["points"]))
         elif e.name == "DebtPolicySet":
             m.debt_allowed = bool(a["allowed"])
+        elif e.name == "CampaignCreated":
+            m.campaigns[int(a["campaignId"])] = CampaignModel(
+                int(a["partnerId"]),
+                int(a["start"]),
+                int(a["end"]),
+                int(a["bonusBps"]),
+                int(a["fixedBonus"]),
+                int(a["minSpend"]),
+                int(a["tierMask"]),
+                int(a["budget"]),
+            )
         elif e.name == "Awarded":
             self._awarded(e, month)
         elif e.name == "TierAssigned":
@@ -149,9 +164,21 @@ class Replay:
         if assigned is not None and self.now is not None and self.now < assigned[1]:
             tier = max(tier, min(assigned[0], len(m.tiers) - 1))
         expected = m.points_for(partner, a["spend"], m.tiers[tier][1])
-        points = a["points"]
-        if expected != points:
-            self.note("points of an earn", e, expected, points)
+        points, bonus = a["points"], int(a.get("bonus", 0))
+        campaign_id = int(a.get("campaignId", 0))
+        if campaign_id:
+            campaign = m.campaigns.get(campaign_id)
+            if campaign is None or campaign.partner_id != a["partnerId"]:
+                self.note("earn with another partner's or an unknown campaign", e, "its own campaign", campaign_id)
+            elif self.now is not None:
+                expected_bonus = campaign.bonus(base=expected, spend=a["spend"], tier=tier, now=self.now)
+                if expected_bonus != bonus:
+                    self.note("bonus of a campaign earn", e, expected_bonus, bonus)
+                campaign.spent += bonus
+        elif bonus:
+            self.note("bonus without a campaign", e, 0, bonus)
+        if expected + bonus != points:
+            self.note("points of an earn", e, expected + bonus, points)
         expiry = NEVER if m.expiry_months == 0 else month + m.expiry_months
         if a["expiryMonth"] != expiry:
             self.note("expiry month of an earn", e, month_label(expiry), month_label(a["expiryMonth"]))
@@ -160,11 +187,13 @@ class Replay:
         buckets, earned = state.buckets, state.earned
         credit = self._repaid(e, points) if state.debt or self._debt_repaid else points
         buckets[a["expiryMonth"]] = buckets.get(a["expiryMonth"], 0) + credit
-        earned[month] = earned.get(month, 0) + points
-        self._qualifying[key] = (month, qualifying + points)
+        earned[month] = earned.get(month, 0) + points - bonus  # a bonus never qualifies
+        self._qualifying[key] = (month, qualifying + points - bonus)
         partner.allowance -= points
         partner.issued += points
         self.earns[(a["partnerId"], a["receiptRef"])] = (points, month, member)
+        if bonus:
+            self.bonuses[(a["partnerId"], a["receiptRef"])] = bonus
 
     def _reversed(self, e: LedgerEvent, month: int) -> None:
         a, m = e.args, self.model
@@ -175,7 +204,8 @@ class Replay:
             self.note("reversal of an unknown earn", e, "an Earned event of this partner", "none")
             return
         issued, earn_month, member = earn
-        done = self.reversed.get(key, 0) + a["points"]
+        before = self.reversed.get(key, 0)
+        done = before + a["points"]
         if done > issued:
             self.note("reversal above the original earn", e, issued, done)
         self.reversed[key] = done
@@ -192,8 +222,10 @@ class Replay:
             self.debtors.add(holder.lower())
         self._take(e, holder, a["points"] - shortfall, month)
         if key not in self.awards:  # an award never counted as qualifying points
+            # (r2) The bonus goes back first: only what is beyond it leaves the tier's points.
+            unearned = a["points"] - min(a["points"], max(0, self.bonuses.get(key, 0) - before))
             earned = m.member(holder).earned
-            earned[earn_month] = earned.get(earn_month, 0) - min(a["points"], earned.get(earn_month, 0))
+            earned[earn_month] = earned.get(earn_month, 0) - min(unearned, earned.get(earn_month, 0))
             self._qualifying.pop(holder.lower(), None)  # the earn's month counts less now
         partner = m.partners[a["partnerId"]]
         partner.allowance += a["points"]

@@ -132,6 +132,14 @@ def verify_chain(
             report.discrepancies.append(Discrepancy(f"debt of {debtor}", where, model.member(debtor).debt, found))
     if model.total_debt() != found_debts[-1]:
         report.discrepancies.append(Discrepancy("total debt", where, model.total_debt(), found_debts[-1]))
+    # (r2) Each campaign's spent budget.
+    campaign_ids = sorted(model.campaigns)
+    spent_views = ledger.views([("campaign", (c,)) for c in campaign_ids], to_block) if campaign_ids else []
+    for cid, (_, spent) in zip(campaign_ids, spent_views, strict=True):
+        if model.campaigns[cid].spent != spent:
+            report.discrepancies.append(
+                Discrepancy(f"spent budget of campaign {cid}", where, model.campaigns[cid].spent, spent)
+            )
     report.members, report.supply = len(members), supply
     if index is not None:
         say("matching the index")

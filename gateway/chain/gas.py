@@ -15,7 +15,7 @@ from __future__ import annotations
 
 # Worst case of one operation in a one-operation transaction (measured, rounded up to 1,000).
 WORST_CASE = {
-    "earn": 1_033_000,  # sweeps 120 expired buckets, then inserts (an earn after a policy cut)
+    "earn": 1_040_000,  # sweeps 120 expired buckets, then inserts; (r2) with a campaign's first bonus
     "award": 1_051_000,  # the same for an award
     "redemption": 1_263_000,  # reads and burns 121 live buckets (r2: and commits the batch's root)
     "reversal": 1_282_000,  # the same, plus the Merkle proof of the earn (r2: and a debt recorded)

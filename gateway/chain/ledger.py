@@ -40,6 +40,7 @@ from gateway.core.errors import ChainError, ErrorCode
 from gateway.points.rules import NEVER as NEVER  # the contract's "never expires" month
 from partners.signing import (
     AwardMessage,
+    CampaignEarnMessage,
     CancelChangeMessage,
     CompactSignature,
     Domain,
@@ -155,7 +156,10 @@ class LedgerEvent:
 
 @dataclass(frozen=True)
 class SignedEarn:
-    message: EarnMessage
+    """An earn as the ledger takes it; (r2) a `CampaignEarnMessage` names a campaign, an
+    `EarnMessage` none (campaign id 0 on-chain)."""
+
+    message: EarnMessage | CampaignEarnMessage
     signature: CompactSignature
 
     def as_tuple(self) -> tuple[Any, ...]:
@@ -165,6 +169,7 @@ class SignedEarn:
             to_checksum_address(m.member),
             m.spend,
             m.max_points,
+            m.campaign_id if isinstance(m, CampaignEarnMessage) else 0,
             m.receipt_ref,
             m.nonce,
             m.deadline,
@@ -204,6 +209,7 @@ class EarnRecord:
     points: int
     earn_month: int
     proof: list[bytes] = field(default_factory=list)
+    bonus: int = 0  # (r2) the campaign bonus included in `points`
 
     def leaf(self) -> bytes:
         return earn_leaf(
@@ -213,6 +219,7 @@ class EarnRecord:
             spend=self.spend,
             points=self.points,
             earn_month=self.earn_month,
+            bonus=self.bonus,
         )
 
 
@@ -228,6 +235,7 @@ def earn_records(batch_id: int, earn_month: int, earned: list[LedgerEvent]) -> l
             int(e.args.get("spend", 0)),  # an award's leaf has spend 0
             int(e.args["points"]),
             earn_month,
+            bonus=int(e.args.get("bonus", 0)),  # (r2) an award has none
         )
         for e in earned
     ]
@@ -277,7 +285,16 @@ class SignedReverse:
             m.deadline,
             self.signature.r,
             self.signature.vs,
-            (e.batch_id, to_checksum_address(e.member), e.receipt_ref, e.spend, e.points, e.earn_month, list(e.proof)),
+            (
+                e.batch_id,
+                to_checksum_address(e.member),
+                e.receipt_ref,
+                e.spend,
+                e.points,
+                e.earn_month,
+                list(e.proof),
+                e.bonus,
+            ),
         )
 
 

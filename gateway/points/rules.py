@@ -66,6 +66,33 @@ class MemberModel:
     debt: int = 0  # (r2) points reversals took beyond what the member held, not yet paid back
 
 
+@dataclass
+class CampaignModel:
+    """(r2) A partner's campaign: window [start, end) in block time, bonus per qualifying earn
+    (base points x bonus_bps / 10,000 + fixed_bonus), minimum spend, tiers (bit i: tier i),
+    budget; `spent`, the bonus points it issued."""
+
+    partner_id: int
+    start: int
+    end: int
+    bonus_bps: int
+    fixed_bonus: int
+    min_spend: int
+    tier_mask: int
+    budget: int
+    spent: int = 0
+
+    def bonus(self, *, base: int, spend: int, tier: int, now: int) -> int:
+        """The bonus an earn of `base` points gets: 0 outside the window, below the minimum
+        spend or for a tier the campaign leaves out; never beyond the budget left."""
+        if not (self.start <= now < self.end and spend >= self.min_spend and self.tier_mask >> tier & 1):
+            return 0
+        return min(base * self.bonus_bps // BPS + self.fixed_bonus, self.budget - self.spent)
+
+
+MAX_BONUS_BPS = 100 * BPS  # a campaign's bonus multiplier is at most 100x, as tier multipliers
+
+
 class Rejected(Exception):
     """An operation the rules refuse; `reason` is the contract's error name."""
 
@@ -93,6 +120,8 @@ class PointsModel:
     # (an earn, award or refund), for callers that check the events.
     last_debt_recorded: int = 0
     last_debt_repaid: int = 0
+    campaigns: dict[int, CampaignModel] = field(default_factory=dict)  # (r2) id (from 1) -> terms
+    last_bonus: int = 0  # (r2) the campaign bonus of the last earn (included in its points)
 
     # ------------------------------------------------------------ reads
 
@@ -161,10 +190,13 @@ class PointsModel:
         month: int,
         max_points: int = MAX_OP_POINTS,
         now: int | None = None,
+        campaign_id: int = 0,
     ) -> int:
-        """Applies an earn, or raises Rejected. Returns the points issued. `max_points` is the
-        most the partner signed for (r2); `now` (the block's time), when given, is checked
-        against the partner's first issuing second."""
+        """Applies an earn, or raises Rejected. Returns the points issued (a campaign's bonus
+        included; `last_bonus` says how many). `max_points` is the most the partner signed for
+        (r2); `now` (the block's time), when given, is checked against the partner's first
+        issuing second. (r2) `campaign_id` names one of the partner's campaigns (an unknown one
+        or another partner's: `UnknownCampaign`); its bonus needs `now`."""
         partner = self._partner(partner_id)
         if now is not None and now < partner.active_from:
             raise Rejected("PartnerNotYetActive")
@@ -172,10 +204,18 @@ class PointsModel:
             raise Rejected("AmountOutOfRange")
         if (partner_id, nonce) in self.used_partner_nonces:
             raise Rejected("NonceAlreadyUsed")
-        multiplier = self.tiers[self.tier_index(member, month, now)][1]
-        points = self.points_for(partner, spend, multiplier)
+        campaign = self.campaigns.get(campaign_id) if campaign_id else None
+        if campaign_id and (campaign is None or campaign.partner_id != partner_id):
+            raise Rejected("UnknownCampaign")
+        tier = self.tier_index(member, month, now)
+        points = self.points_for(partner, spend, self.tiers[tier][1])
         if points == 0:
             raise Rejected("ZeroPoints")
+        bonus = 0
+        if campaign is not None:
+            assert now is not None, "a campaign's window is in block time"
+            bonus = campaign.bonus(base=points, spend=spend, tier=tier, now=now)
+        points += bonus
         if points > MAX_OP_POINTS:
             raise Rejected("AmountOutOfRange")
         if points > max_points:
@@ -184,8 +224,26 @@ class PointsModel:
             raise Rejected("AllowanceExceeded")
         self.used_partner_nonces.add((partner_id, nonce))
         state = self._issue(partner, member, points, month)
-        state.earned[month] = state.earned.get(month, 0) + points
+        state.earned[month] = state.earned.get(month, 0) + points - bonus  # bonus never qualifies
+        if campaign is not None:
+            campaign.spent += bonus
+        self.last_bonus = bonus
         return points
+
+    def create_campaign(self, campaign: CampaignModel, *, nonce: int) -> int:
+        """(r2) Registers a partner's campaign (signed with a partner nonce); returns its id."""
+        self._partner(campaign.partner_id)
+        c = campaign
+        if c.start >= c.end or not c.tier_mask or not c.budget or c.bonus_bps > MAX_BONUS_BPS:
+            raise Rejected("InvalidCampaign")
+        if not c.bonus_bps and not c.fixed_bonus:
+            raise Rejected("InvalidCampaign")
+        if (c.partner_id, nonce) in self.used_partner_nonces:
+            raise Rejected("NonceAlreadyUsed")
+        self.used_partner_nonces.add((c.partner_id, nonce))
+        campaign_id = len(self.campaigns) + 1
+        self.campaigns[campaign_id] = c
+        return campaign_id
 
     def _issue(self, partner: PartnerModel, member: str, points: int, month: int) -> MemberModel:
         """Credits `points` issued now (expiring under the policy in force) from `partner`'s
@@ -297,6 +355,7 @@ class PointsModel:
         month: int,
         expiry_month: int | None = None,
         qualifying: bool = True,
+        bonus: int = 0,
     ) -> int:
         """Takes back points of an earn identified by `leaf` (issued `earn_points` in `earn_month`,
         expiring at the end of `expiry_month`; by default the month the current policy gives).
@@ -304,7 +363,8 @@ class PointsModel:
         award (`qualifying` False) never counted towards tiers: its reversal leaves them.
         (r2) When the holder has fewer live points, the debt policy decides: all of them are
         taken and the rest becomes its debt, or the reversal is rejected. Returns the debt
-        recorded (0 when the holder had enough)."""
+        recorded (0 when the holder had enough). (r2) An earn's campaign `bonus` never qualified:
+        reversals take it back first, and only what goes beyond leaves the tier's points."""
         partner = self._partner(partner_id)
         if points <= 0 or points > MAX_OP_POINTS:
             raise Rejected("AmountOutOfRange")
@@ -328,8 +388,9 @@ class PointsModel:
         self.used_partner_nonces.add((partner_id, nonce))
         self.reversed_of[leaf] = done + points
         if qualifying:
+            unearned = points - min(points, max(0, bonus - done))
             earned = self.member(member).earned
-            earned[earn_month] = earned.get(earn_month, 0) - min(points, earned.get(earn_month, 0))
+            earned[earn_month] = earned.get(earn_month, 0) - min(unearned, earned.get(earn_month, 0))
         # A reversal returns its points to the allowance, saturating at the uint128 maximum.
         partner.allowance = min(partner.allowance + points, MAX_ALLOWANCE)
         partner.reversed += points
