@@ -9,8 +9,8 @@ same surface.
         op = client.earn("card-0042", "till-7/0193", 1250, "EUR", wait=True)
 
 `PartnerClient` is synchronous, `AsyncPartnerClient` has the same methods as coroutines.
-Give `signing_key` when the partner keeps its own key (self-custody): earns and reversals
-are then signed here with EIP-712 and the gateway only checks the signature. Every write
+Give `signing_key` when the partner keeps its own key (self-custody): earns, reversals,
+awards and refunds are then signed here with EIP-712 and the gateway only checks the signature. Every write
 carries an Idempotency-Key and is retried (same key, same bytes) on timeouts, dropped
 connections, 429 and 5xx, so a retry never applies anything twice. Refusals raise the
 typed errors of `partners.errors`.
@@ -26,6 +26,7 @@ from typing import Any, Self
 
 import httpx
 
+from partners import _programme
 from partners._core import (
     RETRYABLE_ERRORS,
     Call,
@@ -37,12 +38,13 @@ from partners._core import (
     Sleep,
     T,
 )
+from partners._programme import MigrationAuthorization
 from partners.errors import PreparedRequest
 from partners.models import ActivityPage, EnrolledMember, KeyInfo, LedgerInfo, Member, Operation
 from partners.redemption import MemberAuthorization, RedemptionRequest
 from partners.signing import address_of
 
-__all__ = ["AsyncPartnerClient", "PartnerClient", "RetryPolicy", "SessionNonces"]
+__all__ = ["AsyncPartnerClient", "MigrationAuthorization", "PartnerClient", "RetryPolicy", "SessionNonces"]
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_WAIT = 60.0
@@ -260,6 +262,80 @@ class PartnerClient(_Base):
             )
         )
 
+    def award(
+        self,
+        member_id: str,
+        receipt_id: str,
+        points: int,
+        *,
+        reason: str,
+        note: str | None = None,
+        issued_at: str | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Operation:
+        """Issues `points` without a purchase (r2), for `reason`: bonus, goodwill, referral,
+        signup, employee, correction or retro_claim; drawn from the partner's allowance."""
+        return self._run(
+            _programme.award(
+                self._core, member_id, receipt_id, points, reason, note, issued_at, idempotency_key, wait, timeout
+            )
+        )
+
+    def refund(
+        self,
+        redemption_receipt_id: str,
+        receipt_id: str,
+        points: int,
+        *,
+        reason: str,
+        member_id: str | None = None,
+        redemption_operation_id: str | None = None,
+        issued_at: str | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Operation:
+        """Gives back `points` of this partner's confirmed redemption `redemption_receipt_id`
+        (goods paid with points returned) (r2). A signing (self-custody) client finds the
+        redemption by `redemption_operation_id` or in `member_id`'s activity."""
+        return self._run(
+            _programme.refund(
+                self._core,
+                redemption_receipt_id,
+                receipt_id,
+                points,
+                reason,
+                member_id,
+                redemption_operation_id,
+                issued_at,
+                idempotency_key,
+                wait,
+                timeout,
+            )
+        )
+
+    def migrate_member(
+        self,
+        member_id: str,
+        address: str,
+        *,
+        pin: str | None = None,
+        authorization: MigrationAuthorization | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Operation:
+        """Moves the member's points, expiry, tier history and assigned tier to `address`, a new
+        address of its own (r2): a custodial member with its `pin`, a self-custody member with
+        its wallet's signature (`authorization`)."""
+        return self._run(
+            _programme.migrate_member(
+                self._core, member_id, address, pin, authorization, idempotency_key, wait, timeout
+            )
+        )
+
     def resend(self, request: PreparedRequest, *, wait: bool = False, timeout: float = DEFAULT_WAIT) -> Operation:
         """Sends again a write that ended in GatewayUnreachable (`exc.request`): same key, same
         bytes, so the gateway applies it at most once and answers as the first time."""
@@ -428,6 +504,80 @@ class AsyncPartnerClient(_Base):
                 idempotency_key,
                 wait,
                 timeout,
+            )
+        )
+
+    async def award(
+        self,
+        member_id: str,
+        receipt_id: str,
+        points: int,
+        *,
+        reason: str,
+        note: str | None = None,
+        issued_at: str | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Operation:
+        """Issues `points` without a purchase (r2), for `reason`: bonus, goodwill, referral,
+        signup, employee, correction or retro_claim; drawn from the partner's allowance."""
+        return await self._run(
+            _programme.award(
+                self._core, member_id, receipt_id, points, reason, note, issued_at, idempotency_key, wait, timeout
+            )
+        )
+
+    async def refund(
+        self,
+        redemption_receipt_id: str,
+        receipt_id: str,
+        points: int,
+        *,
+        reason: str,
+        member_id: str | None = None,
+        redemption_operation_id: str | None = None,
+        issued_at: str | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Operation:
+        """Gives back `points` of this partner's confirmed redemption `redemption_receipt_id`
+        (goods paid with points returned) (r2). A signing (self-custody) client finds the
+        redemption by `redemption_operation_id` or in `member_id`'s activity."""
+        return await self._run(
+            _programme.refund(
+                self._core,
+                redemption_receipt_id,
+                receipt_id,
+                points,
+                reason,
+                member_id,
+                redemption_operation_id,
+                issued_at,
+                idempotency_key,
+                wait,
+                timeout,
+            )
+        )
+
+    async def migrate_member(
+        self,
+        member_id: str,
+        address: str,
+        *,
+        pin: str | None = None,
+        authorization: MigrationAuthorization | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Operation:
+        """Moves the member's points, expiry, tier history and assigned tier to `address`, a new
+        address of its own (r2): a custodial member with its `pin`, a self-custody member with
+        its wallet's signature (`authorization`)."""
+        return await self._run(
+            _programme.migrate_member(
+                self._core, member_id, address, pin, authorization, idempotency_key, wait, timeout
             )
         )
 

@@ -89,6 +89,11 @@ def test_a_refund_gives_back_points_of_a_confirmed_redemption_at_its_partner(
     assert event.args["points"] == 250 and event.args["member"] == member["address"]
     # Nothing left to refund.
     assert _refund(gw, grocer, "RF-3", 1).json()["error"]["code"] == "refund_exceeds_redemption"
+    # The grocer's settlement line: 400 redeemed at it, all 400 given back.
+    line = gw.get("/v1/partners/2/statement", grocer).json()
+    assert (line["redeemed"], line["refunded"], line["net_points"], line["owed_minor"]) == (400, 400, 0, 0)
+    statement = gw.get("/v1/audit/settlement?from=2000-01-01&to=2100-01-01", gw.admin_key).json()
+    assert statement["balanced"] and statement["net_points_total"] == 1000
 
 
 def test_a_refund_the_chain_refuses_is_rejected_with_its_reason(gw: Gateway, shops: tuple[str, str]) -> None:
