@@ -37,6 +37,7 @@ from gateway.core.metrics import Metrics
 from gateway.core.ratelimit import TokenBuckets
 from gateway.operations import misses
 from gateway.submitter.loop import Submitter
+from gateway.web.operator import router as operator_page
 from gateway.web.pages import router as pages
 from gateway.web.rpc import router as rpc
 from gateway.webhooks.deliver import Deliverer
@@ -121,5 +122,6 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     # The member and auditor pages (HTML, gateway/web), after the API: routes are tried in
     # order, and the API's requests are the many.
     app.include_router(pages)
+    app.include_router(operator_page)  # the operator's page: an admin key's signed session
     app.include_router(rpc)  # POST /rpc: the chain, read-only, for wallets and auditors
     return app
