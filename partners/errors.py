@@ -215,6 +215,7 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "unknown_webhook": NotFound,
     "unknown_delivery": NotFound,
     "unknown_redemption": NotFound,
+    "unknown_change": NotFound,
     # 408
     "request_timeout": RequestTimeout,
     # 409
@@ -237,6 +238,10 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "migration_in_progress": MemberBusy,
     "member_migrated": Conflict,
     "address_in_use": Conflict,
+    "change_not_due": Conflict,
+    "change_not_pending": Conflict,
+    "already_paused": Conflict,
+    "not_paused": Conflict,
     # 413
     "payload_too_large": PayloadTooLarge,
     "too_large": PayloadTooLarge,
@@ -258,6 +263,9 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "not_a_receipt": ValidationFailed,
     "invalid_webhook_url": ValidationFailed,
     "invalid_webhook_events": ValidationFailed,
+    "invalid_tier_table": ValidationFailed,
+    "invalid_tier": ValidationFailed,
+    "invalid_change": ValidationFailed,
     # 429
     "rate_limited": RateLimited,
     # 5xx

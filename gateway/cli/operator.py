@@ -82,6 +82,13 @@ def operator(
     ctx: click.Context, network: str | None, address: str | None, data_dir: Path | None, key_file: Path | None
 ) -> None:
     """The operator's chores, signed with the operator's key wherever it is kept."""
+    ctx.obj = open_operator(ctx, network, address, data_dir, key_file)
+
+
+def open_operator(
+    ctx: click.Context, network: str | None, address: str | None, data_dir: Path | None, key_file: Path | None
+) -> Operator:
+    """The ledger (closed with the command) and the operator's key of these options."""
     settings = get_settings()
     directory = data_dir or settings.gateway.data_dir
     if address is None and not (directory / "deployment.json").exists():
@@ -95,7 +102,7 @@ def operator(
         rpc(chain.w3, "eth_chainId", [])
     except (ChainError, OSError) as exc:
         raise click.ClickException(f"the node does not answer: {exc}") from exc
-    ctx.obj = Operator(chain, ledger, _read_key(settings, chain, key_file))
+    return Operator(chain, ledger, _read_key(settings, chain, key_file))
 
 
 def _read_key(settings: Settings, chain: ChainBackend, key_file: Path | None) -> str | None:
@@ -133,6 +140,18 @@ def _countdown(seconds: int) -> str:
 @pass_operator
 def show(op: Operator) -> None:
     """The programme and every partner's terms and totals, read from the chain."""
+    print_programme(op)
+
+
+def print_programme(op: Operator, *, partners_only: bool = False, programme_only: bool = False) -> None:
+    """`show`'s tables (also `loyalty programme show` and `loyalty partner list` when signing)."""
+    if not partners_only:
+        _print_terms(op)
+    if not programme_only:
+        _print_partners(op)
+
+
+def _print_terms(op: Operator) -> None:
     ledger = op.ledger
     value, currency = ledger.view("pointValue")
     console.print(
@@ -145,6 +164,10 @@ def show(op: Operator) -> None:
     for i, (threshold, bps) in enumerate(ledger.view("tiers")):
         tiers.add_row(str(i), f"{threshold:,}", f"{bps / 10_000:g}x")
     console.print(tiers)
+
+
+def _print_partners(op: Operator) -> None:
+    ledger = op.ledger
     partners = Table(
         "id",
         "signer",
@@ -181,6 +204,10 @@ def show(op: Operator) -> None:
 @pass_operator
 def changes(op: Operator, show_all: bool) -> None:
     """Scheduled changes, with their countdowns."""
+    print_changes(op, show_all)
+
+
+def print_changes(op: Operator, show_all: bool) -> None:
     now = op.chain.latest_timestamp()
     table = Table("id", "kind", "partner", "state", "effective", "countdown", title="scheduled changes")
     for change_id in range(1, int(op.ledger.view("changeCount")) + 1):

@@ -86,6 +86,15 @@ class ErrorCode(StrEnum):
     MEMBER_MIGRATED = "member_migrated"
     ADDRESS_IN_USE = "address_in_use"
     # the chain and the ledger
+    # the operator console (r2)
+    UNKNOWN_CHANGE = "unknown_change"
+    CHANGE_NOT_DUE = "change_not_due"
+    CHANGE_NOT_PENDING = "change_not_pending"
+    INVALID_TIER_TABLE = "invalid_tier_table"
+    INVALID_TIER = "invalid_tier"
+    INVALID_CHANGE = "invalid_change"
+    ALREADY_PAUSED = "already_paused"
+    NOT_PAUSED = "not_paused"
     CHAIN_UNAVAILABLE = "chain_unavailable"
     NOT_DEPLOYED = "not_deployed"
     LEDGER_REVERT = "ledger_revert"
@@ -163,6 +172,14 @@ CATEGORY: dict[ErrorCode, Category] = {
     E.MIGRATION_IN_PROGRESS: C.CONFLICT,
     E.MEMBER_MIGRATED: C.CONFLICT,
     E.ADDRESS_IN_USE: C.CONFLICT,
+    E.UNKNOWN_CHANGE: C.NOT_FOUND,
+    E.CHANGE_NOT_DUE: C.CONFLICT,
+    E.CHANGE_NOT_PENDING: C.CONFLICT,
+    E.INVALID_TIER_TABLE: C.INVALID,
+    E.INVALID_TIER: C.INVALID,
+    E.INVALID_CHANGE: C.INVALID,
+    E.ALREADY_PAUSED: C.CONFLICT,
+    E.NOT_PAUSED: C.CONFLICT,
     E.CHAIN_UNAVAILABLE: C.UNAVAILABLE,
     E.NOT_DEPLOYED: C.UNAVAILABLE,
     E.LEDGER_REVERT: C.CONFLICT,

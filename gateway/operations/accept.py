@@ -13,10 +13,7 @@ from gateway.accounts.members import WrongPin, get_member, pin_locked, record_ri
 from gateway.accounts.partners import get_partner
 from gateway.app.runtime import Runtime
 from gateway.core.errors import Conflict, ErrorCode, Forbidden, Invalid, NotFound
-from gateway.core.security import (
-    Caller,
-    verify_pin,
-)
+from gateway.core.security import Caller, verify_pin
 from gateway.db.models import Operation, Partner
 from gateway.operations.awards import issue_of
 from gateway.operations.freshness import Fresh, check_fresh, check_issued_at, nonce_in_flight, read_fresh, salt_for
@@ -54,6 +51,7 @@ class Prepared:
     pin_ok: bool = False
     nonce: int | None = None  # a managed partner's signature nonce, reserved in advance
     fresh: Fresh | None = None  # for a signature made by the partner or the member
+    terms: tuple[int, int, tuple[int, ...]] | None = None  # on-chain rate and tier multipliers
 
 
 def prepare_earn(
@@ -67,7 +65,8 @@ def prepare_earn(
     # left unused by a refused request is harmless: the contract's nonces are a bitmap).
     nonce = None if self_signed else runtime.partner_nonce(caller.partner_id)
     fresh = read_fresh(runtime, "partnerNonceUsed", caller.partner_id, signed.nonce) if signed else None
-    return Prepared(found[0], tier=runtime.tier_of(found[0]), nonce=nonce, fresh=fresh)
+    terms = runtime.earn_terms(caller.partner_id)
+    return Prepared(found[0], tier=runtime.tier_of(found[0]), nonce=nonce, fresh=fresh, terms=terms)
 
 
 def prepare_earn_cached(runtime: Runtime, *, caller: Caller, member_id: str, self_signed: bool) -> Prepared | None:
@@ -75,15 +74,16 @@ def prepare_earn_cached(runtime: Runtime, *, caller: Caller, member_id: str, sel
     event loop takes this path and hands a miss to a worker thread."""
     found = runtime.cached_member(member_id)
     tier = runtime.cached_tier(found[0]) if found else None
-    if found is None or tier is None:
+    assert caller.partner_id is not None
+    terms = runtime.cached_earn_terms(caller.partner_id)
+    if found is None or tier is None or terms is None:
         return None
     nonce = None
     if not self_signed:
-        assert caller.partner_id is not None
         nonce = runtime.reserved_nonce(caller.partner_id)
         if nonce is None:
             return None
-    return Prepared(found[0], tier=tier, nonce=nonce)
+    return Prepared(found[0], tier=tier, nonce=nonce, terms=terms)
 
 
 def prepare_redemption(
@@ -104,10 +104,14 @@ def prepare_redemption(
     return Prepared(member.address, balance=runtime.ledger.balance_of(member.address), pin_ok=pin_ok, fresh=fresh)
 
 
-def expected_points(runtime: Runtime, partner: Partner, tier: int, spend: int) -> int:
-    tiers = runtime.settings.coalition.tiers
-    multiplier = tiers[tier].multiplier_bps if tier < len(tiers) else BPS
-    return points_for(spend, partner.rate_points, partner.rate_per_minor_units, multiplier)
+def expected_points(
+    runtime: Runtime, partner: Partner, tier: int, spend: int, terms: tuple[int, int, tuple[int, ...]] | None = None
+) -> int:
+    """The 202's quote from the terms the contract applies: the partner's rate and the tier
+    table on-chain (runtime.earn_terms), not the settings or the partner's row."""
+    rate_points, per_minor_units, multipliers = terms or runtime.earn_terms(partner.id)
+    multiplier = multipliers[tier] if tier < len(multipliers) else BPS
+    return points_for(spend, rate_points, per_minor_units, multiplier)
 
 
 def accept_earn(
@@ -135,7 +139,7 @@ def accept_earn(
     if partner_signature is not None:
         in_flight = nonce_in_flight(session, nonce=partner_signature.nonce, partner_id=partner.id)
         check_fresh(prepared.fresh, partner_signature, in_flight)
-    points = expected_points(runtime, partner, prepared.tier, amount_minor)
+    points = expected_points(runtime, partner, prepared.tier, amount_minor, prepared.terms)
     if points == 0:
         raise Invalid("this purchase earns no points at the member's rate", code=ErrorCode.ZERO_POINTS)
     if points > MAX_OP_POINTS:
