@@ -6,6 +6,10 @@ Each talks to the ledger straight through JSON-RPC (`--rpc`, a network name or U
 `--ledger`, or a data directory's deployment record) and signs with `--key-file` (a file
 holding the hex private key; on a development chain its own first account by default). No
 gateway database is read or written: the gateway learns of every change from the chain.
+
+Longer than 400 lines: every operator function of the contract has its command here, next
+to the key-file and node checks they share; `loyalty partner|programme` (cli/console.py)
+reuses them.
 """
 
 from __future__ import annotations
