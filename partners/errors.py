@@ -184,6 +184,9 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "bad_input": BadRequest,
     "method_not_allowed": GatewayError,
     "http_error": GatewayError,
+    "unsupported_content_type": BadRequest,
+    "malformed_batch": BadRequest,
+    "malformed_record": BadRequest,  # a batch's record (line) that could not be read
     # 401
     "missing_api_key": Unauthorized,
     "invalid_api_key": Unauthorized,
@@ -205,6 +208,7 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "unknown_event": NotFound,
     "unknown_webhook": NotFound,
     "unknown_delivery": NotFound,
+    "unknown_batch": NotFound,
     # 408
     "request_timeout": RequestTimeout,
     # 409
@@ -225,6 +229,7 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     # 413
     "payload_too_large": PayloadTooLarge,
     "too_large": PayloadTooLarge,
+    "too_many_records": PayloadTooLarge,
     # 422
     "validation_error": ValidationFailed,
     "invalid_request": ValidationFailed,
@@ -241,6 +246,7 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "not_a_receipt": ValidationFailed,
     "invalid_webhook_url": ValidationFailed,
     "invalid_webhook_events": ValidationFailed,
+    "kind_not_supported": ValidationFailed,
     # 429
     "rate_limited": RateLimited,
     # 5xx

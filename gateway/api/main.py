@@ -15,10 +15,11 @@ from fastapi_offline import FastAPIOffline
 
 from gateway.api import errors
 from gateway.api.coalesce import Coalesced
-from gateway.api.middleware import MAX_BODY_BYTES, BodyLimit, RequestLog
+from gateway.api.middleware import MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, BodyLimit, RequestLog
 from gateway.api.routes import (
     admin,
     audit,
+    batches,
     console,
     health,
     members,
@@ -106,9 +107,15 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     app.state.earn_misses = Coalesced(partial(misses.prepare_earns, runtime))
     app.state.limiter = TokenBuckets(rate_per_second or runtime.settings.gateway.rate_limit_per_second)
     errors.install(app)
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=runtime.settings.gateway.body_timeout_seconds)
+    app.add_middleware(
+        BodyLimit,
+        limit=MAX_BODY_BYTES,
+        timeout=runtime.settings.gateway.body_timeout_seconds,
+        paths={"/v1/batches": MAX_BATCH_BODY_BYTES},
+    )
     app.add_middleware(RequestLog, observe=metrics.request)
-    for area in (admin, console, members, operations, audit, programme_metrics, reconciliation, webhooks, health):
+    areas = (admin, console, members, operations, batches, audit, programme_metrics, reconciliation, webhooks, health)
+    for area in areas:
         app.include_router(area.router)
     # The member and auditor pages (HTML, gateway/web), after the API: routes are tried in
     # order, and the API's requests are the many.

@@ -76,6 +76,13 @@ class ErrorCode(StrEnum):
     REVERSAL_EXCEEDS_EARN = "reversal_exceeds_earn"
     UNKNOWN_OPERATION = "unknown_operation"
     CONFLICT = "conflict"
+    # batch intake (POST /v1/batches)
+    UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
+    MALFORMED_BATCH = "malformed_batch"
+    TOO_MANY_RECORDS = "too_many_records"
+    MALFORMED_RECORD = "malformed_record"
+    KIND_NOT_SUPPORTED = "kind_not_supported"
+    UNKNOWN_BATCH = "unknown_batch"
     # the chain and the ledger
     CHAIN_UNAVAILABLE = "chain_unavailable"
     NOT_DEPLOYED = "not_deployed"
@@ -146,6 +153,12 @@ CATEGORY: dict[ErrorCode, Category] = {
     E.REVERSAL_EXCEEDS_EARN: C.INVALID,
     E.UNKNOWN_OPERATION: C.NOT_FOUND,
     E.CONFLICT: C.CONFLICT,
+    E.UNSUPPORTED_CONTENT_TYPE: C.MALFORMED,
+    E.MALFORMED_BATCH: C.MALFORMED,
+    E.TOO_MANY_RECORDS: C.TOO_LARGE,
+    E.MALFORMED_RECORD: C.MALFORMED,
+    E.KIND_NOT_SUPPORTED: C.INVALID,
+    E.UNKNOWN_BATCH: C.NOT_FOUND,
     E.CHAIN_UNAVAILABLE: C.UNAVAILABLE,
     E.NOT_DEPLOYED: C.UNAVAILABLE,
     E.LEDGER_REVERT: C.CONFLICT,
