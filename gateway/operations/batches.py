@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,175 +29,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.app.runtime import Runtime
-from gateway.core.errors import Conflict, ErrorCode, LoyaltyError, NotFound
+from gateway.core.errors import ErrorCode, LoyaltyError
 from gateway.core.security import Caller
-from gateway.db.models import Base, Partner, utcnow
+from gateway.db.models import Base, utcnow
 from gateway.db.writer import GROUP, Group
-from gateway.operations.accept import Prepared, accept_reversal, check_currency, earn_operation
+from gateway.operations import batch_earns
+from gateway.operations.accept import accept_reversal
 from gateway.operations.batch_models import IntakeBatch
-from gateway.operations.freshness import Fresh, check_fresh, nonce_in_flight
+from gateway.operations.batch_records import BATCH_KINDS, MAX_RECORDS, KindIntake, Record, Refusal, receipt_id_of
 from gateway.operations.idempotency import Response, idempotent, stored_response
 from gateway.operations.kinds import Kind
-from gateway.operations.signatures import SignedFields
-from gateway.operations.store import store_accepted
 
-MAX_RECORDS = 10_000
-# What a record may name as its kind (SPEC); those without an entry in INTAKE are refused
-# `kind_not_supported`, record by record.
-BATCH_KINDS = ("earn", "award", "reversal", "refund")
+__all__ = ["BATCH_KINDS", "INTAKE", "MAX_RECORDS", "KindIntake", "Record", "Refusal", "accept_batch"]
+
 RACE_ATTEMPTS = 3
 _CHUNK = 5_000  # values in one IN (...) list
-SIGNING_THREADS = 2
-
-
-@dataclass(frozen=True)
-class Record:
-    """One record of a batch: its line in the file (from 1), its kind, and the body of the
-    single-operation endpoint, validated (a signature as SignedFields)."""
-
-    line: int
-    kind: str
-    fields: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Refusal:
-    line: int
-    code: str
-    message: str
-    receipt_id: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"line": self.line, "code": self.code, "message": self.message}
-        if self.receipt_id is not None:
-            body["receipt_id"] = self.receipt_id
-        return body
-
-    @classmethod
-    def of(cls, record: Record, error: LoyaltyError) -> Refusal:
-        return cls(record.line, str(error.code), error.message, _receipt_id(record.fields))
-
-
-Prepare = Callable[[Runtime, Caller, list[Record]], list[Any]]
-Accept = Callable[[Runtime, Session, Caller, Record, Any], Response]
-
-
-def _receipt_key(fields: dict[str, Any]) -> str:
-    return str(fields["receipt_id"])
-
-
-@dataclass(frozen=True)
-class KindIntake:
-    """How one kind's records are accepted. `prepare(runtime, caller, records)` gives, per
-    record, what `accept` needs or the LoyaltyError that refuses it; `accept(runtime, session,
-    caller, record, prepared)` stores one record in the batch's transaction."""
-
-    accept: Accept
-    prepare: Prepare | None = None
-    receipt_key: Callable[[dict[str, Any]], str] = _receipt_key
-    bare: bool = False  # `accept` raises its refusals before its first write: no savepoint
-
-
-# ---------------------------------------------------------------- earns
-
-
-@dataclass(frozen=True)
-class _ReadyEarn:
-    op: dict[str, Any]
-    signature: SignedFields | None
-    fresh: Fresh | None
-
-
-def _prepare_earns(runtime: Runtime, caller: Caller, records: list[Record]) -> list[Any]:
-    """`accept.prepare_earn` and `accept.earn_operation` for many earns: the members in one
-    query, their tiers in one chain call, the managed partner's nonces in one reservation,
-    the signatures of self-signed records checked against the chain in one call."""
-    assert caller.partner_id is not None
-    partner = runtime.partner_terms(caller.partner_id)
-    found = runtime.member_addresses([r.fields["member_id"] for r in records])
-    tiers = runtime.tiers_of([address for address, _ in found.values()])
-    signed = [r for r in records if r.fields.get("partner_signature") is not None]
-    fresh: dict[int, Fresh] = {}
-    if signed:
-        used = runtime.ledger.views(
-            [("partnerNonceUsed", (partner.id, r.fields["partner_signature"].nonce)) for r in signed]
-        )
-        chain_now = runtime.chain.latest_timestamp()
-        fresh = {r.line: Fresh(chain_now=chain_now, nonce_used=bool(u)) for r, u in zip(signed, used, strict=True)}
-    unsigned = len(records) - len(signed)
-    nonces = iter(range(0))
-    if partner.managed and unsigned:
-        start = reserve_nonces(runtime, partner.id, unsigned)
-        nonces = iter(range(start, start + unsigned))
-    out: list[Any] = [None] * len(records)
-    jobs: list[tuple[int, Prepared]] = []
-    for i, record in enumerate(records):
-        f = record.fields
-        member = found.get(f["member_id"])
-        if member is None:
-            out[i] = NotFound(f"no member {f['member_id']}", code=ErrorCode.UNKNOWN_MEMBER)
-            continue
-        signature: SignedFields | None = f.get("partner_signature")
-        prepared = Prepared(
-            member[0],
-            tier=tiers[member[0]],
-            nonce=None if signature is not None else next(nonces, None),
-            fresh=fresh.get(record.line),
-        )
-        jobs.append((i, prepared))
-
-    def build(chunk: list[tuple[int, Prepared]]) -> list[tuple[int, Any]]:
-        built: list[tuple[int, Any]] = []
-        for i, prepared in chunk:
-            f = records[i].fields
-            try:
-                check_currency(partner, f["currency"])
-                built.append((i, earn_operation(runtime, partner=partner, prepared=prepared, in_flight=False, **f)))
-            except LoyaltyError as exc:
-                built.append((i, exc))
-        return built
-
-    # The signatures in threads: libsecp256k1 lets go of the GIL while it signs.
-    size = max(1, -(-len(jobs) // SIGNING_THREADS))
-    with ThreadPoolExecutor(SIGNING_THREADS, thread_name_prefix="batch-sign") as pool:
-        for chunk in pool.map(build, [jobs[k : k + size] for k in range(0, len(jobs), size)]):
-            for i, result in chunk:
-                out[i] = result
-    nonces_taken: set[int] = set()
-    for i, result in enumerate(out):
-        if isinstance(result, LoyaltyError):
-            continue
-        signature = records[i].fields.get("partner_signature")
-        if signature is not None:
-            if signature.nonce in nonces_taken:
-                out[i] = Conflict(
-                    f"nonce {signature.nonce} is already used by an earlier record of this batch",
-                    code=ErrorCode.NONCE_ALREADY_USED,
-                )
-                continue
-            nonces_taken.add(signature.nonce)
-        out[i] = _ReadyEarn(result, signature, fresh.get(records[i].line))
-    return out
-
-
-def _accept_earn(runtime: Runtime, session: Session, caller: Caller, record: Record, ready: _ReadyEarn) -> Response:
-    if ready.signature is not None:  # spent since it was read, by an operation on its way?
-        in_flight = nonce_in_flight(session, nonce=ready.signature.nonce, partner_id=caller.partner_id)
-        check_fresh(ready.fresh, ready.signature, in_flight)
-    return store_accepted(session, ready.op)
-
-
-def reserve_nonces(runtime: Runtime, partner_id: int, count: int) -> int:
-    """The first of `count` signature nonces of a managed partner, never handed out before
-    (like `Runtime.partner_nonce`'s blocks; nonces left unused cost nothing on-chain)."""
-    with runtime.writes.begin() as session:
-        partner = session.get(Partner, partner_id, with_for_update=True)
-        if partner is None:
-            raise NotFound(f"no partner {partner_id}", code=ErrorCode.UNKNOWN_PARTNER)
-        start = int(partner.next_nonce)
-        partner.next_nonce = start + count
-    return start
-
 
 # ---------------------------------------------------------------- reversals
 
@@ -214,7 +59,7 @@ def _reversal_key(fields: dict[str, Any]) -> str:
 # The dispatch table: one entry per kind that batches accept. Awards and refunds join it when
 # their single-operation acceptance exists.
 INTAKE: dict[str, KindIntake] = {
-    Kind.EARN: KindIntake(accept=_accept_earn, prepare=_prepare_earns, bare=True),
+    Kind.EARN: KindIntake(accept=batch_earns.accept_earn, prepare=batch_earns.prepare_earns, bare=True),
     Kind.REVERSAL: KindIntake(accept=_accept_reversal, receipt_key=_reversal_key),
 }
 
@@ -256,7 +101,7 @@ def accept_batch(
                 record.line,
                 ErrorCode.KIND_NOT_SUPPORTED,
                 f"this gateway does not accept {record.kind} records in batches yet",
-                _receipt_id(record.fields),
+                receipt_id_of(record.fields),
             )
             continue
         key = (record.kind, intake.receipt_key(record.fields))
@@ -265,7 +110,7 @@ def accept_batch(
                 record.line,
                 ErrorCode.DUPLICATE_RECEIPT,
                 f"receipt {key[1]} already has a {record.kind} on an earlier line of this batch",
-                _receipt_id(record.fields),
+                receipt_id_of(record.fields),
             )
             continue
         seen.add(key)
@@ -397,14 +242,9 @@ def _refuse_taken(outcome: _Outcome, record: Record, taken: set[tuple[str, str]]
         record.line,
         ErrorCode.DUPLICATE_RECEIPT,
         f"receipt {key} already has a {record.kind} (a single operation or an earlier batch)",
-        _receipt_id(record.fields),
+        receipt_id_of(record.fields),
     )
     return True
-
-
-def _receipt_id(fields: dict[str, Any]) -> str | None:
-    value = fields.get("receipt_id")
-    return value if isinstance(value, str) else None
 
 
 _OPERATIONS = Base.metadata.tables["operations"]
