@@ -25,6 +25,7 @@ from gateway.api.routes import (
     members,
     operations,
     programme_metrics,
+    programme_ops,
     reconciliation,
     webhooks,
 )
@@ -114,8 +115,8 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
         paths={"/v1/batches": MAX_BATCH_BODY_BYTES},
     )
     app.add_middleware(RequestLog, observe=metrics.request)
-    areas = (admin, console, members, operations, batches, audit, programme_metrics, reconciliation, webhooks, health)
-    for area in areas:
+    routers = (admin, console, members, operations, programme_ops, batches, audit, programme_metrics, reconciliation)
+    for area in (*routers, webhooks, health):
         app.include_router(area.router)
     # The member and auditor pages (HTML, gateway/web), after the API: routes are tried in
     # order, and the API's requests are the many.

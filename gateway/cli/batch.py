@@ -29,7 +29,7 @@ _KEY = click.option(
 
 @main.group()
 def batch() -> None:
-    """Batch files of earns and reversals (CSV with a header row, or JSON lines)."""
+    """Batch files of earns, awards, reversals and refunds (CSV with a header row, or JSON lines)."""
 
 
 @batch.command("submit")

@@ -35,17 +35,19 @@ from gateway.db.models import Base, utcnow
 from gateway.db.writer import GROUP, Group
 from gateway.operations import batch_earns
 from gateway.operations.accept import accept_reversal
+from gateway.operations.awards import AwardRequest, accept_award
 from gateway.operations.batch_models import IntakeBatch
 from gateway.operations.batch_records import BATCH_KINDS, MAX_RECORDS, KindIntake, Record, Refusal, receipt_id_of
 from gateway.operations.idempotency import Response, idempotent, stored_response
 from gateway.operations.kinds import Kind
+from gateway.operations.refunds import RefundRequest, accept_refund
 
 __all__ = ["BATCH_KINDS", "INTAKE", "MAX_RECORDS", "KindIntake", "Record", "Refusal", "accept_batch"]
 
 RACE_ATTEMPTS = 3
 _CHUNK = 5_000  # values in one IN (...) list
 
-# ---------------------------------------------------------------- reversals
+# ---------------------------------------------------------------- reversals, awards, refunds
 
 
 def _accept_reversal(runtime: Runtime, session: Session, caller: Caller, record: Record, _ready: Any) -> Response:
@@ -56,11 +58,21 @@ def _reversal_key(fields: dict[str, Any]) -> str:
     return str(fields.get("refund_id") or fields["receipt_id"])
 
 
-# The dispatch table: one entry per kind that batches accept. Awards and refunds join it when
-# their single-operation acceptance exists.
+def _accept_award(runtime: Runtime, session: Session, caller: Caller, record: Record, _ready: Any) -> Response:
+    return accept_award(runtime, session, caller=caller, request=AwardRequest(**record.fields))
+
+
+def _accept_refund(runtime: Runtime, session: Session, caller: Caller, record: Record, _ready: Any) -> Response:
+    return accept_refund(runtime, session, caller=caller, request=RefundRequest(**record.fields))
+
+
+# The dispatch table: one entry per kind that batches accept. A reversal or a refund reads the
+# rows of the same batch before it (what is already taken back), so it is not `bare`.
 INTAKE: dict[str, KindIntake] = {
     Kind.EARN: KindIntake(accept=batch_earns.accept_earn, prepare=batch_earns.prepare_earns, bare=True),
+    Kind.AWARD: KindIntake(accept=_accept_award, bare=True),  # writes nothing before its last check
     Kind.REVERSAL: KindIntake(accept=_accept_reversal, receipt_key=_reversal_key),
+    Kind.REFUND: KindIntake(accept=_accept_refund),
 }
 
 

@@ -71,7 +71,7 @@ def test_a_csv_batch_accepts_the_good_records_refuses_each_bad_one_and_reaches_t
             "earn,card-1,R-10,500,USD,,,",  # 12: the partner's currency is EUR
             "earn,card-2,R-1,700,EUR,,,",  # 13: R-1 again, inside the batch
             "earn,card-1,R-11,50,EUR,,,",  # 14: earns no point
-            "award,card-1,A-1,,,10,welcome,",  # 15: not accepted in batches yet
+            "award,card-1,A-1,,,10,welcome,",  # 15: not one of the award reasons
             "gift,card-1,G-1,100,EUR,,,",  # 16: no such kind
             "earn,card-1,R-12,300,EUR,,nice,",  # 17: a field an earn does not have
             '"earn","card-2","R-13","2500","EUR",,,',  # 18: quoted everywhere: fine
@@ -92,7 +92,7 @@ def test_a_csv_batch_accepts_the_good_records_refuses_each_bad_one_and_reaches_t
         12: "wrong_currency",
         13: "duplicate_receipt",
         14: "zero_points",
-        15: "kind_not_supported",
+        15: "validation_error",
         16: "validation_error",
         17: "validation_error",
     }
@@ -139,6 +139,7 @@ def test_json_lines_mix_earns_and_reversals(gw: Gateway) -> None:
         + "{not json\n"
         + "[1, 2]\n"
         + '{"kind": "refund", "redemption_receipt_id": "X-1", "receipt_id": "RF-9", "points": 1, "reason": "x"}\n'
+        + '{"kind": "migration", "member_id": "card-1"}\n'
     )
     response = post_batch(gw, key, body, NDJSON)
     assert response.status_code == 202, response.text
@@ -150,7 +151,8 @@ def test_json_lines_mix_earns_and_reversals(gw: Gateway) -> None:
         7: "validation_error",  # "100" is a string: amounts are JSON integers
         8: "malformed_record",
         9: "malformed_record",
-        10: "kind_not_supported",
+        10: "unknown_redemption",
+        11: "validation_error",  # not a kind a batch carries
     }
     gw.settle()
     view = gw.get(f"/v1/batches/{response.json()['batch_id']}", key).json()
@@ -161,6 +163,50 @@ def test_json_lines_mix_earns_and_reversals(gw: Gateway) -> None:
         ("RF-2", 10, "confirmed"),
     ]
     assert balance(gw, key, "card-1") == 50 + 20 - 10 - 10
+
+
+def test_all_four_kinds_in_one_csv_file_reach_the_chain(gw: Gateway) -> None:
+    partner = enrolled(gw, "card-1")
+    key = partner["api_key"]
+    earn = {"member_id": "card-1", "receipt_id": "R-0", "amount_minor": 5000, "currency": "EUR"}
+    assert gw.post("/v1/earn", key, earn).status_code == 202
+    gw.settle()
+    spend = {"member_id": "card-1", "receipt_id": "P-1", "points": 20, "authorization": {"pin": "1234"}}
+    assert gw.post("/v1/redemptions", key, spend).status_code == 202
+    gw.settle()
+    assert balance(gw, key, "card-1") == 30
+    body = "\n".join(
+        [
+            "kind,member_id,receipt_id,amount_minor,currency,points,reason,redemption_receipt_id",
+            "earn,card-1,R-1,1000,EUR,,,",  # 2: 10 points
+            "award,card-1,A-1,,,7,signup,",  # 3
+            "award,card-1,A-1,,,7,signup,",  # 4: the same award again
+            "reversal,,R-0,,,5,returned a mug,",  # 5
+            "refund,,RF-1,,,8,one item back,P-1",  # 6
+            "refund,,RF-2,,,15,the rest?,P-1",  # 7: 20 redeemed, 8 refunded on line 6
+            "award,card-1,A-2,,,0,bonus,",  # 8: no points
+            "refund,,RF-3,,,1,x,P-404",  # 9: no such redemption
+        ]
+    )
+    response = post_batch(gw, key, body + "\n")
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == 4
+    assert refusals(response) == {
+        4: "duplicate_receipt",
+        7: "refund_exceeds_redemption",
+        8: "validation_error",
+        9: "unknown_redemption",
+    }
+    gw.settle()
+    view = gw.get(f"/v1/batches/{response.json()['batch_id']}", key).json()
+    confirmed = [(i["line"], i["kind"], i["status"]) for i in view["items"] if i["status"] != "refused"]
+    assert confirmed == [
+        (2, "earn", "confirmed"),
+        (3, "award", "confirmed"),
+        (5, "reversal", "confirmed"),
+        (6, "refund", "confirmed"),
+    ]
+    assert balance(gw, key, "card-1") == 30 + 10 + 7 - 5 + 8
 
 
 def test_receipt_ids_are_used_once_across_batches_and_single_operations(gw: Gateway) -> None:

@@ -109,7 +109,13 @@ def test_loyalty_batch_submit_and_status(live: LiveGateway, tmp_path: Path) -> N
     records = [
         {"kind": "earn", "member_id": member.member_id, "receipt_id": "C-1", "amount_minor": 1200, "currency": "EUR"},
         {"kind": "earn", "member_id": member.member_id, "receipt_id": "C-1", "amount_minor": 1200, "currency": "EUR"},
-        {"kind": "award", "member_id": member.member_id, "receipt_id": "C-2", "points": 5, "reason": "welcome"},
+        {
+            "kind": "award",
+            "member_id": member.member_id,
+            "receipt_id": "C-2",
+            "points": 5,
+            "reason": "welcome",
+        },  # not a reason code,
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     runner = CliRunner()
@@ -118,7 +124,7 @@ def test_loyalty_batch_submit_and_status(live: LiveGateway, tmp_path: Path) -> N
     )
     assert submitted.exit_code == 2, submitted.output  # some lines were refused
     assert "1 of 3 records accepted, 2 refused" in submitted.output
-    assert "duplicate_receipt" in submitted.output and "kind_not_supported" in submitted.output
+    assert "duplicate_receipt" in submitted.output and "validation_error" in submitted.output
     assert "1 confirmed, 0 rejected" in submitted.output
     batch_id = submitted.output.split("batch ", 1)[1].split(":", 1)[0].strip()
     status = runner.invoke(main, ["batch", "status", batch_id, "--url", live.url, "--api-key", key, "--lines"])

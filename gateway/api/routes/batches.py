@@ -32,8 +32,8 @@ BatchReader = Annotated[Caller, Depends(role("partner", "admin"))]
 
 @router.post("/v1/batches", status_code=202, response_model=BatchAccepted, openapi_extra=_BODY)
 async def submit_batch(request: Request, who: PartnerCaller, idem: IdempotencyDep) -> JSONResponse:
-    """Accepts up to 10,000 earns and reversals (awards and refunds: refused as not supported
-    yet) in one transaction; each record is checked on its own, and a refused one changes nothing."""
+    """Accepts up to 10,000 earns, awards, reversals and refunds in one transaction; each record
+    is checked on its own, and a refused one changes nothing."""
     content_type = media_type(request.headers.get("content-type"))
     body = await request.body()
     # What an Idempotency-Key's stored answer is matched against: the exact bytes and their type.

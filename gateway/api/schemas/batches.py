@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from gateway.api.schemas.requests import EarnCreate, ReversalCreate
+from gateway.api.schemas.requests import AwardCreate, EarnCreate, RefundCreate, ReversalCreate
 from gateway.api.schemas.responses import Body
 from gateway.core.errors import ErrorCode, Invalid, LoyaltyError, TooLarge
 from gateway.operations.batches import BATCH_KINDS, MAX_RECORDS, Record, Refusal
@@ -35,12 +35,22 @@ class ReversalRecord(ReversalCreate):
     kind: Literal["reversal"]
 
 
-# The kinds whose records are validated here; the others (awards and refunds until they are
-# accepted) go through as read and are refused by the domain's dispatch table.
-RECORD_MODELS: dict[str, type[BaseModel]] = {"earn": EarnRecord, "reversal": ReversalRecord}
-# CSV columns of the kinds not modelled here yet (SPEC: awards and refunds), so that a file
-# naming them is read (and its award and refund records refused one by one).
-OTHER_COLUMNS = {"points", "reason", "note", "redemption_receipt_id"}
+class AwardRecord(AwardCreate):
+    kind: Literal["award"]
+
+
+class RefundRecord(RefundCreate):
+    kind: Literal["refund"]
+
+
+# The kinds whose records are validated here; a kind without a model goes through as read and
+# is refused by the domain's dispatch table if that has no entry for it either.
+RECORD_MODELS: dict[str, type[BaseModel]] = {
+    "earn": EarnRecord,
+    "award": AwardRecord,
+    "reversal": ReversalRecord,
+    "refund": RefundRecord,
+}
 INTEGER_COLUMNS = {"amount_minor", "points", "partner_signature.nonce", "partner_signature.deadline"}
 _INTEGER = re.compile(r"^-?[0-9]{1,90}$")  # longer ones stay text: the schema says "not an integer"
 
@@ -55,7 +65,7 @@ def _columns(model: type[BaseModel]) -> set[str]:
     return names
 
 
-COLUMNS = set().union(*(_columns(m) for m in RECORD_MODELS.values()), OTHER_COLUMNS)
+COLUMNS = set().union(*(_columns(m) for m in RECORD_MODELS.values()))
 
 
 class BatchRefusal(Body):
