@@ -77,6 +77,7 @@ class Call:
     body: bytes | None = None
     idempotency_key: str | None = None
     params: dict[str, Any] | None = None
+    content_type: str = "application/json"  # of `body` (a batch file is CSV or JSON lines)
 
     def prepared(self) -> PreparedRequest | None:
         if self.body is None or self.idempotency_key is None:
@@ -175,7 +176,7 @@ class Core:
     def headers(self, call: Call) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json", "User-Agent": USER_AGENT}
         if call.body is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = call.content_type
         if call.idempotency_key is not None:
             headers["Idempotency-Key"] = call.idempotency_key
         return headers

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 
-from partners import _programme
+from partners import _programme, batches
 from partners._core import (
     RETRYABLE_ERRORS,
     Call,
@@ -39,6 +40,7 @@ from partners._core import (
     T,
 )
 from partners._programme import MigrationAuthorization
+from partners.batches import BatchStatus, BatchSubmitted
 from partners.errors import PreparedRequest
 from partners.models import ActivityPage, EnrolledMember, KeyInfo, LedgerInfo, Member, Operation
 from partners.redemption import MemberAuthorization, RedemptionRequest
@@ -341,6 +343,28 @@ class PartnerClient(_Base):
         bytes, so the gateway applies it at most once and answers as the first time."""
         return self._run(self._core.send(request, wait, timeout))
 
+    def submit_batch(
+        self,
+        records: Iterable[Mapping[str, Any]] | str | Path,
+        *,
+        content_type: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> BatchSubmitted:
+        """Submits up to 10,000 records in one request: a file (.csv with a header row, or
+        .jsonl) or records as dicts (each a single operation's body plus `kind`). Each record is
+        accepted or refused on its own; see `refused` for the lines that changed nothing."""
+        return self._run(batches.submit(self._core, records, content_type, idempotency_key))
+
+    def batch_status(
+        self, batch_id: str, *, cursor: int | None = None, limit: int = 1000, status: str | None = None
+    ) -> BatchStatus:
+        """A page of the batch's lines (after line `cursor`, of one `status` if given) and its counts."""
+        return self._run(batches.status(self._core, batch_id, cursor, limit, status))
+
+    def wait_for_batch(self, batch_id: str, timeout: float = DEFAULT_WAIT) -> BatchStatus:
+        """Polls until every accepted record of the batch is confirmed or rejected."""
+        return self._run(batches.wait(self._core, batch_id, timeout))
+
 
 class AsyncPartnerClient(_Base):
     """The same client for asyncio: every method is a coroutine."""
@@ -583,3 +607,20 @@ class AsyncPartnerClient(_Base):
 
     async def resend(self, request: PreparedRequest, *, wait: bool = False, timeout: float = DEFAULT_WAIT) -> Operation:
         return await self._run(self._core.send(request, wait, timeout))
+
+    async def submit_batch(
+        self,
+        records: Iterable[Mapping[str, Any]] | str | Path,
+        *,
+        content_type: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> BatchSubmitted:
+        return await self._run(batches.submit(self._core, records, content_type, idempotency_key))
+
+    async def batch_status(
+        self, batch_id: str, *, cursor: int | None = None, limit: int = 1000, status: str | None = None
+    ) -> BatchStatus:
+        return await self._run(batches.status(self._core, batch_id, cursor, limit, status))
+
+    async def wait_for_batch(self, batch_id: str, timeout: float = DEFAULT_WAIT) -> BatchStatus:
+        return await self._run(batches.wait(self._core, batch_id, timeout))

@@ -193,6 +193,9 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "bad_input": BadRequest,
     "method_not_allowed": GatewayError,
     "http_error": GatewayError,
+    "unsupported_content_type": BadRequest,
+    "malformed_batch": BadRequest,
+    "malformed_record": BadRequest,  # a batch's record (line) that could not be read
     # 401
     "missing_api_key": Unauthorized,
     "invalid_api_key": Unauthorized,
@@ -216,6 +219,7 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "unknown_delivery": NotFound,
     "unknown_redemption": NotFound,
     "unknown_change": NotFound,
+    "unknown_batch": NotFound,
     # 408
     "request_timeout": RequestTimeout,
     # 409
@@ -245,6 +249,7 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     # 413
     "payload_too_large": PayloadTooLarge,
     "too_large": PayloadTooLarge,
+    "too_many_records": PayloadTooLarge,
     # 422
     "validation_error": ValidationFailed,
     "invalid_request": ValidationFailed,
@@ -266,6 +271,7 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "invalid_tier_table": ValidationFailed,
     "invalid_tier": ValidationFailed,
     "invalid_change": ValidationFailed,
+    "kind_not_supported": ValidationFailed,
     # 429
     "rate_limited": RateLimited,
     # 5xx

@@ -17,10 +17,11 @@ from gateway.accounts.changes import ChangeWatch
 from gateway.api import errors
 from gateway.api import watch as programme_watch
 from gateway.api.coalesce import Coalesced
-from gateway.api.middleware import MAX_BODY_BYTES, BodyLimit, RequestLog
+from gateway.api.middleware import MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, BodyLimit, RequestLog
 from gateway.api.routes import (
     admin,
     audit,
+    batches,
     console,
     console_writes,
     health,
@@ -115,7 +116,12 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     app.state.earn_misses = Coalesced(partial(misses.prepare_earns, runtime))
     app.state.limiter = TokenBuckets(rate_per_second or runtime.settings.gateway.rate_limit_per_second)
     errors.install(app)
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=runtime.settings.gateway.body_timeout_seconds)
+    app.add_middleware(
+        BodyLimit,
+        limit=MAX_BODY_BYTES,
+        timeout=runtime.settings.gateway.body_timeout_seconds,
+        paths={"/v1/batches": MAX_BATCH_BODY_BYTES},
+    )
     app.add_middleware(RequestLog, observe=metrics.request)
     areas = (
         admin,
@@ -124,6 +130,7 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
         members,
         operations,
         programme_ops,
+        batches,
         audit,
         programme_metrics,
         reconciliation,

@@ -85,6 +85,13 @@ class ErrorCode(StrEnum):
     MIGRATION_IN_PROGRESS = "migration_in_progress"
     MEMBER_MIGRATED = "member_migrated"
     ADDRESS_IN_USE = "address_in_use"
+    # batch intake (POST /v1/batches)
+    UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
+    MALFORMED_BATCH = "malformed_batch"
+    TOO_MANY_RECORDS = "too_many_records"
+    MALFORMED_RECORD = "malformed_record"
+    KIND_NOT_SUPPORTED = "kind_not_supported"
+    UNKNOWN_BATCH = "unknown_batch"
     # the chain and the ledger
     # the operator console (r2)
     UNKNOWN_CHANGE = "unknown_change"
@@ -180,6 +187,12 @@ CATEGORY: dict[ErrorCode, Category] = {
     E.INVALID_CHANGE: C.INVALID,
     E.ALREADY_PAUSED: C.CONFLICT,
     E.NOT_PAUSED: C.CONFLICT,
+    E.UNSUPPORTED_CONTENT_TYPE: C.MALFORMED,
+    E.MALFORMED_BATCH: C.MALFORMED,
+    E.TOO_MANY_RECORDS: C.TOO_LARGE,
+    E.MALFORMED_RECORD: C.MALFORMED,
+    E.KIND_NOT_SUPPORTED: C.INVALID,
+    E.UNKNOWN_BATCH: C.NOT_FOUND,
     E.CHAIN_UNAVAILABLE: C.UNAVAILABLE,
     E.NOT_DEPLOYED: C.UNAVAILABLE,
     E.LEDGER_REVERT: C.CONFLICT,

@@ -1,10 +1,16 @@
-"""Accepting earns, redemptions and reversals (of earns and awards) durably (the outbox); raises domain errors."""
+"""Accepting earns, redemptions and reversals (of earns and awards) durably (the outbox); raises domain errors.
+
+Longer than 400 lines: the three acceptances share their preparation (`Prepared`) and checks,
+and the earn's row is built apart from its transaction (`earn_operation`) so that a batch of
+earns (operations/batches.py) reuses the same checks and signing.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -130,14 +136,53 @@ def accept_earn(
 ) -> Response:
     assert caller.partner_id is not None
     partner = runtime.partner_terms(caller.partner_id)
+    check_currency(partner, currency)
+    check_duplicate(session, partner.id, Kind.EARN, receipt_id)
+    in_flight = partner_signature is not None and nonce_in_flight(
+        session, nonce=partner_signature.nonce, partner_id=partner.id
+    )
+    op = earn_operation(
+        runtime,
+        partner=partner,
+        member_id=member_id,
+        receipt_id=receipt_id,
+        amount_minor=amount_minor,
+        currency=currency,
+        issued_at=issued_at,
+        partner_signature=partner_signature,
+        prepared=prepared,
+        receipt_salt=receipt_salt,
+        in_flight=in_flight,
+    )
+    return store_accepted(session, op)
+
+
+def check_currency(partner: Partner, currency: str) -> None:
     if currency != partner.currency:
         raise Invalid(
             f"{partner.name} issues points for {partner.currency}, not {currency}", code=ErrorCode.WRONG_CURRENCY
         )
-    check_duplicate(session, partner.id, Kind.EARN, receipt_id)
+
+
+def earn_operation(
+    runtime: Runtime,
+    *,
+    partner: Partner,
+    member_id: str,
+    receipt_id: str,
+    amount_minor: int,
+    currency: str,
+    issued_at: str | None,
+    partner_signature: SignedFields | None,
+    prepared: Prepared,
+    receipt_salt: str | None,
+    in_flight: bool,
+) -> dict[str, Any]:
+    """An earn's outbox row, checked and signed, without the database: the duplicate check and
+    whether the partner's nonce is `in_flight` are the caller's (`accept_earn` reads both in its
+    transaction; a batch reads them for all its records at once)."""
     check_issued_at(runtime, issued_at)
     if partner_signature is not None:
-        in_flight = nonce_in_flight(session, nonce=partner_signature.nonce, partner_id=partner.id)
         check_fresh(prepared.fresh, partner_signature, in_flight)
     points = expected_points(runtime, partner, prepared.tier, amount_minor, prepared.terms)
     if points == 0:
@@ -162,7 +207,7 @@ def accept_earn(
         lambda n, d: EarnMessage(partner.id, prepared.address, amount_minor, receipt.ref(), n, d),
         reserved_nonce=prepared.nonce,
     )
-    op = new_operation(
+    return new_operation(
         kind=Kind.EARN,
         partner_id=partner.id,
         member_id=member_id,
@@ -176,7 +221,6 @@ def accept_earn(
         signature=signature,
         member_address=prepared.address,
     )
-    return store_accepted(session, op)
 
 
 def accept_redemption(
