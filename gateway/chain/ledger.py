@@ -14,7 +14,6 @@ see a hex blob.
 
 from __future__ import annotations
 
-import ast
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -27,12 +26,13 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from hexbytes import HexBytes
-from web3 import EthereumTesterProvider, Web3
+from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.types import TxReceipt
 
+from gateway.chain.backends import Reverted, WrongNonce, chain_of
 from gateway.chain.compiler import ARTIFACTS_DIR
+from gateway.chain.jsonrpc import block_tag
 from gateway.chain.jsonrpc import quantity as _int
 from gateway.chain.merkle import merkle_proofs
 from gateway.core.config import CoalitionSettings
@@ -129,13 +129,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class LedgerRevert(ChainError):
-    """A transaction or call reverted with a decoded contract error."""
+class LedgerRevert(Reverted):
+    """A transaction or call reverted with a decoded contract error (code ledger_revert: a
+    refusal by the ledger, not an unavailable chain)."""
 
     code = ErrorCode.LEDGER_REVERT
 
-    def __init__(self, error: DecodedError) -> None:
-        super().__init__(str(error), error=error.name, args=error.args)
+    def __init__(self, error: DecodedError, data: bytes | None = None) -> None:
+        super().__init__(str(error), data=data, error=error.name, args=error.args)
         self.error = error
 
 
@@ -423,8 +424,8 @@ class Sender:
             try:
                 tx_hash = self._rpc("eth_sendRawTransaction", ["0x" + raw.hex()])
                 break
-            except ChainError as exc:
-                if attempt == 2 or "nonce" not in str(exc).lower():
+            except WrongNonce:
+                if attempt == 2:
                     raise
                 # Another process (or someone by hand) used this key since we counted:
                 # count again from the chain and sign once more.
@@ -464,56 +465,25 @@ def wait_for_receipt(w3: Web3, tx_hash: str | bytes, timeout: float = 120.0) -> 
 
 
 def rpc(w3: Web3, method: str, params: list[Any]) -> Any:
-    """One JSON-RPC request without web3's formatting layers; decodes contract reverts."""
+    """One JSON-RPC request through the chain's port (no web3 formatting layers); a revert
+    comes back as `LedgerRevert` with the contract's error decoded."""
     try:
-        if isinstance(w3.provider, EthereumTesterProvider):
-            # eth-tester's raw answers are not JSON-RPC shaped; let web3 format them. It is
-            # in-process, so web3's overhead is small beside py-evm's own time.
-            return w3.manager.request_blocking(method, params)  # type: ignore[arg-type]
-        response = w3.provider.make_request(method, params)  # type: ignore[arg-type]
-    except (ContractCustomError, ContractLogicError) as exc:
-        raise LedgerRevert(decode_error(exc.data if isinstance(exc.data, str) else None)) from exc
-    except Exception as exc:
-        data = getattr(exc, "data", None) or (exc.args[1] if len(exc.args) > 1 else None)
-        if data is None:
-            data = _tester_revert_data(str(exc))
-        if _is_revert_data(data):
-            raise LedgerRevert(decode_error(data)) from exc
-        if "revert" in str(exc).lower():
-            raise LedgerRevert(decode_error(None)) from exc
-        raise ChainError(f"{method} failed: {exc}") from exc
-    if "error" in response:
-        error = response["error"]
-        data = error.get("data") if isinstance(error, dict) else None
-        if isinstance(data, dict):
-            data = data.get("data")
-        if _is_revert_data(data):
-            raise LedgerRevert(decode_error(data))
-        message = error.get("message", error) if isinstance(error, dict) else error
-        if "revert" in str(message).lower():
-            raise LedgerRevert(decode_error(None))
-        raise ChainError(f"{method} failed: {message}")
-    return response["result"]
+        return chain_of(w3).request(method, params)
+    except LedgerRevert:
+        raise
+    except Reverted as exc:
+        raise LedgerRevert(decode_error(exc.data), exc.data) from exc
 
 
 def rpc_many(w3: Web3, requests: list[tuple[str, list[Any]]]) -> list[Any]:
-    """Several JSON-RPC requests in one round trip (one by one on eth-tester, in-process)."""
-    if not requests:
-        return []
-    if isinstance(w3.provider, EthereumTesterProvider):
-        return [rpc(w3, method, params) for method, params in requests]
+    """Several JSON-RPC requests in one round trip where the chain allows (one by one on
+    eth-tester, in-process); reverts decoded as in `rpc`."""
     try:
-        responses = w3.provider.make_batch_request(requests)  # type: ignore[attr-defined]
-    except Exception as exc:
-        raise ChainError(f"batch of {len(requests)} requests failed: {exc}") from exc
-    if not isinstance(responses, list):
-        raise ChainError(f"batch of {len(requests)} requests failed: {responses}")
-    out = []
-    for (method, _), response in zip(requests, sorted(responses, key=lambda r: r["id"]), strict=True):
-        if "error" in response:
-            raise ChainError(f"{method} failed: {response['error']}")
-        out.append(response["result"])
-    return out
+        return chain_of(w3).batch_request(requests)
+    except LedgerRevert:
+        raise
+    except Reverted as exc:
+        raise LedgerRevert(decode_error(exc.data), exc.data) from exc
 
 
 # ------------------------------------------------------------------ the ledger
@@ -819,34 +789,22 @@ class Ledger:
     # -------------------------------------------------------------- views
 
     def _view(self, function: str, *args: Any, block: int | str = "latest") -> Any:
-        _, _, outputs = self._fns[function]
         call = {"to": self.address, "data": "0x" + self.encode_call(function, *args).hex()}
-        result = rpc(self.w3, "eth_call", [call, hex(block) if isinstance(block, int) else block])
-        values = _plain(decode(outputs, bytes(HexBytes(result))))
+        return self._decode_view(function, rpc(self.w3, "eth_call", [call, block_tag(block)]))
+
+    def _decode_view(self, function: str, result: Any) -> Any:
+        values = _plain(decode(self._fns[function][2], bytes(HexBytes(result))))
         return values[0] if len(values) == 1 else values
 
     def views(self, calls: list[tuple[str, tuple[Any, ...]]], block: int | str = "latest") -> list[Any]:
         """Several views at one block in one JSON-RPC batch (one by one on eth-tester)."""
-        tag = hex(block) if isinstance(block, int) else block
+        tag = block_tag(block)
         requests = [
             ("eth_call", [{"to": self.address, "data": "0x" + self.encode_call(name, *args).hex()}, tag])
             for name, args in calls
         ]
-        if isinstance(self.w3.provider, EthereumTesterProvider):
-            return [self._view(name, *args, block=block) for name, args in calls]
-        try:
-            responses = self.w3.provider.make_batch_request(requests)  # type: ignore[attr-defined]
-        except (OSError, ValueError) as exc:  # a node that stopped answering: timeouts, resets
-            raise ChainError(f"batch call failed: {exc}") from exc
-        if not isinstance(responses, list):
-            raise ChainError(f"batch call failed: {responses}")
-        out = []
-        for (name, _), response in zip(calls, sorted(responses, key=lambda r: r["id"]), strict=True):
-            if "error" in response:
-                raise ChainError(f"{name} failed: {response['error']}")
-            values = _plain(decode(self._fns[name][2], bytes(HexBytes(response["result"]))))
-            out.append(values[0] if len(values) == 1 else values)
-        return out
+        results = rpc_many(self.w3, requests)
+        return [self._decode_view(name, result) for (name, _), result in zip(calls, results, strict=True)]
 
     def balance_of(self, member: str, block: int | str = "latest") -> int:
         return int(self._view("balanceOf", to_checksum_address(member), block=block))
@@ -910,25 +868,6 @@ class Ledger:
             "sources_hash": artifact()["sourcesHash"],
             "abi": artifact()["abi"],
         }
-
-
-def _is_revert_data(data: Any) -> bool:
-    """At least a 4-byte error selector, as bytes or 0x-hex."""
-    if isinstance(data, bytes):
-        return len(data) >= 4
-    return isinstance(data, str) and data.startswith("0x") and len(data) >= 10
-
-
-def _tester_revert_data(message: str) -> bytes | None:
-    """eth-tester's TransactionFailed carries the revert data as a Python bytes literal."""
-    prefix = "execution reverted: "
-    if message.startswith(prefix + "b'") or message.startswith(prefix + 'b"'):
-        try:
-            value = ast.literal_eval(message[len(prefix) :])
-        except (ValueError, SyntaxError):
-            return None
-        return value if isinstance(value, bytes) else None
-    return None
 
 
 @cache
