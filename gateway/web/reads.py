@@ -45,6 +45,7 @@ from gateway.core.errors import ErrorCode, LoyaltyError, NotFound, TooLarge
 from gateway.db.models import Member, Operation, Partner
 from gateway.operations.kinds import Kind, Status
 from gateway.points.rules import NEVER, month_label
+from gateway.web.upcoming import Upcoming, upcoming_changes
 from partners.signing import Receipt
 
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -134,6 +135,7 @@ class MemberPage:
     next_tier: tuple[str, int] | None  # (name, points still to qualify)
     expiring: list[tuple[int, int]]  # (month index, points), earliest first
     movements: list[Movement]  # on its way first, then the ledger's newest first; those add up to the balance
+    upcoming: list[Upcoming] = field(default_factory=list)  # programme changes under notice
 
 
 _SIGN = {"Earned": 1, "Redeemed": -1, "Reversed": -1, "Expired": -1}
@@ -158,10 +160,15 @@ def member_events(runtime: Runtime, address: str, to_block: int) -> list[LedgerE
 def member_page(runtime: Runtime, session: Session, member: Member) -> MemberPage:
     view = member_view(runtime, session, member_id=member.member_id)  # the chain's views at one block
     block = int(view["block_number"])
-    tiers = runtime.settings.coalition.tiers
+    # The next tier from the chain's own table (a scheduled tier change moves it), named from settings.
+    (months, points), table = runtime.ledger.views([("expiringOf", (member.address,)), ("tiers", ())], block)
+    names = [t.name for t in runtime.settings.coalition.tiers]
     index = int(view["tier_index"])
-    following = tiers[index + 1] if index + 1 < len(tiers) else None
-    months, points = runtime.ledger.view("expiringOf", member.address, block=block)
+    following = (
+        (names[index + 1] if index + 1 < len(names) else f"tier {index + 1}", int(table[index + 1][0]))
+        if index + 1 < len(table)
+        else None
+    )
     partners = {p.id: p for p in session.scalars(select(Partner))}
     ops = list(
         session.scalars(
@@ -216,17 +223,20 @@ def member_page(runtime: Runtime, session: Session, member: Member) -> MemberPag
     if older:
         total = sum(_SIGN[e.name] * int(e.args["points"]) for e in older)
         shown.append(Movement("earlier", "", total, Status.CONFIRMED.value, None, None, None, None))
+    block_time = _block_time(runtime, block)
+    names_by_id = {pid: p.name for pid, p in partners.items()}
     return MemberPage(
         member_id=member.member_id,
         address=member.address,
         balance=int(view["balance"]),
         block_number=block,
-        block_time=_block_time(runtime, block),
+        block_time=block_time,
         tier=str(view["tier"]),
         qualifying_points=int(view["qualifying_points"]),
-        next_tier=(following.name, following.threshold - int(view["qualifying_points"])) if following else None,
+        next_tier=(following[0], max(0, following[1] - int(view["qualifying_points"]))) if following else None,
         expiring=[(int(m), int(p)) for m, p in zip(months, points, strict=True) if p],
         movements=movements + shown,
+        upcoming=upcoming_changes(runtime, names_by_id, block, int(block_time.timestamp())),
     )
 
 
