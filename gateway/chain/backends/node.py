@@ -112,7 +112,7 @@ class RpcChain(JsonRpcBackend):
         return self._dev_keys
 
     def _send(self, method: str, params: Any) -> dict[str, Any]:
-        return dict(self.w3.provider.make_request(method, params))  # type: ignore[arg-type]
+        return self.w3.provider.make_request(method, params)  # type: ignore[arg-type, return-value]
 
     def _send_batch(self, requests: Sequence[Request]) -> list[dict[str, Any]]:
         responses = self.w3.provider.make_batch_request(list(requests))  # type: ignore[attr-defined]

@@ -70,8 +70,6 @@ def rpc(w3: Web3, method: str, params: list[Any]) -> Any:
     comes back as `LedgerRevert` with the contract's error decoded."""
     try:
         return chain_of(w3).request(method, params)
-    except LedgerRevert:
-        raise
     except Reverted as exc:
         raise LedgerRevert(decode_error(exc.data), exc.data) from exc
 
@@ -81,7 +79,5 @@ def rpc_many(w3: Web3, requests: list[tuple[str, list[Any]]]) -> list[Any]:
     eth-tester, in-process); reverts decoded as in `rpc`."""
     try:
         return chain_of(w3).batch_request(requests)
-    except LedgerRevert:
-        raise
     except Reverted as exc:
         raise LedgerRevert(decode_error(exc.data), exc.data) from exc
