@@ -24,6 +24,7 @@ from gateway.api.routes import (
     members,
     operations,
     programme_metrics,
+    programme_ops,
     reconciliation,
     webhooks,
 )
@@ -108,7 +109,8 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     errors.install(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=runtime.settings.gateway.body_timeout_seconds)
     app.add_middleware(RequestLog, observe=metrics.request)
-    for area in (admin, console, members, operations, audit, programme_metrics, reconciliation, webhooks, health):
+    routers = (admin, console, members, operations, programme_ops, audit, programme_metrics, reconciliation, webhooks)
+    for area in (*routers, health):
         app.include_router(area.router)
     # The member and auditor pages (HTML, gateway/web), after the API: routes are tried in
     # order, and the API's requests are the many.

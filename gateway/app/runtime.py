@@ -190,6 +190,12 @@ class Runtime:
     def cached_member(self, member_id: str) -> tuple[str, bool] | None:
         return self._members.get(member_id)
 
+    def forget_member(self, member_id: str) -> None:
+        """(r2) A member migrated to a new address: the one row that changes after enrolment.
+        Other processes keep theirs until evicted; the submitter refuses what they sign for
+        the old address (`member_migrated`) rather than send it."""
+        self._members.pop(member_id)
+
     def reserved_nonce(self, partner_id: int) -> int | None:
         """A nonce from this process's reserved block, or None when the block is used up."""
         with self._cache_lock:

@@ -76,6 +76,15 @@ class ErrorCode(StrEnum):
     REVERSAL_EXCEEDS_EARN = "reversal_exceeds_earn"
     UNKNOWN_OPERATION = "unknown_operation"
     CONFLICT = "conflict"
+    # (r2) awards, refunds, migrations
+    INVALID_REASON = "invalid_reason"
+    UNKNOWN_REDEMPTION = "unknown_redemption"
+    REDEMPTION_NOT_CONFIRMED = "redemption_not_confirmed"
+    REFUND_EXCEEDS_REDEMPTION = "refund_exceeds_redemption"
+    MEMBER_BUSY = "member_busy"
+    MIGRATION_IN_PROGRESS = "migration_in_progress"
+    MEMBER_MIGRATED = "member_migrated"
+    ADDRESS_IN_USE = "address_in_use"
     # the chain and the ledger
     CHAIN_UNAVAILABLE = "chain_unavailable"
     NOT_DEPLOYED = "not_deployed"
@@ -146,6 +155,14 @@ CATEGORY: dict[ErrorCode, Category] = {
     E.REVERSAL_EXCEEDS_EARN: C.INVALID,
     E.UNKNOWN_OPERATION: C.NOT_FOUND,
     E.CONFLICT: C.CONFLICT,
+    E.INVALID_REASON: C.INVALID,
+    E.UNKNOWN_REDEMPTION: C.NOT_FOUND,
+    E.REDEMPTION_NOT_CONFIRMED: C.CONFLICT,
+    E.REFUND_EXCEEDS_REDEMPTION: C.INVALID,
+    E.MEMBER_BUSY: C.CONFLICT,
+    E.MIGRATION_IN_PROGRESS: C.CONFLICT,
+    E.MEMBER_MIGRATED: C.CONFLICT,
+    E.ADDRESS_IN_USE: C.CONFLICT,
     E.CHAIN_UNAVAILABLE: C.UNAVAILABLE,
     E.NOT_DEPLOYED: C.UNAVAILABLE,
     E.LEDGER_REVERT: C.CONFLICT,

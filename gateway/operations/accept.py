@@ -1,4 +1,4 @@
-"""Accepting earns, redemptions and reversals durably (the outbox); raises domain errors, never HTTP ones."""
+"""Accepting earns, redemptions and reversals (of earns and awards) durably (the outbox); raises domain errors."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ from gateway.core.security import (
     verify_pin,
 )
 from gateway.db.models import Operation, Partner
+from gateway.operations.awards import issue_of
 from gateway.operations.freshness import Fresh, check_fresh, check_issued_at, nonce_in_flight, read_fresh, salt_for
 from gateway.operations.idempotency import Response
 from gateway.operations.kinds import IN_FLIGHT, Kind, Status
+from gateway.operations.migration import check_not_migrating
 from gateway.operations.signatures import (
     MANAGED_DEADLINE_SECONDS,
     SignedFields,
@@ -168,6 +170,7 @@ def accept_earn(
         nonce=Decimal(nonce),
         deadline=deadline,
         signature=signature,
+        member_address=prepared.address,
     )
     return store_accepted(session, op)
 
@@ -189,6 +192,7 @@ def accept_redemption(
     assert caller.partner_id is not None
     partner = get_partner(session, caller.partner_id)
     member = get_member(session, member_id, for_update=True)
+    check_not_migrating(session, member_id)
     check_duplicate(session, partner.id, Kind.REDEMPTION, receipt_id)
     check_issued_at(runtime, issued_at)
     receipt = Receipt(
@@ -251,6 +255,7 @@ def accept_redemption(
         nonce=Decimal(nonce),
         deadline=deadline,
         signature=signature,
+        member_address=member.address,
     )
     return store_accepted(session, op)
 
@@ -271,11 +276,7 @@ def accept_reversal(
 ) -> Response:
     assert caller.partner_id is not None
     partner = get_partner(session, caller.partner_id, for_update=partner_signature is None)
-    earn = session.scalar(
-        select(Operation).where(
-            Operation.partner_id == partner.id, Operation.kind == Kind.EARN, Operation.receipt_id == receipt_id
-        )
-    )
+    earn = issue_of(session, partner.id, receipt_id)  # an earn, else an award (r2)
     if earn is None:
         raise NotFound(f"no earn for receipt {receipt_id}", code=ErrorCode.UNKNOWN_RECEIPT)
     if earn.status != Status.CONFIRMED or earn.earn_batch_id is None or earn.points is None:
@@ -287,7 +288,9 @@ def accept_reversal(
     if (points is None) == (amount_minor is None):
         raise Invalid("give exactly one of points and amount_minor", code=ErrorCode.VALIDATION_ERROR)
     if points is None:
-        assert amount_minor is not None and earn.amount_minor
+        if not earn.amount_minor:
+            raise Invalid("an award is reversed by points, not by an amount", code=ErrorCode.VALIDATION_ERROR)
+        assert amount_minor is not None
         if amount_minor > earn.amount_minor:
             raise Invalid("the refund is larger than the purchase", code=ErrorCode.REVERSAL_EXCEEDS_EARN)
         points = earn.points * amount_minor // earn.amount_minor
@@ -325,7 +328,7 @@ def accept_reversal(
     )
     leaf = earn_leaf(
         partner_id=partner.id,
-        member=member.address,
+        member=earn.member_address or member.address,  # the address it was issued to (r2: a migration since)
         receipt_ref=bytes.fromhex(earn.receipt_ref[2:]),
         spend=int(earn.amount_minor or 0),
         points=earn.points,
@@ -352,6 +355,7 @@ def accept_reversal(
         signature=signature,
         original_id=earn.id,
         reason=reason,
+        member_address=earn.member_address or member.address,
     )
     return store_accepted(session, op, earn_leaf="0x" + leaf.hex())
 

@@ -189,7 +189,7 @@ def member_view(request: Request, runtime: RuntimeDep) -> HTMLResponse:
     if not member_lookups.allow(_client(request)):
         raise RateLimited("Too many member lookups from your address; wait a little.")
     with runtime.sessions() as session:
-        member = reads.find_member(session, query)
+        member = reads.find_member(session, query, runtime)
         data = reads.member_page(runtime, session, member)
     return page(request, "member.html", m=data, query=query.strip(), card=card_svg(data.member_id))
 

@@ -122,3 +122,57 @@ def test_the_card_is_inline_svg_under_the_pages_policy(site: tuple[str, Runtime,
     assert page.status_code == 200 and "default-src 'none'" in page.headers["content-security-policy"]
     assert '<div class="card qr" id="card"><svg' in page.text and "<title>Card of member card-7</title>" in page.text
     assert "<script" not in page.text and "<img" not in page.text.split('id="card"')[1].split("</div>")[0]
+
+
+def _confirmed(url: str, key: str, answer: httpx.Response) -> dict[str, Any]:
+    assert answer.status_code == 202, answer.text
+    op_id = answer.json()["operation_id"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        op: dict[str, Any] = httpx.get(f"{url}/v1/operations/{op_id}", headers=_auth(key)).json()
+        if op["status"] in ("confirmed", "rejected"):
+            assert op["status"] == "confirmed", op
+            return op
+        time.sleep(0.05)
+    raise AssertionError(f"operation {op_id} was not confirmed")
+
+
+def test_awards_refunds_and_a_migration_are_movements_that_add_up_to_the_balance(
+    site: tuple[str, Runtime, str],
+    browser: Any,  # noqa: F811
+) -> None:
+    from partners.signing import address_of
+
+    url, runtime, key = site
+    runtime.chain.travel_to(runtime.chain.latest_timestamp() + NOTICE + 60)  # the partner issues after the notice
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return _confirmed(url, key, httpx.post(url + path, json=body, headers=_auth(key)))
+
+    assert httpx.post(url + "/v1/members", json={"member_id": "mover", "pin": "4321"}, headers=_auth(key)).is_success
+    post("/v1/earn", {"member_id": "mover", "receipt_id": "E-1", "amount_minor": 10_000, "currency": "EUR"})
+    post("/v1/awards", {"member_id": "mover", "receipt_id": "A-1", "points": 20, "reason": "goodwill"})
+    pin = {"pin": "4321"}
+    post("/v1/redemptions", {"member_id": "mover", "receipt_id": "S-1", "points": 50, "authorization": pin})
+    post("/v1/refunds", {"redemption_receipt_id": "S-1", "receipt_id": "F-1", "points": 30, "reason": "returned"})
+
+    browser.get(url + "/members/view?q=mover")
+    old = find(browser, "#address").text
+    assert runtime.ledger.balance_of(old) == 100 == int(find(browser, "#balance").get_attribute("data-points"))
+    rows = [r.text for r in browser.find_elements("css selector", "#activity tbody tr")]
+    assert len(rows) == 4, rows
+    assert "given back by Bean & Leaf: goods returned +30" in rows[0]
+    assert "spent at Bean & Leaf -50" in rows[1]
+    assert "awarded by Bean & Leaf +20" in rows[2]
+    assert "earned at Bean & Leaf" in rows[3] and "+100" in rows[3]
+
+    wallet = address_of("0x" + "7e" * 32)
+    post("/v1/members/mover/migrate", {"address": wallet, "authorization": pin})
+    browser.get(url + "/members/view?q=mover")
+    assert find(browser, "#address").text.lower() == wallet.lower()
+    assert runtime.ledger.balance_of(wallet) == 100 == int(find(browser, "#balance").get_attribute("data-points"))
+    rows = [r.text for r in browser.find_elements("css selector", "#activity tbody tr")]
+    assert len(rows) == 1 and "moved in from the member's earlier address +100" in rows[0], rows
+    browser.get(url + f"/members/view?q={old}")  # the card's old address finds the member where it is now
+    assert find(browser, "#address").text.lower() == wallet.lower()
+    screenshot(browser, "member-migrated")
