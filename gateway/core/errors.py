@@ -244,7 +244,13 @@ class ConfigError(LoyaltyError):
     code = ErrorCode.CONFIGURATION_ERROR
 
 
-class ChainError(LoyaltyError):
+class ChainFault(LoyaltyError):
+    """The chain did not do what was asked: it refused (a revert: `LedgerRevert`, code
+    ledger_revert) or could not be reached (`ChainError`, chain_unavailable). Catch this to
+    handle both; each subclass carries its own code."""
+
+
+class ChainError(ChainFault):
     """The chain could not be reached or did not answer as a node should."""
 
     code = ErrorCode.CHAIN_UNAVAILABLE
@@ -300,6 +306,7 @@ __all__ = [
     "CATEGORY",
     "Category",
     "ChainError",
+    "ChainFault",
     "CompileError",
     "ConfigError",
     "Conflict",
