@@ -144,18 +144,11 @@ def _countdown(seconds: int) -> str:
 @pass_operator
 def show(op: Operator) -> None:
     """The programme and every partner's terms and totals, read from the chain."""
-    print_programme(op)
+    print_terms(op)
+    print_partners(op)
 
 
-def print_programme(op: Operator, *, partners_only: bool = False, programme_only: bool = False) -> None:
-    """`show`'s tables (also `loyalty programme show` and `loyalty partner list` when signing)."""
-    if not partners_only:
-        _print_terms(op)
-    if not programme_only:
-        _print_partners(op)
-
-
-def _print_terms(op: Operator) -> None:
+def print_terms(op: Operator) -> None:
     ledger = op.ledger
     value, currency = ledger.view("pointValue")
     console.print(
@@ -170,7 +163,7 @@ def _print_terms(op: Operator) -> None:
     console.print(tiers)
 
 
-def _print_partners(op: Operator) -> None:
+def print_partners(op: Operator) -> None:
     ledger = op.ledger
     partners = Table(
         "id",
