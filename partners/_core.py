@@ -45,6 +45,7 @@ from partners.redemption import MEMBER_AUTHORIZATION_SECONDS, MemberAuthorizatio
 from partners.signing import (
     Domain,
     EarnMessage,
+    Message,
     Receipt,
     ReverseMessage,
     earn_leaf,
@@ -76,6 +77,7 @@ class Call:
     body: bytes | None = None
     idempotency_key: str | None = None
     params: dict[str, Any] | None = None
+    content_type: str = "application/json"  # of `body` (a batch file is CSV or JSON lines)
 
     def prepared(self) -> PreparedRequest | None:
         if self.body is None or self.idempotency_key is None:
@@ -174,7 +176,7 @@ class Core:
     def headers(self, call: Call) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json", "User-Agent": USER_AGENT}
         if call.body is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = call.content_type
         if call.idempotency_key is not None:
             headers["Idempotency-Key"] = call.idempotency_key
         return headers
@@ -305,9 +307,7 @@ class Core:
         call = Call(request.method, request.path, request.body, request.idempotency_key)
         return (yield from self._accepted(call, wait, timeout))
 
-    def _partner_signed(
-        self, domain: Domain, make: Callable[[int, int], EarnMessage | ReverseMessage]
-    ) -> dict[str, Any]:
+    def _partner_signed(self, domain: Domain, make: Callable[[int, int], Message]) -> dict[str, Any]:
         assert self.signing_key is not None
         nonce, deadline = self.nonces(), int(time.time()) + self.signature_valid_for
         signature = sign(domain, make(nonce, deadline), self.signing_key)
@@ -411,7 +411,7 @@ class Core:
         """This partner's earn for `receipt_id`: by its operation id, or from the member's activity."""
         if earn_operation_id is not None:
             op = yield from self.operation(earn_operation_id)
-            if op.kind != "earn" or op.receipt_id != receipt_id:
+            if op.kind not in ("earn", "award") or op.receipt_id != receipt_id:
                 raise ValueError(f"operation {earn_operation_id} is not the earn of receipt {receipt_id}")
             return op
         if member_id is None:
@@ -424,6 +424,9 @@ class Core:
             page = yield from self.activity(member_id, cursor, 200)
             for op in page.items:
                 if op.kind == "earn" and op.receipt_id == receipt_id:
+                    return op
+            for op in page.items:  # (r2) an award of that receipt, when it has no earn
+                if op.kind == "award" and op.receipt_id == receipt_id:
                     return op
             if page.next_cursor is None:
                 raise NotFound(404, "unknown_receipt", f"no earn for receipt {receipt_id} of member {member_id}")
@@ -464,16 +467,21 @@ class Core:
                     f"the earn for receipt {receipt_id} is {earn.status}, not confirmed yet",
                     {"operation_id": earn.operation_id},
                 )
-            if earn.earn_month is None or earn.points is None or earn.amount_minor is None or not earn.receipt_ref:
+            if amount_minor is not None and not earn.amount_minor:
+                raise ValueError("an award is reversed by points=, not by an amount")
+            if earn.earn_month is None or earn.points is None or not earn.receipt_ref:
                 raise PartnerSdkError("the gateway does not report the earn's month: it is older than this SDK")
             if earn.member_id is None:
                 raise PartnerSdkError(f"the gateway did not say whose earn {earn.operation_id} is")
-            taken = points if points is not None else earn.points * int(amount_minor or 0) // earn.amount_minor
+            taken = (
+                points if points is not None else earn.points * int(amount_minor or 0) // int(earn.amount_minor or 1)
+            )
             leaf = earn_leaf(
                 partner_id=partner_id,
-                member=(yield from self.member_address(earn.member_id)),
+                # The address the earn was credited to: the member may have migrated since (r2).
+                member=earn.member_address or (yield from self.member_address(earn.member_id)),
                 receipt_ref=bytes.fromhex(earn.receipt_ref.removeprefix("0x")),
-                spend=earn.amount_minor,
+                spend=earn.amount_minor or 0,  # an award's leaf has spend 0
                 points=earn.points,
                 earn_month=earn.earn_month,
             )

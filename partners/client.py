@@ -9,8 +9,8 @@ same surface.
         op = client.earn("card-0042", "till-7/0193", 1250, "EUR", wait=True)
 
 `PartnerClient` is synchronous, `AsyncPartnerClient` has the same methods as coroutines.
-Give `signing_key` when the partner keeps its own key (self-custody): earns and reversals
-are then signed here with EIP-712 and the gateway only checks the signature. Every write
+Give `signing_key` when the partner keeps its own key (self-custody): earns, reversals,
+awards and refunds are then signed here with EIP-712 and the gateway only checks the signature. Every write
 carries an Idempotency-Key and is retried (same key, same bytes) on timeouts, dropped
 connections, 429 and 5xx, so a retry never applies anything twice. Refusals raise the
 typed errors of `partners.errors`.
@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 
+from partners import _programme, batches
 from partners._core import (
     RETRYABLE_ERRORS,
     Call,
@@ -37,12 +39,14 @@ from partners._core import (
     Sleep,
     T,
 )
+from partners._programme import MigrationAuthorization
+from partners.batches import BatchStatus, BatchSubmitted
 from partners.errors import PreparedRequest
 from partners.models import ActivityPage, EnrolledMember, KeyInfo, LedgerInfo, Member, Operation
 from partners.redemption import MemberAuthorization, RedemptionRequest
 from partners.signing import address_of
 
-__all__ = ["AsyncPartnerClient", "PartnerClient", "RetryPolicy", "SessionNonces"]
+__all__ = ["AsyncPartnerClient", "MigrationAuthorization", "PartnerClient", "RetryPolicy", "SessionNonces"]
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_WAIT = 60.0
@@ -260,10 +264,106 @@ class PartnerClient(_Base):
             )
         )
 
+    def award(
+        self,
+        member_id: str,
+        receipt_id: str,
+        points: int,
+        *,
+        reason: str,
+        note: str | None = None,
+        issued_at: str | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Operation:
+        """Issues `points` without a purchase (r2), for `reason`: bonus, goodwill, referral,
+        signup, employee, correction or retro_claim; drawn from the partner's allowance."""
+        return self._run(
+            _programme.award(
+                self._core, member_id, receipt_id, points, reason, note, issued_at, idempotency_key, wait, timeout
+            )
+        )
+
+    def refund(
+        self,
+        redemption_receipt_id: str,
+        receipt_id: str,
+        points: int,
+        *,
+        reason: str,
+        member_id: str | None = None,
+        redemption_operation_id: str | None = None,
+        issued_at: str | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Operation:
+        """Gives back `points` of this partner's confirmed redemption `redemption_receipt_id`
+        (goods paid with points returned) (r2). A signing (self-custody) client finds the
+        redemption by `redemption_operation_id` or in `member_id`'s activity."""
+        return self._run(
+            _programme.refund(
+                self._core,
+                redemption_receipt_id,
+                receipt_id,
+                points,
+                reason,
+                member_id,
+                redemption_operation_id,
+                issued_at,
+                idempotency_key,
+                wait,
+                timeout,
+            )
+        )
+
+    def migrate_member(
+        self,
+        member_id: str,
+        address: str,
+        *,
+        pin: str | None = None,
+        authorization: MigrationAuthorization | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Operation:
+        """Moves the member's points, expiry, tier history and assigned tier to `address`, a new
+        address of its own (r2): a custodial member with its `pin`, a self-custody member with
+        its wallet's signature (`authorization`)."""
+        return self._run(
+            _programme.migrate_member(
+                self._core, member_id, address, pin, authorization, idempotency_key, wait, timeout
+            )
+        )
+
     def resend(self, request: PreparedRequest, *, wait: bool = False, timeout: float = DEFAULT_WAIT) -> Operation:
         """Sends again a write that ended in GatewayUnreachable (`exc.request`): same key, same
         bytes, so the gateway applies it at most once and answers as the first time."""
         return self._run(self._core.send(request, wait, timeout))
+
+    def submit_batch(
+        self,
+        records: Iterable[Mapping[str, Any]] | str | Path,
+        *,
+        content_type: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> BatchSubmitted:
+        """Submits up to 10,000 records in one request: a file (.csv with a header row, or
+        .jsonl) or records as dicts (each a single operation's body plus `kind`). Each record is
+        accepted or refused on its own; see `refused` for the lines that changed nothing."""
+        return self._run(batches.submit(self._core, records, content_type, idempotency_key))
+
+    def batch_status(
+        self, batch_id: str, *, cursor: int | None = None, limit: int = 1000, status: str | None = None
+    ) -> BatchStatus:
+        """A page of the batch's lines (after line `cursor`, of one `status` if given) and its counts."""
+        return self._run(batches.status(self._core, batch_id, cursor, limit, status))
+
+    def wait_for_batch(self, batch_id: str, timeout: float = DEFAULT_WAIT) -> BatchStatus:
+        """Polls until every accepted record of the batch is confirmed or rejected."""
+        return self._run(batches.wait(self._core, batch_id, timeout))
 
 
 class AsyncPartnerClient(_Base):
@@ -431,5 +531,96 @@ class AsyncPartnerClient(_Base):
             )
         )
 
+    async def award(
+        self,
+        member_id: str,
+        receipt_id: str,
+        points: int,
+        *,
+        reason: str,
+        note: str | None = None,
+        issued_at: str | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Operation:
+        """Issues `points` without a purchase (r2), for `reason`: bonus, goodwill, referral,
+        signup, employee, correction or retro_claim; drawn from the partner's allowance."""
+        return await self._run(
+            _programme.award(
+                self._core, member_id, receipt_id, points, reason, note, issued_at, idempotency_key, wait, timeout
+            )
+        )
+
+    async def refund(
+        self,
+        redemption_receipt_id: str,
+        receipt_id: str,
+        points: int,
+        *,
+        reason: str,
+        member_id: str | None = None,
+        redemption_operation_id: str | None = None,
+        issued_at: str | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Operation:
+        """Gives back `points` of this partner's confirmed redemption `redemption_receipt_id`
+        (goods paid with points returned) (r2). A signing (self-custody) client finds the
+        redemption by `redemption_operation_id` or in `member_id`'s activity."""
+        return await self._run(
+            _programme.refund(
+                self._core,
+                redemption_receipt_id,
+                receipt_id,
+                points,
+                reason,
+                member_id,
+                redemption_operation_id,
+                issued_at,
+                idempotency_key,
+                wait,
+                timeout,
+            )
+        )
+
+    async def migrate_member(
+        self,
+        member_id: str,
+        address: str,
+        *,
+        pin: str | None = None,
+        authorization: MigrationAuthorization | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Operation:
+        """Moves the member's points, expiry, tier history and assigned tier to `address`, a new
+        address of its own (r2): a custodial member with its `pin`, a self-custody member with
+        its wallet's signature (`authorization`)."""
+        return await self._run(
+            _programme.migrate_member(
+                self._core, member_id, address, pin, authorization, idempotency_key, wait, timeout
+            )
+        )
+
     async def resend(self, request: PreparedRequest, *, wait: bool = False, timeout: float = DEFAULT_WAIT) -> Operation:
         return await self._run(self._core.send(request, wait, timeout))
+
+    async def submit_batch(
+        self,
+        records: Iterable[Mapping[str, Any]] | str | Path,
+        *,
+        content_type: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> BatchSubmitted:
+        return await self._run(batches.submit(self._core, records, content_type, idempotency_key))
+
+    async def batch_status(
+        self, batch_id: str, *, cursor: int | None = None, limit: int = 1000, status: str | None = None
+    ) -> BatchStatus:
+        return await self._run(batches.status(self._core, batch_id, cursor, limit, status))
+
+    async def wait_for_batch(self, batch_id: str, timeout: float = DEFAULT_WAIT) -> BatchStatus:
+        return await self._run(batches.wait(self._core, batch_id, timeout))

@@ -119,6 +119,15 @@ class EarnNotConfirmed(Conflict):
     """409 `earn_not_confirmed`: a reversal's earn is not on the chain yet; wait for it first."""
 
 
+class RedemptionNotConfirmed(Conflict):
+    """409 `redemption_not_confirmed`: a refund's redemption is not on the chain yet; wait for it first."""
+
+
+class MemberBusy(Conflict):
+    """409 `member_busy` or `migration_in_progress`: a migration waits for the member's operations
+    on their way to the chain, and the member's new operations wait for its migration."""
+
+
 class ValidationFailed(GatewayError):
     """422: the request does not match the schema, or the rules refuse it (wrong currency,
     bad signature, a refund larger than the purchase...)."""
@@ -184,6 +193,9 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "bad_input": BadRequest,
     "method_not_allowed": GatewayError,
     "http_error": GatewayError,
+    "unsupported_content_type": BadRequest,
+    "malformed_batch": BadRequest,
+    "malformed_record": BadRequest,  # a batch's record (line) that could not be read
     # 401
     "missing_api_key": Unauthorized,
     "invalid_api_key": Unauthorized,
@@ -205,6 +217,9 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "unknown_event": NotFound,
     "unknown_webhook": NotFound,
     "unknown_delivery": NotFound,
+    "unknown_redemption": NotFound,
+    "unknown_change": NotFound,
+    "unknown_batch": NotFound,
     # 408
     "request_timeout": RequestTimeout,
     # 409
@@ -222,9 +237,19 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "already_delivered": Conflict,
     "last_admin_key": Conflict,
     "nonce_already_used": Conflict,
+    "redemption_not_confirmed": RedemptionNotConfirmed,
+    "member_busy": MemberBusy,
+    "migration_in_progress": MemberBusy,
+    "member_migrated": Conflict,
+    "address_in_use": Conflict,
+    "change_not_due": Conflict,
+    "change_not_pending": Conflict,
+    "already_paused": Conflict,
+    "not_paused": Conflict,
     # 413
     "payload_too_large": PayloadTooLarge,
     "too_large": PayloadTooLarge,
+    "too_many_records": PayloadTooLarge,
     # 422
     "validation_error": ValidationFailed,
     "invalid_request": ValidationFailed,
@@ -238,9 +263,15 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "amount_out_of_range": ValidationFailed,
     "signature_required": ValidationFailed,
     "reversal_exceeds_earn": ValidationFailed,
+    "refund_exceeds_redemption": ValidationFailed,
+    "invalid_reason": ValidationFailed,
     "not_a_receipt": ValidationFailed,
     "invalid_webhook_url": ValidationFailed,
     "invalid_webhook_events": ValidationFailed,
+    "invalid_tier_table": ValidationFailed,
+    "invalid_tier": ValidationFailed,
+    "invalid_change": ValidationFailed,
+    "kind_not_supported": ValidationFailed,
     # 429
     "rate_limited": RateLimited,
     # 5xx

@@ -115,7 +115,8 @@ class OperationError:
 
 @dataclass(frozen=True)
 class Operation:
-    """An earn, redemption or reversal: as accepted (202) or as later seen (GET /v1/operations/{id}).
+    """An earn, redemption, reversal, award, refund or migration: as accepted (202) or as later
+    seen (GET /v1/operations/{id}).
 
     `status` moves accepted -> submitted -> confirmed or rejected. An accepted answer carries
     only what the gateway knew then (id, status, points, receipt reference); the rest is None.
@@ -139,6 +140,13 @@ class Operation:
     earn_leaf: str | None = None
     error: OperationError | None = None
     accepted_at: str | None = None
+    reason: str | None = None  # an award's reason code, a reversal's or refund's stated reason
+    member_address: str | None = None  # the member's address the operation was signed for
+    # A confirmed redemption's on-chain commitment: batch_id, index, expiry_month, proof, leaf.
+    redemption: dict[str, Any] | None = None
+    points_taken: int | None = None  # a confirmed reversal: points taken back...
+    debt: int | None = None  # ...and the shortfall recorded as the member's debt
+    address: str | None = None  # a migration's new address (its 202)
 
     @classmethod
     def from_json(cls, data: dict[str, Any], **known: Any) -> Operation:
@@ -163,6 +171,12 @@ class Operation:
             "earn_leaf": _str_or_none(data.get("earn_leaf")),
             "error": OperationError(str(error.get("code")), str(error.get("message"))) if error else None,
             "accepted_at": _str_or_none(data.get("accepted_at")),
+            "reason": _str_or_none(data.get("reason")),
+            "member_address": _str_or_none(data.get("member_address")),
+            "redemption": dict(data["redemption"]) if data.get("redemption") else None,
+            "points_taken": _int_or_none(data.get("points_taken")),
+            "debt": _int_or_none(data.get("debt")),
+            "address": _str_or_none(data.get("address")),
         }
         for name, value in known.items():
             if values.get(name) is None:

@@ -1,11 +1,17 @@
-"""The settlement statement matches hand-computed figures and balances to the unit."""
+"""The settlement statement matches hand-computed figures and balances to the unit: revision 1's
+figures, and revision 2's (awards, refunds, per-partner prices, a point value change, the
+operator's line) on a scripted history."""
 
 from __future__ import annotations
 
+from eth_utils import keccak
+
 from gateway.audit.settlement import settlement
 from gateway.chain.backends import AnvilNode
+from gateway.chain.ledger import SignedAward
 from gateway.points.rules import month_start
-from tests.support import World, member
+from partners.signing import AwardMessage, sign
+from tests.support import FAR_DEADLINE, World, make_chain, member
 
 
 def test_statement_of_two_periods_matches_hand_computed_figures() -> None:
@@ -50,6 +56,91 @@ def test_statement_of_two_periods_matches_hand_computed_figures() -> None:
         assert (second.liability_start_points, second.liability_end_points, second.breakage_points) == (330, 30, 330)
         assert second.balanced  # 30 = (30 - 330) + 330
         assert second.as_json()["breakage"]["amount"] == 660
-        assert "breakage,,,,330,660" in second.as_csv()
+        assert "breakage,,,,,,,330,660" in second.as_csv()
+    finally:
+        world.chain.close()
+
+
+def _award(world: World, partner_id: int, member_address: str, points: int) -> None:
+    message = AwardMessage(
+        partner_id, member_address, points, 1, keccak(text=f"award-{world.nonce()}"), world.nonce(), FAR_DEADLINE
+    )
+    signed = SignedAward(message, sign(world.ledger.domain, message, world.partner_keys[partner_id]))
+    assert not world.ledger.award_batch(world.relayer, [signed]).rejections()
+
+
+def test_revision_2_statement_with_prices_awards_refunds_and_a_point_value_change() -> None:
+    """Figures computed by hand (point value V = 2, then 3; partner 1 pays 3 per point it issues
+    and is paid V per point redeemed at it; partner 2 pays V and is paid 1):
+
+    month `start`: ana earns 100 at partner 1 (owes 300; spread +100); ben earns 300 and is
+    awarded 40 at partner 2 (owes 680); ben redeems 50 at partner 1 (owed 100), 20 of them are
+    refunded (owed -40); ana redeems 30 at partner 2 (owed 30; spread +30); partner 1 reverses
+    10 of ana's earn (owes -30, credited at 3; spread -10).
+      partner 1: issued 100, reversed 10, redeemed 50, refunded 20, net 60 points, 270 - 60 = 210
+      partner 2: issued 340 (awarded 40), redeemed 30, net 310 points, 680 - 30 = 650
+      liability 0 -> 370 points (0 -> 740 at V = 2); operator: spread 120; 740 + 120 = 860.
+    month start + 12: V becomes 3 while 370 points are outstanding (revaluation 370); they expire
+    at its end (breakage 370 points at V = 3: 1,110); month start + 13: chloe earns 20 at partner 1
+    (owes 60 at its price 3 = V: no spread).
+      liability 370 at 2 = 740 -> 20 at 3 = 60; operator 1,110 - 370 = 740; 60 - 740 + 740 = 60.
+    """
+    world = World.create(make_chain("embedded"))
+    try:
+        world.ledger.schedule(world.admin, "setPointValue", 2, b"EUR")  # notice period 0: at once
+        world.ledger.schedule(world.admin, "setPartnerPrices", 1, 3, 0)
+        world.ledger.schedule(world.admin, "setPartnerPrices", 2, 0, 1)
+        start = world.month() + 1
+        world.goto_month(start)
+        ana_key, ana = member("ana")
+        ben_key, ben = member("ben")
+        _, chloe = member("chloe")
+        records = world.earn(world.earn_op(1, ana, 10_000), world.earn_op(2, ben, 20_000)).earn_records()
+        _award(world, 2, ben, 40)
+        redemption = world.redeem(world.redeem_op(ben_key, 1, 50)).redemption_records()[0]
+        assert not world.refund(world.refund_op(redemption, 20)).rejections()
+        world.redeem(world.redeem_op(ana_key, 2, 30))
+        assert not world.reverse(world.reverse_op(records[0], 10)).rejections()
+        world.goto_month(start + 12)
+        world.ledger.schedule(world.admin, "setPointValue", 3, b"EUR")
+        world.goto_month(start + 13)  # everything from `start` expired at the end of start + 12
+        world.earn(world.earn_op(1, chloe, 2_000))
+        world.goto_month(start + 15)
+
+        def period(first: int, last: int):  # type: ignore[no-untyped-def]
+            return settlement(
+                world.chain.w3,
+                world.ledger,
+                period_from=month_start(first),
+                period_to=month_start(last),
+                from_block=world.ledger.deployment_block,
+            )
+
+        first = period(start, start + 1)
+        lines = {
+            p.partner_id: (p.issued, p.awarded, p.reversed, p.redeemed, p.refunded, p.net_points, p.owes, p.owed)
+            for p in first.partners
+        }
+        assert lines[1] == (100, 0, 10, 50, 20, 60, 270, 60)
+        assert lines[2] == (340, 40, 0, 30, 0, 310, 680, 30)
+        assert lines[3] == (0, 0, 0, 0, 0, 0, 0, 0)
+        assert [p.net_amount for p in first.partners] == [210, 650, 0]
+        assert [(p.issue_price, p.redemption_price) for p in first.partners][:2] == [(3, 0), (0, 1)]
+        assert (first.liability_start_points, first.liability_end_points, first.breakage_points) == (0, 370, 0)
+        assert (first.liability_start_amount, first.liability_end_amount) == (0, 740)
+        assert (first.operator.spread, first.operator.breakage, first.operator.revaluation) == (120, 0, 0)
+        assert first.balanced and first.net_amount == 860 == 740 - 0 + 120
+        body = first.as_json()
+        assert body["net_amount_total"] == 860 and body["operator"]["total"] == 120
+        assert body["debt"] == {"recorded": 0, "repaid": 0}  # until the ledger records debt
+
+        second = period(start + 12, start + 14)
+        assert [(p.issued, p.net_points, p.net_amount) for p in second.partners] == [(20, 20, 60), (0, 0, 0), (0, 0, 0)]
+        assert (second.point_value_start, second.point_value) == (2, 3)
+        assert (second.liability_start_points, second.liability_end_points, second.breakage_points) == (370, 20, 370)
+        assert (second.operator.spread, second.operator.breakage, second.operator.revaluation) == (0, 1110, 370)
+        assert second.operator.total == 740
+        assert second.balanced and second.net_amount == 60 == 20 * 3 - 370 * 2 + 740
+        assert "operator_total,,,,,,,,740" in second.as_csv()
     finally:
         world.chain.close()

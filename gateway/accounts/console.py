@@ -8,28 +8,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway.accounts.changes import describe, head
 from gateway.app.runtime import Runtime
-from gateway.chain.ledger import rpc
 from gateway.core.errors import ErrorCode, NotFound
 from gateway.db.models import Partner
-
-CHANGE_KINDS = {1: "expiry", 2: "tiers", 3: "point_value", 4: "rate", 5: "signer", 6: "prices"}
-CHANGE_STATES = {1: "pending", 2: "applied", 3: "cancelled"}
-
-
-def _head(runtime: Runtime) -> tuple[int, int]:
-    block = rpc(runtime.chain.w3, "eth_getBlockByNumber", ["latest", False])
-    number, timestamp = block["number"], block["timestamp"]
-    return (int(number, 16) if isinstance(number, str) else int(number)), (
-        int(timestamp, 16) if isinstance(timestamp, str) else int(timestamp)
-    )
 
 
 def programme(runtime: Runtime) -> dict[str, Any]:
     """Tiers, expiry, point value, transfers, pause, notice period and every scheduled change
     (pending ones with the seconds left), as the chain has them."""
     ledger = runtime.ledger
-    block, now = _head(runtime)
+    block, now = head(runtime)
     names = ["tiers", "expiryMonths", "pointValue", "transfersEnabled", "paused", "noticePeriod", "changeCount"]
     tiers, expiry, (value, currency), transfers, paused, notice, count = ledger.views([(n, ()) for n in names], block)
     changes = ledger.views([("changeOf", (i,)) for i in range(1, int(count) + 1)], block) if count else []
@@ -50,17 +39,7 @@ def programme(runtime: Runtime) -> dict[str, Any]:
         "transfers_enabled": bool(transfers),
         "paused": bool(paused),
         "notice_period_seconds": int(notice),
-        "changes": [
-            {
-                "change_id": i,
-                "kind": CHANGE_KINDS.get(int(kind), str(kind)),
-                "partner_id": int(partner_id) or None,
-                "state": CHANGE_STATES.get(int(state), "unknown"),
-                "effective_at": int(effective_at),
-                "seconds_left": max(0, int(effective_at) - now) if int(state) == 1 else None,
-            }
-            for i, (kind, state, partner_id, effective_at, _) in enumerate(changes, start=1)
-        ],
+        "changes": [describe(i, raw, now) for i, raw in enumerate(changes, start=1)],
     }
 
 
@@ -86,7 +65,7 @@ def _partner(pid: int, info: Any, prices: Any, name: str | None, now: int) -> di
 
 def partners(runtime: Runtime, session: Session) -> dict[str, Any]:
     """Every partner on the ledger (named where this gateway onboarded it)."""
-    block, now = _head(runtime)
+    block, now = head(runtime)
     count = int(runtime.ledger.view("partnerCount", block=block))
     ids = list(range(1, count + 1))
     values = runtime.ledger.views(
@@ -98,7 +77,7 @@ def partners(runtime: Runtime, session: Session) -> dict[str, Any]:
 
 
 def partner(runtime: Runtime, session: Session, partner_id: int) -> dict[str, Any]:
-    block, now = _head(runtime)
+    block, now = head(runtime)
     info, prices = runtime.ledger.views([("partner", (partner_id,)), ("partnerPrices", (partner_id,))], block)
     if int(str(info[0]), 16) == 0:
         raise NotFound(f"no partner {partner_id} on the ledger", code=ErrorCode.UNKNOWN_PARTNER)

@@ -43,7 +43,7 @@ def create_member(
             "give a pin (custodial member) or an address (self-custody), not both", code=ErrorCode.VALIDATION_ERROR
         )
     if address is not None:
-        _check_member_address(runtime, address)
+        check_member_address(runtime, address)
     if session.get(Member, member_id) is not None:
         raise Conflict(f"member {member_id} already exists", code=ErrorCode.DUPLICATE_MEMBER)
     if address is None:
@@ -67,7 +67,7 @@ def create_member(
     return {"member_id": member_id, "address": member.address, "custodial": member.custodial}
 
 
-def _check_member_address(runtime: Runtime, address: str) -> None:
+def check_member_address(runtime: Runtime, address: str) -> None:
     """Refuses addresses that no member can hold points at: the zero address (points minted
     there are burnt) and the ledger's own contract (no key can ever move them)."""
     checksummed = to_checksum_address(address)

@@ -13,17 +13,22 @@ from functools import partial
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from gateway.accounts.changes import ChangeWatch
 from gateway.api import errors
+from gateway.api import watch as programme_watch
 from gateway.api.coalesce import Coalesced
-from gateway.api.middleware import MAX_BODY_BYTES, BodyLimit, RequestLog
+from gateway.api.middleware import MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, BodyLimit, RequestLog
 from gateway.api.routes import (
     admin,
     audit,
+    batches,
     console,
+    console_writes,
     health,
     members,
     operations,
     programme_metrics,
+    programme_ops,
     reconciliation,
     webhooks,
 )
@@ -34,6 +39,7 @@ from gateway.core.metrics import Metrics
 from gateway.core.ratelimit import TokenBuckets
 from gateway.operations import misses
 from gateway.submitter.loop import Submitter
+from gateway.web.operator import router as operator_page
 from gateway.web.pages import router as pages
 from gateway.web.rpc import router as rpc
 from gateway.webhooks.deliver import Deliverer
@@ -76,6 +82,9 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
         notices = threading.Thread(target=_notices, args=(runtime, stop), name="notices", daemon=True)
         if runtime.settings.gateway.notice_interval_seconds > 0:
             notices.start()
+        if runtime.settings.gateway.programme_watch_seconds > 0:
+            args = (runtime, app.state.programme_watch, stop)
+            threading.Thread(target=programme_watch.run, args=args, name="programme", daemon=True).start()
         probe.probe()  # /healthz answers from the first probe on
         threading.Thread(target=probe.run, args=(stop,), name="health", daemon=True).start()
         yield
@@ -102,16 +111,36 @@ def create_app(runtime: Runtime, *, run_submitter: bool = True, rate_per_second:
     app.state.runtime, app.state.submitter, app.state.metrics = runtime, submitter, metrics
     app.state.audit_jobs, app.state.health = jobs, probe
     app.state.figures = Figures(runtime)
+    app.state.programme_watch = ChangeWatch(runtime)
     # An earn whose member or tier is not cached waits for one load with the other misses.
     app.state.earn_misses = Coalesced(partial(misses.prepare_earns, runtime))
     app.state.limiter = TokenBuckets(rate_per_second or runtime.settings.gateway.rate_limit_per_second)
     errors.install(app)
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, timeout=runtime.settings.gateway.body_timeout_seconds)
+    app.add_middleware(
+        BodyLimit,
+        limit=MAX_BODY_BYTES,
+        timeout=runtime.settings.gateway.body_timeout_seconds,
+        paths={"/v1/batches": MAX_BATCH_BODY_BYTES},
+    )
     app.add_middleware(RequestLog, observe=metrics.request)
-    for area in (admin, console, members, operations, audit, programme_metrics, reconciliation, webhooks, health):
+    areas = (
+        admin,
+        console,
+        console_writes,
+        members,
+        operations,
+        programme_ops,
+        batches,
+        audit,
+        programme_metrics,
+        reconciliation,
+        webhooks,
+    )
+    for area in (*areas, health):
         app.include_router(area.router)
     # The member and auditor pages (HTML, gateway/web), after the API: routes are tried in
     # order, and the API's requests are the many.
     app.include_router(pages)
+    app.include_router(operator_page)  # the operator's page: an admin key's signed session
     app.include_router(rpc)  # POST /rpc: the chain, read-only, for wallets and auditors
     return app

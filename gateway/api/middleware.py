@@ -13,6 +13,7 @@ from gateway.api.errors import error_response
 from gateway.core.errors import ErrorCode, LoyaltyError
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_BATCH_BODY_BYTES = 16 * 1024 * 1024  # POST /v1/batches: 10,000 records of up to ~1.6 KiB
 BODY_TIMEOUT_SECONDS = 10.0
 
 access = logging.getLogger("gateway.access")
@@ -34,16 +35,20 @@ class BodyLimit:
     timeout only covers the time between requests). Plain ASGI: Starlette's
     BaseHTTPMiddleware costs a task group per request."""
 
-    def __init__(self, app: ASGIApp, limit: int, timeout: float = BODY_TIMEOUT_SECONDS) -> None:
-        self.app, self.limit, self.timeout = app, limit, timeout
+    def __init__(
+        self, app: ASGIApp, limit: int, timeout: float = BODY_TIMEOUT_SECONDS, paths: dict[str, int] | None = None
+    ) -> None:
+        """`paths`: larger limits for these exact paths (a batch file)."""
+        self.app, self.default, self.timeout, self.paths = app, limit, timeout, paths or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.paths.get(scope["path"], self.default)
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            response = error_response(413, ErrorCode.PAYLOAD_TOO_LARGE, f"bodies are limited to {self.limit} bytes")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            response = error_response(413, ErrorCode.PAYLOAD_TOO_LARGE, f"bodies are limited to {limit} bytes")
             await response(scope, receive, send)
             return
         received = 0
@@ -63,8 +68,8 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 complete = not message.get("more_body", False)
-                if received > self.limit:
-                    raise PayloadTooLarge(f"bodies are limited to {self.limit} bytes")
+                if received > limit:
+                    raise PayloadTooLarge(f"bodies are limited to {limit} bytes")
             return message
 
         await self.app(scope, bounded, send)

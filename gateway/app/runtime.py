@@ -52,8 +52,18 @@ class Runtime:
     # The quote is only a quote: the contract computes the points and the event is stored.
     _tiers: BoundedCache[str, tuple[int, float]] = field(init=False)
     TIER_TTL_SECONDS = 60.0
+    # The earn terms the contract applies, read from the chain (not from the settings or the
+    # partner's row: they change under notice, r2): the tier table's multipliers and each
+    # partner's earn rate. Forgotten when a change applies (`forget_terms`: whoever applies it
+    # here, and the programme watch for changes applied elsewhere), and re-read at least every
+    # TERMS_TTL_SECONDS anyway. `_terms_generation` keeps a read that raced a forget from
+    # storing the old terms.
+    _multipliers: tuple[tuple[int, ...], float] | None = None
+    _rates: dict[int, tuple[tuple[int, int], float]] = field(default_factory=dict)
+    _terms_generation: int = 0
+    TERMS_TTL_SECONDS = 60.0
     # Hot-path caches of rows that never change once written (members' addresses, partners'
-    # terms) and of authenticated API keys (a short TTL, so a key revoked through another
+    # names, currencies and keys) and of authenticated API keys (a short TTL, so a key revoked through another
     # gateway process stops working within seconds; this process forgets it at once).
     # The member, tier and key caches hold at most `settings.gateway.member_cache_entries`
     # entries each, the most recently used: memory does not grow with the coalition, and a
@@ -99,6 +109,42 @@ class Runtime:
                 tiers[address] = int(tier)
                 self._tiers.put(address, (int(tier), now))
         return tiers
+
+    def earn_terms(self, partner_id: int) -> tuple[int, int, tuple[int, ...]]:
+        """(rate points, per minor units, tier multipliers in basis points) as the contract has
+        them now: cached, else read in one JSON-RPC batch."""
+        cached = self.cached_earn_terms(partner_id)
+        if cached is not None:
+            return cached
+        generation = self._terms_generation
+        tiers, info = self.ledger.views([("tiers", ()), ("partner", (partner_id,))])
+        multipliers = tuple(int(bps) for _, bps in tiers)
+        rate = (int(info[2]), int(info[3]))
+        with self._cache_lock:
+            if generation == self._terms_generation:
+                now = time.monotonic()
+                self._multipliers, self._rates[partner_id] = (multipliers, now), (rate, now)
+        return rate[0], rate[1], multipliers
+
+    def cached_earn_terms(self, partner_id: int) -> tuple[int, int, tuple[int, ...]] | None:
+        multipliers, rate = self._multipliers, self._rates.get(partner_id)
+        now = time.monotonic()
+        if multipliers is None or rate is None:
+            return None
+        if now - multipliers[1] >= self.TERMS_TTL_SECONDS or now - rate[1] >= self.TERMS_TTL_SECONDS:
+            return None
+        return rate[0][0], rate[0][1], multipliers[0]
+
+    def forget_terms(self, *, tiers: bool = False) -> None:
+        """After a change applied: earn terms and partners' rows are read again; with `tiers`
+        (a new tier table) the members' tier indexes too."""
+        with self._cache_lock:
+            self._terms_generation += 1
+            self._multipliers = None
+            self._rates.clear()
+            self._partners.clear()
+        if tiers:
+            self._tiers.clear()
 
     def chain_clock(self) -> int:
         """The latest block time known: read from the embedded chain itself (in-process, and
@@ -175,8 +221,9 @@ class Runtime:
         return found
 
     def partner_terms(self, partner_id: int) -> Partner:
-        """A partner's row as onboarded (name, currency, rate, signer, key): none of it changes
-        afterwards; `next_nonce` on this copy is stale, use `partner_nonce`."""
+        """A partner's row (name, currency, signer, key), cached until `forget_terms` (a signer
+        rotation changes it); `next_nonce` on this copy is stale, use `partner_nonce`. Its rate
+        is not the earn's: see `earn_terms`."""
         cached = self._partners.get(partner_id)
         if cached is None:
             with self.sessions() as session:
@@ -189,6 +236,12 @@ class Runtime:
 
     def cached_member(self, member_id: str) -> tuple[str, bool] | None:
         return self._members.get(member_id)
+
+    def forget_member(self, member_id: str) -> None:
+        """(r2) A member migrated to a new address: the one row that changes after enrolment.
+        Other processes keep theirs until evicted; the submitter refuses what they sign for
+        the old address (`member_migrated`) rather than send it."""
+        self._members.pop(member_id)
 
     def reserved_nonce(self, partner_id: int) -> int | None:
         """A nonce from this process's reserved block, or None when the block is used up."""

@@ -45,7 +45,8 @@ def index_events(session: Session) -> list[LedgerEvent]:
         name = INDEX_EVENT.get(op.kind)
         if name is None or op.points is None or op.log_index is None or op.block_number is None:
             continue
-        args: dict[str, Any] = {"partnerId": op.partner_id, "member": address, "points": op.points}
+        # The address the operation was credited or debited at (a member may have migrated since).
+        args: dict[str, Any] = {"partnerId": op.partner_id, "member": op.member_address or address, "points": op.points}
         if name == "Earned":
             args.update(spend=op.amount_minor or 0, expiryMonth=NEVER)
         events.append(LedgerEvent(name, args, op.block_number, op.tx_hash or "", op.log_index))

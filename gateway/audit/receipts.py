@@ -138,7 +138,7 @@ def stored_receipt_proof(
         # Not confirmed in the index (pending, rejected, or no index row): the chain is
         # searched for the hash; a rejection is listed, but only an operation matches.
         found = events_carrying(w3, ledger, recomputed, from_block=ledger.deployment_block)
-        event = next((e for e in found if e.name == RESULT_EVENT[doc.kind]), None)
+        event = next((e for e in found if e.name == RESULT_EVENT.get(doc.kind)), None)
         extra["events"] = [e.as_json() for e in found]
     return {
         "partner_id": partner_id,

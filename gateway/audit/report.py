@@ -335,35 +335,41 @@ def day_label(timestamp: int) -> str:
 def statement_text(st: Statement, names: dict[int, str] | None = None) -> str:
     v, cur = st.point_value, st.currency
     names = names or {}
-    headers = ["partner", "name", "currency", "issued", "reversed", "redeemed at it", "net points", "net amount"]
+    headers = ["partner", "name", "currency", "issued", "awarded", "reversed", "redeemed at it", "refunded"]
+    headers += ["net points", "net amount"]
     rows: list[list[Any]] = [
         [
             p.partner_id,
             names.get(p.partner_id, ""),
             p.currency,
             p.issued,
+            p.awarded,
             p.reversed,
             p.redeemed,
+            p.refunded,
             p.net_points,
             money(p.net_amount, cur),
         ]
         for p in st.partners
     ]
-    change = st.liability_end_points - st.liability_start_points
+    op = st.operator
+    change = st.liability_end_amount - st.liability_start_amount
     lines = [
         f"Settlement statement {day_label(st.period_from)} to {day_label(st.period_to)} (UTC; the end day excluded)",
         f"Point value: {money(v, cur)} per point.",
         "A positive net amount is owed by the partner to the coalition, a negative one is owed to it.",
         "",
         text_table(headers, rows),
-        f"breakage (expired in the period): {st.breakage_points} points = {money(st.breakage_points * v, cur)}",
+        f"breakage (expired in the period): {st.breakage_points} points = {money(op.breakage, cur)}",
+        f"debt recorded / repaid:           {st.debt_recorded} / {st.debt_repaid} points",
+        f"operator (spread {money(op.spread, cur)} + breakage - revaluation {money(op.revaluation, cur)}): "
+        f"{money(op.total, cur)}",
         f"liability at the start:           {st.liability_start_points} points = "
-        f"{money(st.liability_start_points * v, cur)}",
-        f"liability at the end:             {st.liability_end_points} points = "
-        f"{money(st.liability_end_points * v, cur)}",
+        f"{money(st.liability_start_amount, cur)}",
+        f"liability at the end:             {st.liability_end_points} points = {money(st.liability_end_amount, cur)}",
         "",
-        f"check: sum of net amounts {money(st.net_points * v, cur)} = change in liability {money(change * v, cur)} "
-        f"+ breakage {money(st.breakage_points * v, cur)}: {'balances' if st.balanced else 'DOES NOT BALANCE'}",
+        f"check: sum of net amounts {money(st.net_amount, cur)} = change in liability {money(change, cur)} "
+        f"+ the operator's line {money(op.total, cur)}: {'balances' if st.balanced else 'DOES NOT BALANCE'}",
     ]
     return "\n".join(lines) + "\n"
 

@@ -1,11 +1,25 @@
-"""The settlement statement of SPEC section 5, computed from chain events alone.
+"""The settlement statement of SPEC section 5 (revision 2), computed from chain events alone.
 
-For a period [from, to): per partner the points it issued, reversed and had redeemed at it,
-and the net amount (issued - reversed - redeemed, at the point value: positive, the partner
-owes the coalition); the points that expired in the period (breakage); the outstanding
-liability at the start and the end. It balances: the sum of net amounts equals the change
-in liability plus breakage, valued at the point value. Expiry happens at the end of a month,
-so points expiring at the end of the month before `to` are breakage of this period.
+For a period [from, to), per partner: the points it issued (earns, awards and campaign
+bonuses; `awarded` and `bonus` are the parts awards and bonuses issued), reversed, had
+redeemed at it and refunded of those redemptions, and the net amount: what it owes for what it
+issued, at its issue price, net of reversals (credited at the price of the issue they take
+back), less what it is owed for what was redeemed at it, at its redemption price, net of refunds
+(at the price of the redemption they give back). A partner's price 0 means the coalition's
+point value at the time (`PartnerPricesSet`, `PointValueSet`, both under the notice period).
+
+The operator's line is what the coalition keeps: the price spread (each movement's price less
+the point value at the time), breakage (points expired in the period, at the point value when
+they expired), less the revaluation of the outstanding points when the point value changed.
+The statement balances to the unit, in points and in money:
+  sum of net points  = liability at the end - liability at the start + breakage
+  sum of net amounts = value of the liability at the end - at the start + the operator's line
+Each side is computed on its own (the partners' lines from their movements, the liability from
+the rules model's balances, breakage from the expiring buckets), so the check is a real one.
+
+Debt (r2) is being added to the ledger on another branch: `DebtRecorded` and `DebtRepaid`
+are counted here already (0 until they exist); once a reversal can leave debt, its shortfall
+is a movement the balance check must include (see `_DEBT_EVENTS`).
 """
 
 from __future__ import annotations
@@ -22,86 +36,115 @@ from gateway.chain.events import fetch_events, timestamps
 from gateway.chain.ledger import Ledger, LedgerEvent, rpc
 from gateway.points.rules import NEVER, month_of, month_start
 
+_DEBT_EVENTS = {"DebtRecorded": "debt_recorded", "DebtRepaid": "debt_repaid"}  # hooks: 0 until debt lands
+
 
 @dataclass
 class PartnerLine:
     partner_id: int
     currency: str
-    issued: int
-    reversed: int
-    redeemed: int
-    net_points: int
-    net_amount: int
+    issued: int = 0  # all points it issued: earned, awarded and bonus
+    awarded: int = 0
+    bonus: int = 0  # campaign bonuses (0 until campaigns land: the `bonus` of `Earned`)
+    reversed: int = 0
+    redeemed: int = 0
+    refunded: int = 0
+    net_points: int = 0  # issued - reversed - redeemed + refunded
+    owes: int = 0  # for issued net of reversed, at its issue prices
+    owed: int = 0  # for redeemed net of refunded, at its redemption prices
+    net_amount: int = 0  # owes - owed: positive, the partner pays the coalition
+    issue_price: int = 0  # in force at the end of the period (0: the point value)
+    redemption_price: int = 0
+
+
+@dataclass
+class OperatorLine:
+    spread: int = 0
+    breakage: int = 0  # the amount of the statement's breakage points
+    revaluation: int = 0  # the outstanding points' value change when the point value changed
+
+    @property
+    def total(self) -> int:
+        return self.spread + self.breakage - self.revaluation
 
 
 @dataclass
 class Statement:
     period_from: int
     period_to: int
-    point_value: int
+    point_value: int  # at the end of the period
     currency: str
     partners: list[PartnerLine] = field(default_factory=list)
     breakage_points: int = 0
     liability_start_points: int = 0
     liability_end_points: int = 0
+    point_value_start: int = 0
+    operator: OperatorLine = field(default_factory=OperatorLine)
+    debt_recorded: int = 0
+    debt_repaid: int = 0
 
     @property
     def net_points(self) -> int:
         return sum(p.net_points for p in self.partners)
 
     @property
+    def net_amount(self) -> int:
+        return sum(p.net_amount for p in self.partners)
+
+    @property
+    def liability_start_amount(self) -> int:
+        return self.liability_start_points * self.point_value_start
+
+    @property
+    def liability_end_amount(self) -> int:
+        return self.liability_end_points * self.point_value
+
+    @property
     def balanced(self) -> bool:
-        return self.net_points == self.liability_end_points - self.liability_start_points + self.breakage_points
+        points = self.net_points == self.liability_end_points - self.liability_start_points + self.breakage_points
+        money = self.net_amount == self.liability_end_amount - self.liability_start_amount + self.operator.total
+        return points and money
 
     def as_json(self) -> dict[str, Any]:
-        value = self.point_value
         return {
             "period": {"from": self.period_from, "to": self.period_to},
-            "point_value": {"minor_units_per_point": value, "currency": self.currency},
+            "point_value": {
+                "minor_units_per_point": self.point_value,
+                "at_start": self.point_value_start,
+                "currency": self.currency,
+            },
             "partners": [asdict(p) for p in self.partners],
-            "breakage": {"points": self.breakage_points, "amount": self.breakage_points * value},
+            "breakage": {"points": self.breakage_points, "amount": self.operator.breakage},
+            "debt": {"recorded": self.debt_recorded, "repaid": self.debt_repaid},
+            "operator": {**asdict(self.operator), "total": self.operator.total},
             "liability": {
                 "start_points": self.liability_start_points,
                 "end_points": self.liability_end_points,
-                "start_amount": self.liability_start_points * value,
-                "end_amount": self.liability_end_points * value,
+                "start_amount": self.liability_start_amount,
+                "end_amount": self.liability_end_amount,
             },
-            "net_amount_total": self.net_points * value,
+            "net_points_total": self.net_points,
+            "net_amount_total": self.net_amount,
             "balanced": self.balanced,
         }
 
     def as_csv(self) -> str:
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(
-            [
-                "partner_id",
-                "issued",
-                "reversed",
-                "redeemed",
-                "net_points",
-                f"net_amount_minor_{self.currency or 'units'}",
-            ]
-        )
+        columns = ["issued", "awarded", "bonus", "reversed", "redeemed", "refunded", "net_points"]
+        writer.writerow(["partner_id", *columns, f"net_amount_minor_{self.currency or 'units'}"])
         for p in self.partners:
-            writer.writerow([p.partner_id, p.issued, p.reversed, p.redeemed, p.net_points, p.net_amount])
-        writer.writerow(["breakage", "", "", "", self.breakage_points, self.breakage_points * self.point_value])
-        writer.writerow(
-            ["liability_start", "", "", "", self.liability_start_points, self.liability_start_points * self.point_value]
-        )
-        writer.writerow(
-            ["liability_end", "", "", "", self.liability_end_points, self.liability_end_points * self.point_value]
-        )
+            writer.writerow([p.partner_id, *(getattr(p, c) for c in columns), p.net_amount])
+        blank = [""] * (len(columns) - 1)
+        writer.writerow(["breakage", *blank, self.breakage_points, self.operator.breakage])
+        writer.writerow(["debt_recorded", *blank, self.debt_recorded, ""])
+        writer.writerow(["debt_repaid", *blank, self.debt_repaid, ""])
+        writer.writerow(["operator_spread", *blank, "", self.operator.spread])
+        writer.writerow(["operator_revaluation", *blank, "", -self.operator.revaluation])
+        writer.writerow(["operator_total", *blank, "", self.operator.total])
+        writer.writerow(["liability_start", *blank, self.liability_start_points, self.liability_start_amount])
+        writer.writerow(["liability_end", *blank, self.liability_end_points, self.liability_end_amount])
         return out.getvalue()
-
-
-def _expired_by(replay: Replay, t: int) -> int:
-    """Points expired by time t: buckets whose month ended at or before t (swept or not)."""
-    months: dict[int, int] = dict(replay.swept)
-    for state in replay.model.members.values():
-        for expiry, points in state.buckets.items():
-            months[expiry] = months.get(expiry, 0) + points
-    return sum(p for e, p in months.items() if e != NEVER and month_start(e + 1) <= t)
 
 
 def settlement(w3: Web3, ledger: Ledger, *, period_from: int, period_to: int, from_block: int) -> Statement:
@@ -112,31 +155,131 @@ def settlement(w3: Web3, ledger: Ledger, *, period_from: int, period_to: int, fr
     return statement_of(events, times, period_from=period_from, period_to=period_to)
 
 
+class _Prices:
+    """The point value and each partner's prices as they change, event by event."""
+
+    def __init__(self) -> None:
+        self.value_changes: list[tuple[int, int]] = [(0, 0)]  # (time, point value) in order
+        self.partner: dict[int, tuple[int, int]] = {}  # partner -> (issue, redemption); 0: the value
+        self.issued_at: dict[tuple[int, bytes], int] = {}  # (partner, receipt ref) -> price paid
+        self.redeemed_at: dict[tuple[int, bytes], int] = {}
+
+    @property
+    def value(self) -> int:
+        return self.value_changes[-1][1]
+
+    def value_before(self, moment: int) -> int:
+        """The point value in force just before `moment` (points expire at a month's end,
+        before anything of the next month happens)."""
+        return next((v for t, v in reversed(self.value_changes) if t < moment), 0)
+
+    def issue(self, partner_id: int) -> int:
+        return self.partner.get(partner_id, (0, 0))[0] or self.value
+
+    def redemption(self, partner_id: int) -> int:
+        return self.partner.get(partner_id, (0, 0))[1] or self.value
+
+
 def statement_of(events: list[LedgerEvent], times: dict[int, int], *, period_from: int, period_to: int) -> Statement:
     """The statement from events already fetched (in chain order) and their blocks' timestamps."""
-    replay = Replay()
-    start_totals: dict[int, tuple[int, int, int]] | None = None
-    liability_start = 0
+    replay, prices = Replay(), _Prices()
+    lines: dict[int, PartnerLine] = {}
+    operator = OperatorLine()
+    debt = {"debt_recorded": 0, "debt_repaid": 0}
+    started = False
+    liability_start = value_start = 0
     for event in events:
         t = times[event.block_number]
         if t >= period_to:
             break
-        if t >= period_from and start_totals is None:
-            start_totals = {pid: (p.issued, p.reversed, p.redeemed) for pid, p in replay.model.partners.items()}
-            liability_start = replay.model.total_supply(month_of(period_from))
-        replay.apply(event, month_of(t))
-    if start_totals is None:  # no event inside the period
-        start_totals = {pid: (p.issued, p.reversed, p.redeemed) for pid, p in replay.model.partners.items()}
-        liability_start = replay.model.total_supply(month_of(period_from))
-    value, currency = replay.point_value
-    statement = Statement(period_from, period_to, value, currency)
+        inside = t >= period_from
+        if inside and not started:
+            started, liability_start, value_start = True, replay.model.total_supply(month_of(period_from)), prices.value
+        a = event.args
+        if event.name == "PointValueSet":
+            new = int(a["minorUnitsPerPoint"])
+            if inside:  # what the outstanding points are worth changes with it
+                operator.revaluation += replay.model.total_supply(month_of(t)) * (new - prices.value)
+            prices.value_changes.append((t, new))
+        elif event.name == "PartnerPricesSet":
+            prices.partner[int(a["partnerId"])] = (int(a["issuePrice"]), int(a["redemptionPrice"]))
+        elif event.name in ("Earned", "Awarded"):
+            prices.issued_at[(a["partnerId"], bytes(a["receiptRef"]))] = prices.issue(a["partnerId"])
+        elif event.name == "Redeemed":
+            prices.redeemed_at[(a["partnerId"], bytes(a["receiptRef"]))] = prices.redemption(a["partnerId"])
+        if inside:
+            _movement(event, lines, prices, operator, debt, replay)
+        replay.apply(event, month_of(t), t)
+    if not started:  # no event inside the period
+        liability_start, value_start = replay.model.total_supply(month_of(period_from)), prices.value
+    statement = Statement(period_from, period_to, prices.value, replay.point_value[1])
+    statement.point_value_start, statement.operator = value_start, operator
+    statement.debt_recorded, statement.debt_repaid = debt["debt_recorded"], debt["debt_repaid"]
     for pid in sorted(replay.model.partners):
-        p = replay.model.partners[pid]
-        issued0, reversed0, redeemed0 = start_totals.get(pid, (0, 0, 0))
-        issued, reversed_, redeemed = p.issued - issued0, p.reversed - reversed0, p.redeemed - redeemed0
-        net = issued - reversed_ - redeemed
-        statement.partners.append(PartnerLine(pid, p.currency, issued, reversed_, redeemed, net, net * value))
+        line = lines.get(pid) or PartnerLine(pid, replay.model.partners[pid].currency)
+        line.currency = replay.model.partners[pid].currency
+        line.net_points = line.issued - line.reversed - line.redeemed + line.refunded
+        line.net_amount = line.owes - line.owed
+        line.issue_price, line.redemption_price = prices.partner.get(pid, (0, 0))
+        statement.partners.append(line)
     statement.liability_start_points = liability_start
     statement.liability_end_points = replay.model.total_supply(month_of(period_to))
-    statement.breakage_points = _expired_by(replay, period_to) - _expired_by(replay, period_from)
+    expired = _expired_in(replay, period_from, period_to)
+    statement.breakage_points = sum(expired.values())
+    operator.breakage = sum(points * prices.value_before(month_start(e + 1)) for e, points in expired.items())
     return statement
+
+
+def _movement(
+    e: LedgerEvent,
+    lines: dict[int, PartnerLine],
+    prices: _Prices,
+    operator: OperatorLine,
+    debt: dict[str, int],
+    replay: Replay,
+) -> None:
+    """One event of the period on its partner's line and the operator's spread."""
+    a = e.args
+    if e.name in _DEBT_EVENTS:
+        debt[_DEBT_EVENTS[e.name]] += int(a.get("points", 0))
+        return
+    if e.name not in ("Earned", "Awarded", "Reversed", "Redeemed", "Refunded"):
+        return
+    pid, points, value = int(a["partnerId"]), int(a["points"]), prices.value
+    line = lines.get(pid)
+    if line is None:
+        line = lines[pid] = PartnerLine(
+            pid, replay.model.partners[pid].currency if pid in replay.model.partners else ""
+        )
+    if e.name in ("Earned", "Awarded"):
+        price = prices.issued_at[(pid, bytes(a["receiptRef"]))]
+        line.issued += points
+        line.awarded += points if e.name == "Awarded" else 0
+        line.bonus += int(a.get("bonus", 0))
+        line.owes += points * price
+        operator.spread += points * (price - value)
+    elif e.name == "Reversed":
+        # Credited at the price the issue it takes back was paid at.
+        price = prices.issued_at.get((pid, bytes(a["earnReceiptRef"])), prices.issue(pid))
+        line.reversed += points
+        line.owes -= points * price
+        operator.spread -= points * (price - value)
+    elif e.name == "Redeemed":
+        price = prices.redeemed_at[(pid, bytes(a["receiptRef"]))]
+        line.redeemed += points
+        line.owed += points * price
+        operator.spread -= points * (price - value)
+    else:  # Refunded: charged back at the price the redemption was paid at
+        price = prices.redeemed_at.get((pid, bytes(a["redemptionReceiptRef"])), prices.redemption(pid))
+        line.refunded += points
+        line.owed -= points * price
+        operator.spread += points * (price - value)
+
+
+def _expired_in(replay: Replay, period_from: int, period_to: int) -> dict[int, int]:
+    """Points expired in the period by expiry month: buckets whose month ended inside it."""
+    months: dict[int, int] = dict(replay.swept)
+    for state in replay.model.members.values():
+        for expiry, points in state.buckets.items():
+            months[expiry] = months.get(expiry, 0) + points
+    return {e: p for e, p in months.items() if e != NEVER and p and period_from < month_start(e + 1) <= period_to}

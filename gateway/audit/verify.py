@@ -267,6 +267,8 @@ def verify_index(
                     )
                 recomputed = _hash(doc.receipt_doc)  # the stored receipt is what the chain must carry
         mined = op.status == "confirmed" or (op.status == "submitted" and op.log_index is not None)
+        if op.kind not in RESULT_EVENT:
+            continue  # a migration (r2): its event carries no receipt reference
         if not mined or (to_block is not None and op.block_number is not None and op.block_number > to_block):
             continue
         position = ((op.tx_hash or "").lower(), op.log_index if op.log_index is not None else -1)

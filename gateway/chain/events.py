@@ -15,10 +15,11 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
-from web3 import EthereumTesterProvider, Web3
+from web3 import Web3
 
+from gateway.chain.backends import chain_of
 from gateway.chain.jsonrpc import quantity as _int
-from gateway.chain.ledger import Ledger, LedgerEvent, _abi_tables, rpc
+from gateway.chain.ledger import Ledger, LedgerEvent, _abi_tables, rpc, rpc_many
 from gateway.core.errors import ChainError
 
 PAGE_BLOCKS = 2_000  # pages of get_logs, and of the events of eth-tester
@@ -44,14 +45,10 @@ def get_logs(
     start = from_block
     while start <= to_block:
         end = min(start + page - 1, to_block)
-        query: dict[str, Any] = {"address": address, "fromBlock": start, "toBlock": end}
+        query: dict[str, Any] = {"address": address, "fromBlock": hex(start), "toBlock": hex(end)}
         if topics is not None:
             query["topics"] = topics
-        if isinstance(w3.provider, EthereumTesterProvider):
-            # eth-tester wants web3's formatting of the filter; a real node takes it raw.
-            logs += w3.eth.get_logs(query)  # type: ignore[arg-type]
-        else:
-            logs += rpc(w3, "eth_getLogs", [{**query, "fromBlock": hex(start), "toBlock": hex(end)}])
+        logs += rpc(w3, "eth_getLogs", [query])
         start = end + 1
     return logs
 
@@ -220,7 +217,7 @@ def _pages(
     """Raw logs page by page. On a node, the next page is requested while the caller decodes
     this one, and pages shrink or grow to about TARGET_LOGS logs each."""
     total = to_block - from_block + 1
-    if isinstance(w3.provider, EthereumTesterProvider) or total <= 0:
+    if not chain_of(w3).read_ahead or total <= 0:
         start = from_block
         while start <= to_block:
             end = min(start + PAGE_BLOCKS - 1, to_block)
@@ -310,22 +307,12 @@ def block_headers(w3: Web3, numbers: Iterable[int]) -> dict[int, tuple[int, str]
     """(timestamp, hash) of each block number; in JSON-RPC batches on a node."""
     wanted = sorted(set(numbers))
     out: dict[int, tuple[int, str]] = {}
-    if isinstance(w3.provider, EthereumTesterProvider):
-        for number in wanted:
-            block = rpc(w3, "eth_getBlockByNumber", [hex(number), False])
-            out[number] = (_int(block["timestamp"]), HexBytes(block["hash"]).to_0x_hex())
-        return out
     for i in range(0, len(wanted), HEADER_BATCH):
         chunk = wanted[i : i + HEADER_BATCH]
-        responses = w3.provider.make_batch_request(  # type: ignore[attr-defined]
-            [("eth_getBlockByNumber", [hex(n), False]) for n in chunk]
-        )
-        if not isinstance(responses, list):
-            raise ChainError(f"eth_getBlockByNumber batch failed: {responses}")
-        for response in responses:
-            block = response.get("result")
+        blocks = rpc_many(w3, [("eth_getBlockByNumber", [hex(n), False]) for n in chunk])
+        for number, block in zip(chunk, blocks, strict=True):
             if not block:
-                raise ChainError(f"eth_getBlockByNumber failed: {response.get('error', 'no block')}")
+                raise ChainError(f"eth_getBlockByNumber failed: no block {number}")
             out[_int(block["number"])] = (_int(block["timestamp"]), HexBytes(block["hash"]).to_0x_hex())
     return out
 

@@ -5,20 +5,15 @@ answer to serialise (None when nothing is to be sent back: only notifications). 
 served; anything that writes (transactions, signing, a development node's controls) is
 refused with a JSON-RPC error, as is any method not listed here.
 
-- On the revm embedded chain, its node answers in JSON-RPC form already.
-- On the py-evm embedded chain, web3 formats eth-tester's answers into Python values;
-  they are turned back into JSON-RPC's form (quantities and data as 0x-hex).
-- On a JSON-RPC node (anvil, a real network), the allowed requests are passed through.
+The allowed requests go to the chain's port (`ChainBackend.answer`), which answers in
+JSON-RPC form whatever the backend: the revm node and a JSON-RPC node (anvil, a real
+network) answer so already; the py-evm adapter turns web3's Python values back into it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
-
-from eth_utils import keccak, to_checksum_address
-from hexbytes import HexBytes
-from web3 import EthereumTesterProvider
 
 from gateway.chain.backends import ChainBackend
 
@@ -47,9 +42,6 @@ READS = frozenset(
 )
 WRITE_PREFIXES = ("eth_send", "eth_sign", "personal_", "evm_", "anvil_", "hardhat_", "debug_", "miner_", "admin_")
 WRITES = frozenset({"eth_submitWork", "eth_submitHashrate", "eth_newFilter", "eth_uninstallFilter"})
-CALL_KEYS = frozenset(
-    {"from", "to", "gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas", "value", "data", "nonce"}
-)
 MAX_LOG_BLOCKS = 10_000  # what public nodes commonly accept in one eth_getLogs
 MAX_BATCH = 1_000
 
@@ -99,19 +91,7 @@ def _read(chain: ChainBackend, method: str, params: Any, request_id: Any) -> dic
         refused = _log_range_refused(chain, params)
         if refused:
             return _error(request_id, LIMIT, refused)
-    node = getattr(chain, "node", None)
-    if node is not None:  # the revm chain: a node in this process
-        return dict(node.request(method, params, request_id))
-    provider = chain.w3.provider
-    if isinstance(provider, EthereumTesterProvider):
-        return _via_web3(chain, method, params, request_id)
-    try:
-        response = dict(provider.make_request(method, params))  # type: ignore[arg-type]
-    except Exception as exc:  # noqa: BLE001 - the node is unreachable or answered nonsense
-        return _error(request_id, INTERNAL, f"the chain did not answer: {exc}")
-    response["id"] = request_id
-    response["jsonrpc"] = "2.0"
-    return response
+    return chain.answer(method, params, request_id)
 
 
 def _log_range_refused(chain: ChainBackend, params: Any) -> str | None:
@@ -134,76 +114,3 @@ def _block(tag: Any, head: int) -> int:
     if tag == "earliest":
         return 0
     return int(tag, 16) if isinstance(tag, str) else int(tag)
-
-
-def _via_web3(chain: ChainBackend, method: str, params: Any, request_id: Any) -> dict[str, Any]:
-    """py-evm through eth-tester: web3 formats the request and the answer; JSON-RPC form back."""
-    if method == "net_version":  # eth-tester says 1 whatever its chain id; nodes answer the chain's
-        return {"jsonrpc": "2.0", "id": request_id, "result": str(chain.chain_id)}
-    if method == "eth_getLogs" and params and isinstance(params[0], Mapping):
-        query = dict(params[0])
-        address = query.get("address")
-        if isinstance(address, list) and len(address) == 1:
-            address = address[0]  # eth-tester takes one address as a string
-        if isinstance(address, str):
-            query["address"] = to_checksum_address(address)  # web3 refuses lower-case ones
-        if not query.get("topics"):
-            query.pop("topics", None)
-        params = [query, *params[1:]]
-    if method in ("eth_call", "eth_estimateGas") and params and isinstance(params[0], Mapping):
-        # Newer clients (cast) send the calldata as `input`; eth-tester knows only `data`.
-        call = {k: v for k, v in params[0].items() if k in CALL_KEYS}
-        if "input" in params[0] and "data" not in call:
-            call["data"] = params[0]["input"]
-        if str(call.get("from", "")).lower() == "0x" + "00" * 20:
-            # cast calls from the zero address, which holds the block rewards here: eth-tester
-            # would charge it the gas of a call. Without a sender, it charges nobody.
-            del call["from"]
-        params = [call, *params[1:]]
-    try:
-        if method == "eth_getLogs":  # the manager's raw request trips on web3's filter middleware
-            result = chain.w3.eth.get_logs(params[0])
-        else:
-            result = chain.w3.manager.request_blocking(method, params)  # type: ignore[arg-type]
-    except Exception as exc:  # noqa: BLE001 - reverts, unknown blocks, bad params: an error answer
-        data = getattr(exc, "data", None)
-        message = str(exc) or type(exc).__name__
-        if "revert" in message.lower() or data:
-            return _error(request_id, 3, "execution reverted", data if isinstance(data, str) else None)
-        return _error(request_id, INVALID_PARAMS if isinstance(exc, (TypeError, ValueError)) else INTERNAL, message)
-    answer = to_json_rpc(result)
-    if method == "eth_getTransactionReceipt" and isinstance(answer, dict):
-        # eth-tester's receipts lack the bloom that clients (cast) require.
-        answer.setdefault("logsBloom", logs_bloom(answer.get("logs", [])))
-        for log in answer.get("logs", []):
-            log.setdefault("removed", False)
-    return {"jsonrpc": "2.0", "id": request_id, "result": answer}
-
-
-def logs_bloom(logs: list[dict[str, Any]]) -> str:
-    """The 2048-bit bloom filter (yellow paper, 4.3.1) of JSON-RPC logs."""
-    bloom = 0
-    for log in logs:
-        for item in (log["address"], *log.get("topics", [])):
-            digest = keccak(HexBytes(item))
-            for i in (0, 2, 4):
-                bloom |= 1 << (((digest[i] << 8) | digest[i + 1]) & 2047)
-    return "0x" + bloom.to_bytes(256, "big").hex()
-
-
-def to_json_rpc(value: Any) -> Any:
-    """web3's Python values in JSON-RPC's form: ints as quantities, bytes as data."""
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return hex(value)
-    if isinstance(value, (bytes, bytearray, HexBytes)):
-        return "0x" + bytes(value).hex()
-    if isinstance(value, Mapping):
-        out = {k: to_json_rpc(v) for k, v in value.items()}
-        if isinstance(value.get("logsBloom"), int):  # data, not a quantity: all 256 bytes
-            out["logsBloom"] = "0x" + int(value["logsBloom"]).to_bytes(256, "big").hex()
-        return out
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return [to_json_rpc(v) for v in value]
-    return value

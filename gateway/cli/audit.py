@@ -222,27 +222,30 @@ def audit_settlement(
     table = Table(
         "partner",
         "issued",
+        "awarded",
+        "bonus",
         "reversed",
         "redeemed at it",
+        "refunded",
         "net points",
         f"net amount ({st.currency}, minor units)",
         title=f"settlement {period_from} .. {period_to}",
     )
     for p in st.partners:
-        table.add_row(
-            str(p.partner_id), str(p.issued), str(p.reversed), str(p.redeemed), str(p.net_points), str(p.net_amount)
-        )
+        figures = (p.issued, p.awarded, p.bonus, p.reversed, p.redeemed, p.refunded, p.net_points, p.net_amount)
+        table.add_row(str(p.partner_id), *(str(f) for f in figures))
     console.print(table)
-    v = st.point_value
+    op = st.operator
     console.print(
-        f"breakage {st.breakage_points} points ({st.breakage_points * v}); liability "
-        f"{st.liability_start_points} -> {st.liability_end_points} points "
-        f"({st.liability_start_points * v} -> {st.liability_end_points * v})"
+        f"breakage {st.breakage_points} points ({op.breakage}); debt recorded {st.debt_recorded}, repaid "
+        f"{st.debt_repaid}; liability {st.liability_start_points} -> {st.liability_end_points} points "
+        f"({st.liability_start_amount} -> {st.liability_end_amount})"
     )
+    console.print(f"operator: spread {op.spread} + breakage {op.breakage} - revaluation {op.revaluation} = {op.total}")
     verdict = "[green]balances[/green]" if st.balanced else "[red]DOES NOT BALANCE[/red]"
     console.print(
-        f"sum of net amounts {st.net_points * v} = change in liability "
-        f"{(st.liability_end_points - st.liability_start_points) * v} + breakage {st.breakage_points * v}: " + verdict
+        f"sum of net amounts {st.net_amount} = change in liability "
+        f"{st.liability_end_amount - st.liability_start_amount} + operator {op.total}: " + verdict
     )
     if csv_path:
         csv_path.write_text(st.as_csv())

@@ -6,6 +6,10 @@ Each talks to the ledger straight through JSON-RPC (`--rpc`, a network name or U
 `--ledger`, or a data directory's deployment record) and signs with `--key-file` (a file
 holding the hex private key; on a development chain its own first account by default). No
 gateway database is read or written: the gateway learns of every change from the chain.
+
+Longer than 400 lines: every operator function of the contract has its command here, next
+to the key-file and node checks they share; `loyalty partner|programme` (cli/console.py)
+reuses them.
 """
 
 from __future__ import annotations
@@ -82,6 +86,13 @@ def operator(
     ctx: click.Context, network: str | None, address: str | None, data_dir: Path | None, key_file: Path | None
 ) -> None:
     """The operator's chores, signed with the operator's key wherever it is kept."""
+    ctx.obj = open_operator(ctx, network, address, data_dir, key_file)
+
+
+def open_operator(
+    ctx: click.Context, network: str | None, address: str | None, data_dir: Path | None, key_file: Path | None
+) -> Operator:
+    """The ledger (closed with the command) and the operator's key of these options."""
     settings = get_settings()
     directory = data_dir or settings.gateway.data_dir
     if address is None and not (directory / "deployment.json").exists():
@@ -95,7 +106,7 @@ def operator(
         rpc(chain.w3, "eth_chainId", [])
     except (ChainError, OSError) as exc:
         raise click.ClickException(f"the node does not answer: {exc}") from exc
-    ctx.obj = Operator(chain, ledger, _read_key(settings, chain, key_file))
+    return Operator(chain, ledger, _read_key(settings, chain, key_file))
 
 
 def _read_key(settings: Settings, chain: ChainBackend, key_file: Path | None) -> str | None:
@@ -133,6 +144,11 @@ def _countdown(seconds: int) -> str:
 @pass_operator
 def show(op: Operator) -> None:
     """The programme and every partner's terms and totals, read from the chain."""
+    print_terms(op)
+    print_partners(op)
+
+
+def print_terms(op: Operator) -> None:
     ledger = op.ledger
     value, currency = ledger.view("pointValue")
     console.print(
@@ -145,6 +161,10 @@ def show(op: Operator) -> None:
     for i, (threshold, bps) in enumerate(ledger.view("tiers")):
         tiers.add_row(str(i), f"{threshold:,}", f"{bps / 10_000:g}x")
     console.print(tiers)
+
+
+def print_partners(op: Operator) -> None:
+    ledger = op.ledger
     partners = Table(
         "id",
         "signer",
@@ -181,6 +201,10 @@ def show(op: Operator) -> None:
 @pass_operator
 def changes(op: Operator, show_all: bool) -> None:
     """Scheduled changes, with their countdowns."""
+    print_changes(op, show_all)
+
+
+def print_changes(op: Operator, show_all: bool) -> None:
     now = op.chain.latest_timestamp()
     table = Table("id", "kind", "partner", "state", "effective", "countdown", title="scheduled changes")
     for change_id in range(1, int(op.ledger.view("changeCount")) + 1):

@@ -104,6 +104,11 @@ class GatewaySettings(BaseModel):
     notice_expiring_days: int = Field(default=30, ge=1, le=365)
     notice_inactive_days: int = Field(default=60, ge=1, le=3650)
     notice_allowance_low_points: int = Field(default=10_000, ge=0)
+    # The programme watch (gateway/accounts/changes.py): how often each gateway process looks
+    # for programme changes scheduled or applied on-chain (0: never), and whether the process
+    # that leads the submitter applies due changes itself with the operator's key.
+    programme_watch_seconds: float = Field(default=5.0, ge=0)
+    apply_due_changes: bool = True
     # Entries each of the per-member caches of a gateway process holds at most (addresses,
     # tiers, API keys; decrypted keys at most 10,000), the most recently used: with the default
     # they hold at most ~60 MiB however large the coalition grows (scripts/bench_caches.py).

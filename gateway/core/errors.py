@@ -76,7 +76,32 @@ class ErrorCode(StrEnum):
     REVERSAL_EXCEEDS_EARN = "reversal_exceeds_earn"
     UNKNOWN_OPERATION = "unknown_operation"
     CONFLICT = "conflict"
+    # (r2) awards, refunds, migrations
+    INVALID_REASON = "invalid_reason"
+    UNKNOWN_REDEMPTION = "unknown_redemption"
+    REDEMPTION_NOT_CONFIRMED = "redemption_not_confirmed"
+    REFUND_EXCEEDS_REDEMPTION = "refund_exceeds_redemption"
+    MEMBER_BUSY = "member_busy"
+    MIGRATION_IN_PROGRESS = "migration_in_progress"
+    MEMBER_MIGRATED = "member_migrated"
+    ADDRESS_IN_USE = "address_in_use"
+    # batch intake (POST /v1/batches)
+    UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
+    MALFORMED_BATCH = "malformed_batch"
+    TOO_MANY_RECORDS = "too_many_records"
+    MALFORMED_RECORD = "malformed_record"
+    KIND_NOT_SUPPORTED = "kind_not_supported"
+    UNKNOWN_BATCH = "unknown_batch"
     # the chain and the ledger
+    # the operator console (r2)
+    UNKNOWN_CHANGE = "unknown_change"
+    CHANGE_NOT_DUE = "change_not_due"
+    CHANGE_NOT_PENDING = "change_not_pending"
+    INVALID_TIER_TABLE = "invalid_tier_table"
+    INVALID_TIER = "invalid_tier"
+    INVALID_CHANGE = "invalid_change"
+    ALREADY_PAUSED = "already_paused"
+    NOT_PAUSED = "not_paused"
     CHAIN_UNAVAILABLE = "chain_unavailable"
     NOT_DEPLOYED = "not_deployed"
     LEDGER_REVERT = "ledger_revert"
@@ -146,6 +171,28 @@ CATEGORY: dict[ErrorCode, Category] = {
     E.REVERSAL_EXCEEDS_EARN: C.INVALID,
     E.UNKNOWN_OPERATION: C.NOT_FOUND,
     E.CONFLICT: C.CONFLICT,
+    E.INVALID_REASON: C.INVALID,
+    E.UNKNOWN_REDEMPTION: C.NOT_FOUND,
+    E.REDEMPTION_NOT_CONFIRMED: C.CONFLICT,
+    E.REFUND_EXCEEDS_REDEMPTION: C.INVALID,
+    E.MEMBER_BUSY: C.CONFLICT,
+    E.MIGRATION_IN_PROGRESS: C.CONFLICT,
+    E.MEMBER_MIGRATED: C.CONFLICT,
+    E.ADDRESS_IN_USE: C.CONFLICT,
+    E.UNKNOWN_CHANGE: C.NOT_FOUND,
+    E.CHANGE_NOT_DUE: C.CONFLICT,
+    E.CHANGE_NOT_PENDING: C.CONFLICT,
+    E.INVALID_TIER_TABLE: C.INVALID,
+    E.INVALID_TIER: C.INVALID,
+    E.INVALID_CHANGE: C.INVALID,
+    E.ALREADY_PAUSED: C.CONFLICT,
+    E.NOT_PAUSED: C.CONFLICT,
+    E.UNSUPPORTED_CONTENT_TYPE: C.MALFORMED,
+    E.MALFORMED_BATCH: C.MALFORMED,
+    E.TOO_MANY_RECORDS: C.TOO_LARGE,
+    E.MALFORMED_RECORD: C.MALFORMED,
+    E.KIND_NOT_SUPPORTED: C.INVALID,
+    E.UNKNOWN_BATCH: C.NOT_FOUND,
     E.CHAIN_UNAVAILABLE: C.UNAVAILABLE,
     E.NOT_DEPLOYED: C.UNAVAILABLE,
     E.LEDGER_REVERT: C.CONFLICT,
@@ -197,7 +244,13 @@ class ConfigError(LoyaltyError):
     code = ErrorCode.CONFIGURATION_ERROR
 
 
-class ChainError(LoyaltyError):
+class ChainFault(LoyaltyError):
+    """The chain did not do what was asked: it refused (a revert: `LedgerRevert`, code
+    ledger_revert) or could not be reached (`ChainError`, chain_unavailable). Catch this to
+    handle both; each subclass carries its own code."""
+
+
+class ChainError(ChainFault):
     """The chain could not be reached or did not answer as a node should."""
 
     code = ErrorCode.CHAIN_UNAVAILABLE
@@ -253,6 +306,7 @@ __all__ = [
     "CATEGORY",
     "Category",
     "ChainError",
+    "ChainFault",
     "CompileError",
     "ConfigError",
     "Conflict",

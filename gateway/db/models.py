@@ -162,6 +162,9 @@ class StoredReceipt(Base):
     signature: Mapped[str] = mapped_column(String(130))
     original_id: Mapped[str | None] = mapped_column(String(32))  # a reversal's earn (no FK: the index may be gone)
     reason: Mapped[str | None] = mapped_column(Text)
+    # (r2, migration 0006) The member's address the operation was signed for: a member may
+    # migrate to a new address afterwards. None in receipts from before.
+    member_address: Mapped[str | None] = mapped_column(String(42))
     accepted_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -182,7 +185,7 @@ class Operation(Base):
     # Acceptance order (batches are filled oldest first); `id` is the public operation id.
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(32), unique=True)
-    kind: Mapped[str] = mapped_column(String(16))  # earn | redemption | reversal
+    kind: Mapped[str] = mapped_column(String(16))  # see gateway.operations.kinds.Kind
     partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
     member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))
     receipt_id: Mapped[str] = mapped_column(String(128))
@@ -196,16 +199,22 @@ class Operation(Base):
     deadline: Mapped[int] = mapped_column(BigInteger)
     signature: Mapped[str] = mapped_column(String(130))
     original_id: Mapped[str | None] = mapped_column(ForeignKey("operations.id"))  # a reversal's earn
-    reason: Mapped[str | None] = mapped_column(Text)  # a reversal's stated reason
+    reason: Mapped[str | None] = mapped_column(Text)  # a reversal's or refund's stated reason, an award's code
+    member_address: Mapped[str | None] = mapped_column(String(42))  # the address signed for (r2)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True)
     batch_index: Mapped[int | None] = mapped_column(Integer)
     tx_hash: Mapped[str | None] = mapped_column(String(66))
     block_number: Mapped[int | None] = mapped_column(BigInteger)
     block_hash: Mapped[str | None] = mapped_column(String(66))
     log_index: Mapped[int | None] = mapped_column(Integer)
-    earn_batch_id: Mapped[int | None] = mapped_column(BigInteger)  # on-chain batch id of a confirmed earn
+    # The on-chain batch commitment of a confirmed earn or award (batch id, month, proof: what a
+    # reversal proves it with) or redemption (redeem batch id, the latest expiry month it burnt,
+    # proof, and `commit_index`, its place among the batch's accepted ones: what a refund proves).
+    earn_batch_id: Mapped[int | None] = mapped_column(BigInteger)
     earn_month: Mapped[int | None] = mapped_column(Integer)
     earn_proof: Mapped[str | None] = mapped_column(Text)  # JSON list of hex siblings
+    commit_index: Mapped[int | None] = mapped_column(Integer)
+    debt: Mapped[int | None] = mapped_column(BigInteger)  # a confirmed reversal's shortfall recorded as debt
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

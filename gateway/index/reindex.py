@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from web3 import Web3
 
 from gateway.chain.events import block_headers, fetch_events
-from gateway.chain.ledger import Ledger, LedgerEvent, decode_error, earn_records
+from gateway.chain.ledger import Ledger, LedgerEvent, decode_error, earn_records, redemption_records
 from gateway.chain.outcomes import KIND_OF_EVENT, KIND_OF_REJECTION, error_code
 from gateway.core.errors import Conflict, ErrorCode
 from gateway.db.models import Base, Batch, Member, Operation, Partner, StoredReceipt
@@ -47,6 +47,7 @@ from gateway.operations.kinds import IN_FLIGHT
 from gateway.operations.store import proof_to_column
 from gateway.points.rules import month_of
 from gateway.submitter.leadership import try_advisory_lock
+from gateway.submitter.receipts import reversal_debt
 
 INDEX_TABLES = [Base.metadata.tables["batches"], Base.metadata.tables["operations"]]
 
@@ -81,7 +82,8 @@ class _Outcome:
     log_index: int | None = None
     points: int | None = None
     error: tuple[str, str] | None = None
-    earn: tuple[int, int, str] | None = None  # (on-chain batch id, month, proof JSON)
+    earn: tuple[int, int, str, int | None] | None = None  # (on-chain batch id, month, proof JSON, index)
+    debt: int | None = None  # a confirmed reversal's debt (r2)
     batch: tuple[int, int] | None = None  # (batch row id, index in the batch)
 
 
@@ -193,18 +195,32 @@ def _transactions(events: list[LedgerEvent]) -> dict[str, _Tx]:
     for e in events:
         if e.name in KIND_OF_EVENT or e.name == "OperationRejected":
             txs.setdefault(e.tx_hash, _Tx()).items.append(e)
-        elif e.name == "EarnBatchCommitted":
+        elif e.name in ("EarnBatchCommitted", "RedeemBatchCommitted"):
             txs.setdefault(e.tx_hash, _Tx()).committed = e
     return txs
 
 
-def _earn_proofs(tx: _Tx, month: int) -> dict[int, tuple[int, int, str]]:
-    """log index of each Earned -> (batch id, month, proof JSON), as the submitter builds them."""
-    earned = [e for e in tx.items if e.name == "Earned"]
-    if not earned or tx.committed is None:
+def _earn_proofs(tx: _Tx, month: int) -> dict[int, tuple[int, int, str, int | None]]:
+    """log index of each Earned or Awarded -> (batch id, month, proof JSON, None), and of each
+    Redeemed (r2) -> (redeem batch id, latest expiry month burnt, proof JSON, place in the
+    batch), as the submitter builds them."""
+    if tx.committed is None:
         return {}
-    records = earn_records(int(tx.committed.args["batchId"]), month, earned)
-    return {e.log_index: (r.batch_id, month, proof_to_column(r.proof)) for e, r in zip(earned, records, strict=True)}
+    args = tx.committed.args
+    if tx.committed.name == "RedeemBatchCommitted":
+        redeemed = [e for e in tx.items if e.name == "Redeemed"]
+        burnt = redemption_records(int(args["batchId"]), list(args["expiryMonths"]), redeemed)
+        return {
+            e.log_index: (r.batch_id, r.expiry_month, proof_to_column(r.proof), r.index)
+            for e, r in zip(redeemed, burnt, strict=True)
+        }
+    earned = [e for e in tx.items if e.name in ("Earned", "Awarded")]
+    if not earned:
+        return {}
+    records = earn_records(int(args["batchId"]), month, earned)
+    return {
+        e.log_index: (r.batch_id, month, proof_to_column(r.proof), None) for e, r in zip(earned, records, strict=True)
+    }
 
 
 def _raw_transaction(tx: Any) -> str:
@@ -292,6 +308,7 @@ def _outcomes(
                     log_index=e.log_index,
                     points=int(e.args["points"]),
                     earn=proofs.get(e.log_index),
+                    debt=reversal_debt(e) if kind == "reversal" else None,
                 )
             kinds.add(kind)
             mine.append((index, receipt))
@@ -343,6 +360,7 @@ def _operation_row(r: StoredReceipt, outcome: _Outcome | None, batches: list[dic
         "signature": r.signature,
         "original_id": r.original_id,
         "reason": r.reason,
+        "member_address": r.member_address,
         "batch_id": None,
         "batch_index": None,
         "tx_hash": None,
@@ -352,6 +370,8 @@ def _operation_row(r: StoredReceipt, outcome: _Outcome | None, batches: list[dic
         "earn_batch_id": None,
         "earn_month": None,
         "earn_proof": None,
+        "commit_index": None,
+        "debt": None,
         "error_code": None,
         "error_message": None,
         "created_at": r.accepted_at,
@@ -374,7 +394,8 @@ def _operation_row(r: StoredReceipt, outcome: _Outcome | None, batches: list[dic
     if outcome.error is not None:
         row["error_code"], row["error_message"] = outcome.error
     if outcome.earn is not None:
-        row["earn_batch_id"], row["earn_month"], row["earn_proof"] = outcome.earn
+        row["earn_batch_id"], row["earn_month"], row["earn_proof"], row["commit_index"] = outcome.earn
+    row["debt"] = outcome.debt
     return row
 
 

@@ -1,10 +1,16 @@
-"""Accepting earns, redemptions and reversals durably (the outbox); raises domain errors, never HTTP ones."""
+"""Accepting earns, redemptions and reversals (of earns and awards) durably (the outbox); raises domain errors.
+
+Longer than 400 lines: the three acceptances share their preparation (`Prepared`) and checks,
+and the earn's row is built apart from its transaction (`earn_operation`) so that a batch of
+earns (operations/batches.py) reuses the same checks and signing.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -13,14 +19,13 @@ from gateway.accounts.members import WrongPin, get_member, pin_locked, record_ri
 from gateway.accounts.partners import get_partner
 from gateway.app.runtime import Runtime
 from gateway.core.errors import Conflict, ErrorCode, Forbidden, Invalid, NotFound
-from gateway.core.security import (
-    Caller,
-    verify_pin,
-)
+from gateway.core.security import Caller, verify_pin
 from gateway.db.models import Operation, Partner
+from gateway.operations.awards import issue_of
 from gateway.operations.freshness import Fresh, check_fresh, check_issued_at, nonce_in_flight, read_fresh, salt_for
 from gateway.operations.idempotency import Response
 from gateway.operations.kinds import IN_FLIGHT, Kind, Status
+from gateway.operations.migration import check_not_migrating
 from gateway.operations.signatures import (
     MANAGED_DEADLINE_SECONDS,
     SignedFields,
@@ -52,6 +57,7 @@ class Prepared:
     pin_ok: bool = False
     nonce: int | None = None  # a managed partner's signature nonce, reserved in advance
     fresh: Fresh | None = None  # for a signature made by the partner or the member
+    terms: tuple[int, int, tuple[int, ...]] | None = None  # on-chain rate and tier multipliers
 
 
 def prepare_earn(
@@ -65,7 +71,8 @@ def prepare_earn(
     # left unused by a refused request is harmless: the contract's nonces are a bitmap).
     nonce = None if self_signed else runtime.partner_nonce(caller.partner_id)
     fresh = read_fresh(runtime, "partnerNonceUsed", caller.partner_id, signed.nonce) if signed else None
-    return Prepared(found[0], tier=runtime.tier_of(found[0]), nonce=nonce, fresh=fresh)
+    terms = runtime.earn_terms(caller.partner_id)
+    return Prepared(found[0], tier=runtime.tier_of(found[0]), nonce=nonce, fresh=fresh, terms=terms)
 
 
 def prepare_earn_cached(runtime: Runtime, *, caller: Caller, member_id: str, self_signed: bool) -> Prepared | None:
@@ -73,15 +80,16 @@ def prepare_earn_cached(runtime: Runtime, *, caller: Caller, member_id: str, sel
     event loop takes this path and hands a miss to a worker thread."""
     found = runtime.cached_member(member_id)
     tier = runtime.cached_tier(found[0]) if found else None
-    if found is None or tier is None:
+    assert caller.partner_id is not None
+    terms = runtime.cached_earn_terms(caller.partner_id)
+    if found is None or tier is None or terms is None:
         return None
     nonce = None
     if not self_signed:
-        assert caller.partner_id is not None
         nonce = runtime.reserved_nonce(caller.partner_id)
         if nonce is None:
             return None
-    return Prepared(found[0], tier=tier, nonce=nonce)
+    return Prepared(found[0], tier=tier, nonce=nonce, terms=terms)
 
 
 def prepare_redemption(
@@ -102,10 +110,14 @@ def prepare_redemption(
     return Prepared(member.address, balance=runtime.ledger.balance_of(member.address), pin_ok=pin_ok, fresh=fresh)
 
 
-def expected_points(runtime: Runtime, partner: Partner, tier: int, spend: int) -> int:
-    tiers = runtime.settings.coalition.tiers
-    multiplier = tiers[tier].multiplier_bps if tier < len(tiers) else BPS
-    return points_for(spend, partner.rate_points, partner.rate_per_minor_units, multiplier)
+def expected_points(
+    runtime: Runtime, partner: Partner, tier: int, spend: int, terms: tuple[int, int, tuple[int, ...]] | None = None
+) -> int:
+    """The 202's quote from the terms the contract applies: the partner's rate and the tier
+    table on-chain (runtime.earn_terms), not the settings or the partner's row."""
+    rate_points, per_minor_units, multipliers = terms or runtime.earn_terms(partner.id)
+    multiplier = multipliers[tier] if tier < len(multipliers) else BPS
+    return points_for(spend, rate_points, per_minor_units, multiplier)
 
 
 def accept_earn(
@@ -124,16 +136,55 @@ def accept_earn(
 ) -> Response:
     assert caller.partner_id is not None
     partner = runtime.partner_terms(caller.partner_id)
+    check_currency(partner, currency)
+    check_duplicate(session, partner.id, Kind.EARN, receipt_id)
+    in_flight = partner_signature is not None and nonce_in_flight(
+        session, nonce=partner_signature.nonce, partner_id=partner.id
+    )
+    op = earn_operation(
+        runtime,
+        partner=partner,
+        member_id=member_id,
+        receipt_id=receipt_id,
+        amount_minor=amount_minor,
+        currency=currency,
+        issued_at=issued_at,
+        partner_signature=partner_signature,
+        prepared=prepared,
+        receipt_salt=receipt_salt,
+        in_flight=in_flight,
+    )
+    return store_accepted(session, op)
+
+
+def check_currency(partner: Partner, currency: str) -> None:
     if currency != partner.currency:
         raise Invalid(
             f"{partner.name} issues points for {partner.currency}, not {currency}", code=ErrorCode.WRONG_CURRENCY
         )
-    check_duplicate(session, partner.id, Kind.EARN, receipt_id)
+
+
+def earn_operation(
+    runtime: Runtime,
+    *,
+    partner: Partner,
+    member_id: str,
+    receipt_id: str,
+    amount_minor: int,
+    currency: str,
+    issued_at: str | None,
+    partner_signature: SignedFields | None,
+    prepared: Prepared,
+    receipt_salt: str | None,
+    in_flight: bool,
+) -> dict[str, Any]:
+    """An earn's outbox row, checked and signed, without the database: the duplicate check and
+    whether the partner's nonce is `in_flight` are the caller's (`accept_earn` reads both in its
+    transaction; a batch reads them for all its records at once)."""
     check_issued_at(runtime, issued_at)
     if partner_signature is not None:
-        in_flight = nonce_in_flight(session, nonce=partner_signature.nonce, partner_id=partner.id)
         check_fresh(prepared.fresh, partner_signature, in_flight)
-    points = expected_points(runtime, partner, prepared.tier, amount_minor)
+    points = expected_points(runtime, partner, prepared.tier, amount_minor, prepared.terms)
     if points == 0:
         raise Invalid("this purchase earns no points at the member's rate", code=ErrorCode.ZERO_POINTS)
     if points > MAX_OP_POINTS:
@@ -156,7 +207,7 @@ def accept_earn(
         lambda n, d: EarnMessage(partner.id, prepared.address, amount_minor, receipt.ref(), n, d),
         reserved_nonce=prepared.nonce,
     )
-    op = new_operation(
+    return new_operation(
         kind=Kind.EARN,
         partner_id=partner.id,
         member_id=member_id,
@@ -168,8 +219,8 @@ def accept_earn(
         nonce=Decimal(nonce),
         deadline=deadline,
         signature=signature,
+        member_address=prepared.address,
     )
-    return store_accepted(session, op)
 
 
 def accept_redemption(
@@ -189,6 +240,7 @@ def accept_redemption(
     assert caller.partner_id is not None
     partner = get_partner(session, caller.partner_id)
     member = get_member(session, member_id, for_update=True)
+    check_not_migrating(session, member_id)
     check_duplicate(session, partner.id, Kind.REDEMPTION, receipt_id)
     check_issued_at(runtime, issued_at)
     receipt = Receipt(
@@ -251,6 +303,7 @@ def accept_redemption(
         nonce=Decimal(nonce),
         deadline=deadline,
         signature=signature,
+        member_address=member.address,
     )
     return store_accepted(session, op)
 
@@ -271,11 +324,7 @@ def accept_reversal(
 ) -> Response:
     assert caller.partner_id is not None
     partner = get_partner(session, caller.partner_id, for_update=partner_signature is None)
-    earn = session.scalar(
-        select(Operation).where(
-            Operation.partner_id == partner.id, Operation.kind == Kind.EARN, Operation.receipt_id == receipt_id
-        )
-    )
+    earn = issue_of(session, partner.id, receipt_id)  # an earn, else an award (r2)
     if earn is None:
         raise NotFound(f"no earn for receipt {receipt_id}", code=ErrorCode.UNKNOWN_RECEIPT)
     if earn.status != Status.CONFIRMED or earn.earn_batch_id is None or earn.points is None:
@@ -287,7 +336,9 @@ def accept_reversal(
     if (points is None) == (amount_minor is None):
         raise Invalid("give exactly one of points and amount_minor", code=ErrorCode.VALIDATION_ERROR)
     if points is None:
-        assert amount_minor is not None and earn.amount_minor
+        if not earn.amount_minor:
+            raise Invalid("an award is reversed by points, not by an amount", code=ErrorCode.VALIDATION_ERROR)
+        assert amount_minor is not None
         if amount_minor > earn.amount_minor:
             raise Invalid("the refund is larger than the purchase", code=ErrorCode.REVERSAL_EXCEEDS_EARN)
         points = earn.points * amount_minor // earn.amount_minor
@@ -325,7 +376,7 @@ def accept_reversal(
     )
     leaf = earn_leaf(
         partner_id=partner.id,
-        member=member.address,
+        member=earn.member_address or member.address,  # the address it was issued to (r2: a migration since)
         receipt_ref=bytes.fromhex(earn.receipt_ref[2:]),
         spend=int(earn.amount_minor or 0),
         points=earn.points,
@@ -352,6 +403,7 @@ def accept_reversal(
         signature=signature,
         original_id=earn.id,
         reason=reason,
+        member_address=earn.member_address or member.address,
     )
     return store_accepted(session, op, earn_leaf="0x" + leaf.hex())
 

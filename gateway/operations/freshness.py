@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from gateway.app.runtime import Runtime
 from gateway.core.errors import Conflict, ErrorCode, Invalid
 from gateway.db.models import Operation
-from gateway.operations.kinds import IN_FLIGHT, Kind
+from gateway.operations.kinds import IN_FLIGHT, MEMBER_SIGNED, PARTNER_SIGNED
 from gateway.operations.signatures import SignedFields, signing_time
 from partners.signing import new_receipt_salt
 
@@ -81,9 +81,9 @@ def nonce_in_flight(
     """Whether an accepted, not yet confirmed operation of this signer carries `nonce`."""
     query = select(Operation.id).where(Operation.status.in_(IN_FLIGHT), Operation.nonce == Decimal(nonce))
     if member_id is not None:
-        query = query.where(Operation.member_id == member_id, Operation.kind == Kind.REDEMPTION)
+        query = query.where(Operation.member_id == member_id, Operation.kind.in_(MEMBER_SIGNED))
     else:
-        query = query.where(Operation.partner_id == partner_id, Operation.kind.in_((Kind.EARN, Kind.REVERSAL)))
+        query = query.where(Operation.partner_id == partner_id, Operation.kind.in_(PARTNER_SIGNED))
     return session.scalar(query.limit(1)) is not None
 
 

@@ -137,3 +137,12 @@ _INSERT_IDEMPOTENCY = insert(_IDEMPOTENCY)
 _STORED_RESPONSE = select(_IDEMPOTENCY.c.request_hash, _IDEMPOTENCY.c.status_code, _IDEMPOTENCY.c.response_body).where(
     _IDEMPOTENCY.c.scope == bindparam("scope"), _IDEMPOTENCY.c.key == bindparam("key")
 )
+
+
+def stored_response(runtime: Runtime, *, scope: str, key: str | None, body: dict[str, Any]) -> Response | None:
+    """The answer already stored for this key (read before costly preparation, e.g. a batch's
+    signatures); None when the key is new. The write transaction looks again (`idempotent`)."""
+    if key is None:
+        return None
+    with runtime.sessions() as session:
+        return _stored(session, scope, key, request_hash(body))

@@ -9,6 +9,9 @@ class Kind(StrEnum):
     EARN = "earn"
     REDEMPTION = "redemption"
     REVERSAL = "reversal"
+    AWARD = "award"  # (r2) points without a purchase, for a reason code
+    REFUND = "refund"  # (r2) points given back of a redemption (returned goods)
+    MIGRATION = "migration"  # (r2) a member's whole account moved to a new address of its own
 
 
 class Status(StrEnum):
@@ -31,3 +34,8 @@ class BatchStatus(StrEnum):
 
 # Operations still on their way to the chain (what /metrics calls the queue).
 IN_FLIGHT = (Status.ACCEPTED, Status.SUBMITTED)
+# Kinds whose signature is the partner's (its nonces) and the member's (redemptions, migrations).
+PARTNER_SIGNED = (Kind.EARN, Kind.REVERSAL, Kind.AWARD, Kind.REFUND)
+MEMBER_SIGNED = (Kind.REDEMPTION, Kind.MIGRATION)
+# Kinds whose signature names the member's address (a migration since makes them stale).
+ADDRESSED = (Kind.EARN, Kind.AWARD, Kind.REDEMPTION)

@@ -8,10 +8,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.accounts.members import get_member
+from gateway.chain.ledger import RedemptionRecord
 from gateway.core.errors import ErrorCode, NotFound
 from gateway.core.security import Caller
 from gateway.db.models import Batch, Operation
-from gateway.operations.kinds import IN_FLIGHT
+from gateway.operations.kinds import IN_FLIGHT, Kind, Status
+from gateway.operations.store import proof_from_column
 
 
 def operation_view(op: Operation) -> dict[str, Any]:
@@ -35,7 +37,41 @@ def operation_view(op: Operation) -> dict[str, Any]:
         "earn_month": op.earn_month,
         "error": {"code": op.error_code, "message": op.error_message} if op.error_code else None,
         "accepted_at": op.created_at.isoformat(),
+        "reason": op.reason,
+        "member_address": op.member_address,
+        **_r2_fields(op),
     }
+
+
+def _r2_fields(op: Operation) -> dict[str, Any]:
+    """(r2) A reversal's points taken and debt; a confirmed redemption's on-chain commitment,
+    which a self-custody partner's refund signature covers (the SDK recomputes its leaf)."""
+    if op.kind == Kind.REVERSAL:
+        confirmed = op.status == Status.CONFIRMED
+        # `debt` stays 0 until the ledger records debt (issue 10): submitter/receipts.py reads it.
+        return {"points_taken": op.points if confirmed else None, "debt": int(op.debt or 0) if confirmed else None}
+    if op.kind == Kind.REDEMPTION and op.commit_index is not None and op.member_address and op.earn_batch_id:
+        record = RedemptionRecord(
+            int(op.earn_batch_id),
+            int(op.commit_index),
+            op.partner_id,
+            op.member_address,
+            bytes.fromhex(op.receipt_ref[2:]),
+            int(op.points or 0),
+            int(op.earn_month or 0),
+            proof_from_column(op.earn_proof),
+        )
+        return {
+            "earn_month": None,  # for a redemption that column holds the latest expiry month it burnt
+            "redemption": {
+                "batch_id": record.batch_id,
+                "index": record.index,
+                "expiry_month": record.expiry_month,
+                "proof": ["0x" + p.hex() for p in record.proof],
+                "leaf": "0x" + record.leaf().hex(),
+            },
+        }
+    return {}
 
 
 def get_operation(session: Session, *, caller: Caller, operation_id: str) -> dict[str, Any]:

@@ -15,14 +15,41 @@ from sqlalchemy.orm import Session
 from gateway.app.runtime import Runtime
 from gateway.chain.gas import BATCH_OVERHEAD, GAS_CAP, batch_gas_limit
 from gateway.chain.jsonrpc import quantity
-from gateway.chain.ledger import EarnRecord, SignedEarn, SignedRedeem, SignedReverse, rpc
+from gateway.chain.ledger import (
+    AWARD_REASONS,
+    EarnRecord,
+    SignedAward,
+    SignedEarn,
+    SignedRedeem,
+    SignedRefund,
+    SignedReverse,
+    rpc,
+)
 from gateway.db.models import Base, Batch, Member, Operation
 from gateway.operations.kinds import BatchStatus, Kind, Status
+from gateway.operations.migration import destination, migration_calldata
+from gateway.operations.refunds import redemption_record
 from gateway.operations.store import proof_from_column
-from partners.signing import CompactSignature, EarnMessage, RedeemMessage, ReverseMessage
+from gateway.submitter.holds import refuse, sort_out
+from partners.signing import (
+    AwardMessage,
+    CompactSignature,
+    EarnMessage,
+    MigrateMessage,
+    RedeemMessage,
+    RefundMessage,
+    ReverseMessage,
+)
 
-KINDS = (Kind.EARN, Kind.REDEMPTION, Kind.REVERSAL)
-FUNCTIONS = {Kind.EARN: "earnBatch", Kind.REDEMPTION: "redeemBatch", Kind.REVERSAL: "reverseBatch"}
+# Migrations last: a round sends the member's other operations before its migration.
+KINDS = (Kind.EARN, Kind.REDEMPTION, Kind.REVERSAL, Kind.AWARD, Kind.REFUND, Kind.MIGRATION)
+FUNCTIONS = {
+    Kind.EARN: "earnBatch",
+    Kind.REDEMPTION: "redeemBatch",
+    Kind.REVERSAL: "reverseBatch",
+    Kind.AWARD: "awardBatch",
+    Kind.REFUND: "refundBatch",
+}
 
 # Per-operation gas allowed inside a batch: well above the steady state (gas.TYPICAL, 30k-60k)
 # and above a bucket walk of a few dozen months. Only the gas used is paid, so a generous limit
@@ -31,9 +58,24 @@ FUNCTIONS = {Kind.EARN: "earnBatch", Kind.REDEMPTION: "redeemBatch", Kind.REVERS
 # the next batch of that kind down to one operation, whose limit is the measured worst case
 # (gas.WORST_CASE), so a valid operation always goes through and nothing loops (issue 10,
 # finding 4).
-GAS_PER_OPERATION = {Kind.EARN: 120_000, Kind.REDEMPTION: 250_000, Kind.REVERSAL: 250_000}
+GAS_PER_OPERATION = {
+    Kind.EARN: 120_000,
+    Kind.REDEMPTION: 250_000,
+    Kind.REVERSAL: 250_000,
+    Kind.AWARD: 120_000,
+    Kind.REFUND: 250_000,
+}
 GROW_AFTER = 4
-WORST_KIND = {Kind.EARN: "earn", Kind.REDEMPTION: "redemption", Kind.REVERSAL: "reversal"}
+WORST_KIND = {
+    Kind.EARN: "earn",
+    Kind.REDEMPTION: "redemption",
+    Kind.REVERSAL: "reversal",
+    Kind.AWARD: "award",
+    Kind.REFUND: "refund",
+    Kind.MIGRATION: "migration",
+}
+# A migration is one contract call (`migrate`), not a batch: one per transaction.
+ONE_AT_A_TIME = frozenset({Kind.MIGRATION})
 
 
 def gas_limit(kind: str, size: int) -> int:
@@ -119,7 +161,7 @@ class Batches:
         with self.rt.sessions() as session:
             conn = session.connection()
             # First only the queue's shape (this runs many times while a batch fills up).
-            limit = self.size.get(kind, self.batch_max)
+            limit = 1 if kind in ONE_AT_A_TIME else self.size.get(kind, self.batch_max)
             queued = conn.execute(_QUEUED, {"kind": kind, "limit": limit}).all()
             if not queued:
                 return None
@@ -129,7 +171,11 @@ class Batches:
                 return self.window - age  # let the batch fill up for a moment
             bounds = {"kind": kind, "first": queued[0].seq, "last": queued[-1].seq, "limit": limit}
             ops = conn.execute(_BATCH_ROWS, bounds).all()
-            return Draft(kind, ops, self.calldata(session, kind, ops), self.next_nonce(session))
+            ops, refused = sort_out(self.rt, session, kind, ops)  # around members' migrations
+            draft = Draft(kind, ops, self.calldata(session, kind, ops), self.next_nonce(session)) if ops else None
+        if refused:
+            refuse(self.rt, refused)
+        return draft
 
     def sign(self, draft: Draft) -> bytes:
         """The raw transaction (raises LedgerRevert when the whole batch would revert)."""
@@ -178,31 +224,41 @@ class Batches:
             sig = CompactSignature.from_bytes(bytes.fromhex(op.signature[2:]))
             ref = bytes.fromhex(op.receipt_ref[2:])
             nonce = int(op.nonce)
+            # The address the operation was signed for (sort_out refused those the member left).
+            address = op.member_address or addresses[op.member_id]
             if kind == Kind.EARN:
                 items.append(
                     SignedEarn(
-                        EarnMessage(
-                            op.partner_id, addresses[op.member_id], int(op.amount_minor or 0), ref, nonce, op.deadline
-                        ),
-                        sig,
+                        EarnMessage(op.partner_id, address, int(op.amount_minor or 0), ref, nonce, op.deadline), sig
                     ).as_tuple()
                 )
             elif kind == Kind.REDEMPTION:
                 items.append(
                     SignedRedeem(
-                        RedeemMessage(
-                            addresses[op.member_id], op.partner_id, int(op.points or 0), ref, nonce, op.deadline
-                        ),
-                        sig,
+                        RedeemMessage(address, op.partner_id, int(op.points or 0), ref, nonce, op.deadline), sig
                     ).as_tuple()
                 )
+            elif kind == Kind.AWARD:
+                award = AwardMessage(
+                    op.partner_id, address, int(op.points or 0), AWARD_REASONS[op.reason], ref, nonce, op.deadline
+                )
+                items.append(SignedAward(award, sig).as_tuple())
+            elif kind == Kind.REFUND:
+                redemption = session.scalar(select(Operation).where(Operation.id == op.original_id))
+                assert redemption is not None and redemption.earn_batch_id is not None
+                rd = redemption_record(session, redemption)
+                refund = RefundMessage(op.partner_id, rd.leaf(), int(op.points or 0), ref, nonce, op.deadline)
+                items.append(SignedRefund(refund, sig, rd).as_tuple())
+            elif kind == Kind.MIGRATION:
+                migration = MigrateMessage(address, destination(op.receipt_doc), nonce, op.deadline)
+                return migration_calldata(self.rt, migration, sig)  # one call, not a batch
             else:
                 earn = session.scalar(select(Operation).where(Operation.id == op.original_id))
                 assert earn is not None and earn.earn_batch_id is not None
                 record = EarnRecord(
                     int(earn.earn_batch_id),
                     earn.partner_id,
-                    addresses[op.member_id],
+                    earn.member_address or addresses[op.member_id],  # the address the earn was credited to
                     bytes.fromhex(earn.receipt_ref[2:]),
                     int(earn.amount_minor or 0),
                     int(earn.points or 0),

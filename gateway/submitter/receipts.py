@@ -10,15 +10,17 @@ from typing import Any
 
 from hexbytes import HexBytes
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
 
 from gateway.app.runtime import Runtime
 from gateway.chain.events import EventDecoder
 from gateway.chain.jsonrpc import quantity
-from gateway.chain.ledger import LedgerEvent, decode_error, earn_records, rpc
+from gateway.chain.ledger import LedgerEvent, decode_error, earn_records, redemption_records, rpc
 from gateway.chain.outcomes import REJECTED, RESULT_EVENT, error_code
 from gateway.core.metrics import Metrics
-from gateway.db.models import Base, Batch
+from gateway.db.models import Base, Batch, Operation
 from gateway.operations.kinds import BatchStatus, Kind, Status
+from gateway.operations.migration import destination, migrated
 from gateway.operations.store import proof_to_column
 from gateway.points.rules import month_of
 from gateway.submitter.batches import gas_limit
@@ -27,7 +29,8 @@ from gateway.webhooks.announce import announce_batch
 log = logging.getLogger("gateway.submitter")
 
 # The events a batch's results are read from (its Transfer logs are not needed).
-RESULTS = frozenset({*RESULT_EVENT.values(), REJECTED, "EarnBatchCommitted"})
+RESULT_OF = {**RESULT_EVENT, Kind.MIGRATION.value: "Migrated"}
+RESULTS = frozenset({*RESULT_OF.values(), REJECTED, "EarnBatchCommitted", "RedeemBatchCommitted"})
 
 OPS = Base.metadata.tables["operations"]
 # The per-operation writes of a batch, as Core executemany statements: one round trip for a
@@ -55,6 +58,8 @@ _RESULT = (
         earn_batch_id=bindparam("b_earn_batch"),
         earn_month=bindparam("b_earn_month"),
         earn_proof=bindparam("b_earn_proof"),
+        commit_index=bindparam("b_commit_index"),
+        debt=bindparam("b_debt"),
     )
 )
 
@@ -167,6 +172,8 @@ class ReceiptTracker:
                 conn.execute(_RESULT, [{**row, **where, "b_status": state} for row in accepted])
             touched = sorted({e.args["member"] for e in events if "member" in e.args})
             if self.confirmations == 0:
+                if kind == Kind.MIGRATION:
+                    finish_migrations(session, self.rt, batch_id)
                 announce_batch(session, batch_id)  # webhooks: in the transaction that records the outcome
                 self.metrics.add("operations_confirmed_total", len(accepted))
                 confirmed = {row["b_seq"] for row in accepted}
@@ -181,7 +188,7 @@ class ReceiptTracker:
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The rows of a mined batch's operations: (rejected ones, accepted ones), from its events."""
         reasons = {e.args["index"]: decode_error(e.args["reason"]) for e in events if e.name == REJECTED}
-        results = iter(e for e in events if e.name == RESULT_EVENT[kind])
+        results = iter(e for e in events if e.name == RESULT_OF[kind])
         rejected: list[dict[str, Any]] = []
         accepted: list[dict[str, Any]] = []
         accepted_events: list[LedgerEvent] = []
@@ -199,13 +206,47 @@ class ReceiptTracker:
                     "b_earn_batch": None,
                     "b_earn_month": None,
                     "b_earn_proof": None,
+                    "b_commit_index": None,
+                    "b_debt": reversal_debt(event) if kind == Kind.REVERSAL else None,
                 }
             )
             accepted_events.append(event)
         self.metrics.add("operations_rejected_total", len(rejected))
-        if kind == Kind.EARN and accepted:
+        if kind in (Kind.EARN, Kind.AWARD) and accepted:
+            # What a reversal proves the earn (or award: a leaf with spend 0) with.
             committed = next(e for e in events if e.name == "EarnBatchCommitted")
             records = earn_records(int(committed.args["batchId"]), month, accepted_events)
             for row, record in zip(accepted, records, strict=True):
                 row.update(b_earn_batch=record.batch_id, b_earn_month=month, b_earn_proof=proof_to_column(record.proof))
+        if kind == Kind.REDEMPTION and accepted:
+            # (r2) What a refund proves the redemption with: its batch, place, latest expiry month.
+            args = next(e for e in events if e.name == "RedeemBatchCommitted").args
+            burnt = redemption_records(int(args["batchId"]), list(args["expiryMonths"]), accepted_events)
+            for row, rd in zip(accepted, burnt, strict=True):
+                row.update(
+                    b_earn_batch=rd.batch_id,
+                    b_earn_month=rd.expiry_month,
+                    b_earn_proof=proof_to_column(rd.proof),
+                    b_commit_index=rd.index,
+                )
         return rejected, accepted
+
+
+def reversal_debt(event: LedgerEvent) -> int:
+    """The part of a reversal the member could not pay, recorded as its debt (SPEC section 2,
+    r2). The ledger's debt is being added on another branch (issue 10): until its `Reversed`
+    event carries the shortfall (`debt`), every confirmed reversal took all its points and
+    records 0. This is the one place to read it from once it does (or from `DebtRecorded`)."""
+    return int(event.args.get("debt", 0))
+
+
+def finish_migrations(session: Session, runtime: Runtime, batch_id: int) -> None:
+    """A confirmed migration: the member's record follows its points to the new address."""
+    for op in session.scalars(
+        select(Operation).where(
+            Operation.batch_id == batch_id, Operation.kind == Kind.MIGRATION, Operation.status == Status.CONFIRMED
+        )
+    ):
+        migrated(
+            session, runtime, member_id=op.member_id, source=str(op.member_address), target=destination(op.receipt_doc)
+        )

@@ -14,8 +14,8 @@ from gateway.chain.jsonrpc import quantity
 from gateway.chain.ledger import rpc, rpc_many
 from gateway.core.metrics import Metrics
 from gateway.db.models import Batch, Operation
-from gateway.operations.kinds import BatchStatus, Status
-from gateway.submitter.receipts import observe_latency
+from gateway.operations.kinds import BatchStatus, Kind, Status
+from gateway.submitter.receipts import finish_migrations, observe_latency
 from gateway.webhooks.announce import announce_batch
 
 log = logging.getLogger("gateway.submitter")
@@ -102,6 +102,8 @@ class ReorgWatch:
                     for op in deep:
                         op.status = Status.CONFIRMED
                     session.flush()
+                    if batch.kind == Kind.MIGRATION:
+                        finish_migrations(session, self.rt, batch_id)
                     announce_batch(session, batch_id)  # webhooks: in the transaction that confirms
                     self.metrics.add("operations_confirmed_total", len(deep))
                     observe_latency(self.metrics, [op.created_at for op in deep])

@@ -45,6 +45,7 @@ from gateway.core.errors import ErrorCode, LoyaltyError, NotFound, TooLarge
 from gateway.db.models import Member, Operation, Partner
 from gateway.operations.kinds import Kind, Status
 from gateway.points.rules import NEVER, month_label
+from gateway.web.upcoming import Upcoming, upcoming_changes
 from partners.signing import Receipt
 
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -85,15 +86,19 @@ def _block_time(runtime: Runtime, number: int) -> datetime:
 # ------------------------------------------------------------------ members
 
 
-def find_member(session: Session, query: str) -> Member:
-    """A member by member id (as on the card) or by address."""
+def find_member(session: Session, query: str, runtime: Runtime | None = None) -> Member:
+    """A member by member id (as on the card) or by address; with `runtime`, also by an address
+    the member moved away from (r2), followed through its `Migrated` events on the chain."""
     q = query.strip()
     if not q:
         raise BadInput("Type a member id (as printed on the card) or an address (0x and 40 hex digits).")
     if len(q) > MAX_QUERY_CHARS:
         raise BadInput("That is far longer than any member id or address.")
     if ADDRESS.match(q):
-        member = session.scalar(select(Member).where(Member.address == to_checksum_address(q)))
+        address = to_checksum_address(q)
+        member = session.scalar(select(Member).where(Member.address == address))
+        if member is None and runtime is not None:
+            member = _moved_from(runtime, session, address)
     elif MEMBER_ID.match(q):
         member = session.scalar(select(Member).where(Member.member_id == q))
     else:
@@ -106,14 +111,40 @@ def find_member(session: Session, query: str) -> Member:
     return member
 
 
+def _moved_from(runtime: Runtime, session: Session, address: str, hops: int = 8) -> Member | None:
+    """The member now at the end of the migrations that started at `address` (the chain says
+    where each went: `Migrated(from, to)`, `from` indexed), if the index knows it there."""
+    from gateway.chain.events import EventDecoder, get_logs
+
+    decoder = EventDecoder(runtime.ledger)
+    head = runtime.chain.w3.eth.block_number
+    for _ in range(hops):  # a migration's target never migrated before, so the chain has no loop
+        topic = "0x" + bytes(12).hex() + address[2:].lower()
+        logs = get_logs(
+            runtime.chain.w3,
+            runtime.ledger.address,
+            runtime.ledger.deployment_block,
+            head,
+            topics=[decoder.topics["Migrated"], topic],
+        )
+        moved = [e for log in logs if (e := decoder.decode(log, frozenset({"Migrated"}))) is not None]
+        if not moved:
+            return None
+        address = to_checksum_address(str(moved[-1].args["to"]))
+        member = session.scalar(select(Member).where(Member.address == address))
+        if member is not None:
+            return member
+    return None
+
+
 @dataclass
 class Movement:
     """One movement of a member's points: on the ledger (an event, with its proof), or an
     accepted operation still on its way there (not in the balance yet)."""
 
-    kind: str  # earn | redemption | reversal | expiry | earlier (the sum of older movements)
+    kind: str  # earn | award | redemption | refund | reversal | migration | expiry | earlier (older ones, summed)
     partner: str
-    points: int | None  # signed: + earned, - redeemed, reversed or expired
+    points: int | None  # signed: + earned, awarded, refunded or moved in; - redeemed, reversed, expired or moved out
     status: str  # confirmed (on the ledger) | accepted | submitted
     accepted_at: datetime | None  # when the gateway accepted it (none for an expiry)
     spend_minor: int | None
@@ -134,23 +165,44 @@ class MemberPage:
     next_tier: tuple[str, int] | None  # (name, points still to qualify)
     expiring: list[tuple[int, int]]  # (month index, points), earliest first
     movements: list[Movement]  # on its way first, then the ledger's newest first; those add up to the balance
+    upcoming: list[Upcoming] = field(default_factory=list)  # programme changes under notice
 
 
-_SIGN = {"Earned": 1, "Redeemed": -1, "Reversed": -1, "Expired": -1}
-_KIND = {"Earned": Kind.EARN.value, "Redeemed": Kind.REDEMPTION.value, "Reversed": Kind.REVERSAL.value}
+_SIGN = {"Earned": 1, "Awarded": 1, "Refunded": 1, "Redeemed": -1, "Reversed": -1, "Expired": -1, "Migrated": 1}
+_KIND = {
+    "Earned": Kind.EARN.value,
+    "Awarded": Kind.AWARD.value,
+    "Redeemed": Kind.REDEMPTION.value,
+    "Refunded": Kind.REFUND.value,
+    "Reversed": Kind.REVERSAL.value,
+    "Migrated": Kind.MIGRATION.value,
+}
+_CREDIT = {Kind.EARN.value, Kind.AWARD.value, Kind.REFUND.value}  # operations that add points
+
+
+def signed_points(event: LedgerEvent, address: str) -> int:
+    """The event's points as they moved this member's balance: a migration is + for the new
+    address and - for the old one."""
+    points = int(event.args["points"])
+    if event.name == "Migrated":
+        return points if str(event.args["to"]).lower() == address.lower() else -points
+    return _SIGN[event.name] * points
 
 
 def member_events(runtime: Runtime, address: str, to_block: int) -> list[LedgerEvent]:
-    """Every event that moved the member's points (earned, redeemed, reversed, expired), in chain
-    order, read by the member's indexed topic."""
+    """Every event that moved the member's points (earned, awarded, redeemed, refunded, reversed,
+    expired, migrated in or out), in chain order, read by the member's indexed topic."""
     from gateway.chain.events import EventDecoder, get_logs
 
     decoder = EventDecoder(runtime.ledger)
     member = "0x" + bytes(12).hex() + address[2:].lower()
     ledger, start = runtime.ledger, runtime.ledger.deployment_block
-    moved = [decoder.topics[n] for n in ("Earned", "Redeemed", "Reversed")]
+    # The member is the second indexed field of these (a migration's new address: `to`) ...
+    moved = [decoder.topics[n] for n in ("Earned", "Awarded", "Redeemed", "Refunded", "Reversed", "Migrated")]
     logs = get_logs(runtime.chain.w3, ledger.address, start, to_block, topics=[moved, None, member])  # type: ignore[list-item]
-    logs += get_logs(runtime.chain.w3, ledger.address, start, to_block, topics=[decoder.topics["Expired"], member])
+    # ... and the first of these (a migration's old address: `from`).
+    first = [decoder.topics["Expired"], decoder.topics["Migrated"]]
+    logs += get_logs(runtime.chain.w3, ledger.address, start, to_block, topics=[first, member])  # type: ignore[list-item]
     events = [e for log in logs if (e := decoder.decode(log, frozenset(_SIGN))) is not None]
     return sorted(events, key=lambda e: (e.block_number, e.log_index))
 
@@ -158,10 +210,15 @@ def member_events(runtime: Runtime, address: str, to_block: int) -> list[LedgerE
 def member_page(runtime: Runtime, session: Session, member: Member) -> MemberPage:
     view = member_view(runtime, session, member_id=member.member_id)  # the chain's views at one block
     block = int(view["block_number"])
-    tiers = runtime.settings.coalition.tiers
+    # The next tier from the chain's own table (a scheduled tier change moves it), named from settings.
+    (months, points), table = runtime.ledger.views([("expiringOf", (member.address,)), ("tiers", ())], block)
+    names = [t.name for t in runtime.settings.coalition.tiers]
     index = int(view["tier_index"])
-    following = tiers[index + 1] if index + 1 < len(tiers) else None
-    months, points = runtime.ledger.view("expiringOf", member.address, block=block)
+    following = (
+        (names[index + 1] if index + 1 < len(names) else f"tier {index + 1}", int(table[index + 1][0]))
+        if index + 1 < len(table)
+        else None
+    )
     partners = {p.id: p for p in session.scalars(select(Partner))}
     ops = list(
         session.scalars(
@@ -180,7 +237,7 @@ def member_page(runtime: Runtime, session: Session, member: Member) -> MemberPag
         Movement(
             kind=op.kind,
             partner=partner(op.partner_id),
-            points=(1 if op.kind == Kind.EARN else -1) * op.points if op.points is not None else None,
+            points=(1 if op.kind in _CREDIT else -1) * op.points if op.points is not None else None,
             status=op.status,
             accepted_at=op.created_at,
             spend_minor=op.amount_minor if op.kind == Kind.EARN else None,
@@ -196,14 +253,15 @@ def member_page(runtime: Runtime, session: Session, member: Member) -> MemberPag
     shown = []
     for event in reversed(events[-RECENT_OPERATIONS:]):
         kind = _KIND.get(event.name, "expiry")
-        op = by_ref.get((kind, _hex(event.args["receiptRef"]).lower()))
+        ref = event.args.get("receiptRef")  # a migration has none
+        op = by_ref.get((kind, _hex(ref).lower())) if ref is not None else None
         pid = event.args.get("partnerId")
         earned = event.name == "Earned"
         shown.append(
             Movement(
                 kind=kind,
                 partner=partner(pid) if pid is not None else "",
-                points=_SIGN[event.name] * int(event.args["points"]),
+                points=signed_points(event, member.address),
                 status=Status.CONFIRMED.value,
                 accepted_at=op.created_at if op is not None else None,
                 spend_minor=int(event.args["spend"]) if earned else None,
@@ -214,19 +272,22 @@ def member_page(runtime: Runtime, session: Session, member: Member) -> MemberPag
         )
     older = events[:-RECENT_OPERATIONS]
     if older:
-        total = sum(_SIGN[e.name] * int(e.args["points"]) for e in older)
+        total = sum(signed_points(e, member.address) for e in older)
         shown.append(Movement("earlier", "", total, Status.CONFIRMED.value, None, None, None, None))
+    block_time = _block_time(runtime, block)
+    names_by_id = {pid: p.name for pid, p in partners.items()}
     return MemberPage(
         member_id=member.member_id,
         address=member.address,
         balance=int(view["balance"]),
         block_number=block,
-        block_time=_block_time(runtime, block),
+        block_time=block_time,
         tier=str(view["tier"]),
         qualifying_points=int(view["qualifying_points"]),
-        next_tier=(following.name, following.threshold - int(view["qualifying_points"])) if following else None,
+        next_tier=(following[0], max(0, following[1] - int(view["qualifying_points"]))) if following else None,
         expiring=[(int(m), int(p)) for m, p in zip(months, points, strict=True) if p],
         movements=movements + shown,
+        upcoming=upcoming_changes(runtime, names_by_id, block, int(block_time.timestamp())),
     )
 
 

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from eth_utils import keccak
 
-from gateway.chain import revm_backend
 from gateway.chain.backends import (
     AnvilNode,
     ChainBackend,
@@ -24,8 +23,9 @@ from gateway.chain.backends import (
     anvil_dev_keys,
     embedded_engine,
 )
+from gateway.chain.backends.revm import state as revm_state
+from gateway.chain.backends.revm.chain import RevmChain
 from gateway.chain.ledger import Ledger, LedgerRevert, Sender
-from gateway.chain.revm_backend import RevmChain
 from gateway.core.config import REPO_ROOT
 from gateway.core.errors import ChainError
 from gateway.points.rules import month_of, month_start
@@ -156,7 +156,7 @@ def test_a_call_too_far_back_is_refused_not_answered_with_the_head(
 ) -> None:
     _, alice = member("alice")
     world.earn(world.earn_op(1, alice, 12_300))
-    monkeypatch.setattr(revm_backend, "MAX_HISTORY_CHANGES", 3)
+    monkeypatch.setattr(revm_state, "MAX_HISTORY_CHANGES", 3)
     with pytest.raises(ChainError, match="too far back"):
         world.ledger.balance_of(alice, block=1)
     with pytest.raises(ChainError, match="not on this chain yet"):

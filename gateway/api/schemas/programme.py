@@ -112,10 +112,17 @@ class PartnerStatement(Body):
     period: dict[str, int]
     currency: str
     issued: int
+    awarded: int = 0  # (r2) the parts of `issued` awards and campaign bonuses issued
+    bonus: int = 0
     reversed: int
     redeemed: int
+    refunded: int = 0  # (r2) points given back of redemptions at this partner
     net_points: int
+    owes_minor: int = 0  # (r2) for issued net of reversed, at its issue prices
+    owed_minor: int = 0  # (r2) for redeemed net of refunded, at its redemption prices
     net_amount_minor: int
+    issue_price_minor: int = 0  # (r2) in force at the end; 0: the point value
+    redemption_price_minor: int = 0
     point_value_minor: int
     settlement_currency: str
     source: dict[str, Any]

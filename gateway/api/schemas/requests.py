@@ -215,3 +215,62 @@ class ReversalCreate(Strict):
             "examples": [{"receipt_id": "till-7/2026-11-22/0193", "amount_minor": 500, "reason": "one item returned"}]
         }
     )
+
+
+# (r2) SPEC section 2's award reasons; any other is a 422.
+AwardReason = Literal["bonus", "goodwill", "referral", "signup", "employee", "correction", "retro_claim"]
+
+
+class AwardCreate(Strict):
+    member_id: Identifier
+    receipt_id: ReceiptId
+    points: Annotated[StrictInt, Field(ge=1, le=MAX_POINTS)]
+    reason: AwardReason
+    note: Annotated[StrictStr, Field(max_length=500)] | None = None
+    issued_at: Timestamp | None = None
+    partner_signature: Signed | None = None
+    receipt_salt: ReceiptSalt | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"member_id": "card-0042", "receipt_id": "welcome/0042", "points": 500, "reason": "signup"}]
+        }
+    )
+
+
+class RefundCreate(Strict):
+    redemption_receipt_id: ReceiptId
+    receipt_id: ReceiptId
+    points: Annotated[StrictInt, Field(ge=1, le=MAX_POINTS)]
+    reason: Annotated[StrictStr, Field(min_length=1, max_length=500)]
+    issued_at: Timestamp | None = None
+    partner_signature: Signed | None = None
+    receipt_salt: ReceiptSalt | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "redemption_receipt_id": "till-7/2026-11-22/0194",
+                    "receipt_id": "return/2026-11-24/0007",
+                    "points": 40,
+                    "reason": "one item returned",
+                }
+            ]
+        }
+    )
+
+
+class MigrationCreate(Strict):
+    """(r2) Moves a member's points to `address`, a new address of its own: a custodial member
+    authorizes with its PIN, a self-custody member with its signature over Migrate(from, to,
+    nonce, deadline)."""
+
+    address: Address
+    authorization: PinAuthorization | Signed
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"address": "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc", "authorization": {"pin": "4321"}}]
+        }
+    )

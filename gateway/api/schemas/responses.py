@@ -131,6 +131,12 @@ class OperationView(Body):
     earn_month: int | None
     error: OperationError | None
     accepted_at: str
+    reason: str | None = None
+    member_address: str | None = None  # the address the operation was signed for (r2)
+    # (r2) a confirmed redemption's commitment, what a refund's signature covers
+    redemption: dict[str, Any] | None = None
+    points_taken: int | None = None  # (r2) reversals: points taken back, and the part recorded as debt
+    debt: int | None = None
 
 
 class Activity(Body):
@@ -146,6 +152,10 @@ class Accepted(Body):
     points: int | None
     receipt_ref: str
     earn_leaf: str | None = None  # reversals: the leaf of the earn they reverse
+    reason: str | None = None  # awards: the reason code (r2)
+    redemption_leaf: str | None = None  # refunds: the leaf of the redemption they refund (r2)
+    member_id: str | None = None  # migrations: the member, and the address it moves to (r2)
+    address: str | None = None
 
 
 class LedgerInfo(Body):
@@ -174,7 +184,10 @@ class SettlementStatement(Body):
     point_value: dict[str, Any]
     partners: list[dict[str, Any]]
     breakage: dict[str, int]
+    debt: dict[str, int] | None = None  # (r2) recorded and repaid: 0 until the ledger records debt
+    operator: dict[str, int] | None = None  # (r2) spread, breakage, revaluation, total
     liability: dict[str, int]
+    net_points_total: int | None = None
     net_amount_total: int
     balanced: bool
 

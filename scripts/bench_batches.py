@@ -1,0 +1,153 @@
+"""Batch intake through the whole gateway: how long accepting a 10,000-record CSV file takes,
+and how fast its records reach the chain, beside our ledger's raw `earnBatch` rate in the
+same run (scripts/bench_gateway.py's `raw_earn_rate`, on a fresh chain of the same kind).
+
+Starts a chain (anvil, or the embedded one inside the gateway), a `loyalty serve` process,
+enrols members straight into its database, then POSTs `--batches` CSV files of `--records`
+earns each (one after the other, as a partner's nightly export would arrive) and follows
+GET /v1/batches/{id} until every record is confirmed. The confirmed rate counts from the
+first POST to the last confirmation.
+
+    .venv/bin/python scripts/bench_batches.py [--chain anvil|embedded] [--batches 3] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from bench_gateway import cpu_seconds, enrol_in_bulk, raw_earn_rate  # scripts/ is on the path of a script
+from rich.console import Console
+
+from gateway.chain.backends import AnvilNode, free_port
+from gateway.core.config import REPO_ROOT
+
+
+def csv_file(batch: int, records: int, members: int) -> bytes:
+    rows = [f"earn,m{(batch * records + i) % members},B{batch}-{i},{1000 + i % 5000},EUR" for i in range(records)]
+    return ("kind,member_id,receipt_id,amount_minor,currency\n" + "\n".join(rows) + "\n").encode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chain", choices=["anvil", "embedded"], default="anvil")
+    parser.add_argument("--batches", type=int, default=3, help="CSV files submitted one after the other")
+    parser.add_argument("--records", type=int, default=10_000, help="records per file")
+    parser.add_argument("--members", type=int, default=2_000, help="members the earns cycle through")
+    parser.add_argument("--no-raw", action="store_true", help="skip the raw earnBatch measurement")
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args()
+    console = Console()
+    load_start = os.getloadavg()[0]
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-batches-")) / "data"
+    node = AnvilNode() if args.chain == "anvil" else None
+    port = free_port()
+    command = [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(data_dir), "--port", str(port)]
+    if node:
+        command += ["--network", node.url, "--submitter-process"]
+    log = open(data_dir.parent / "gateway.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=log,
+        env={**os.environ, "LOYALTY_GATEWAY__BATCH_MAX_OPERATIONS": "200"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    accept_seconds: list[float] = []
+    accept_cpu: list[float] = []  # of the API process (with anvil the submitter has its own)
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        admin = {"Authorization": f"Bearer {(data_dir / 'admin.key').read_text().strip()}"}
+        partner = httpx.post(
+            f"{url}/v1/partners",
+            headers=admin,
+            timeout=30,
+            json={
+                "name": "Bench",
+                "currency": "EUR",
+                "earn_rate": {"points": 1, "per_minor_units": 100},
+                "allowance": 10**15,
+            },
+        ).json()
+        enrol_in_bulk(data_dir, args.members, int(partner["partner_id"]), console)
+        headers = {"Authorization": f"Bearer {partner['api_key']}", "Content-Type": "text/csv"}
+        files = [csv_file(b, args.records, args.members) for b in range(args.batches)]
+        batch_ids: list[str] = []
+        start = time.perf_counter()
+        with httpx.Client(base_url=url, timeout=120) as client:
+            for body in files:
+                t, cpu = time.perf_counter(), cpu_seconds(server.pid)
+                response = client.post("/v1/batches", content=body, headers=headers)
+                accept_seconds.append(time.perf_counter() - t)
+                accept_cpu.append(cpu_seconds(server.pid) - cpu)
+                answer = response.json()
+                if response.status_code != 202 or answer["accepted"] != args.records:
+                    raise SystemExit(f"batch refused: {response.status_code} {str(answer)[:500]}")
+                batch_ids.append(answer["batch_id"])
+                console.print(
+                    f"batch of {args.records:,} records accepted in {accept_seconds[-1]:.2f} s"
+                    f" ({accept_cpu[-1]:.2f} s of the API process's CPU)"
+                )
+            confirmed = 0
+            pending = list(batch_ids)
+            while pending:
+                view = client.get(f"/v1/batches/{pending[0]}?limit=1", headers=headers).json()
+                if view["counts"]["rejected"]:
+                    raise SystemExit(f"records rejected on-chain: {view['counts']}")
+                if view["done"]:
+                    confirmed += view["counts"]["confirmed"]
+                    pending.pop(0)
+                else:
+                    time.sleep(0.05)
+        confirmed_at = time.perf_counter()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()
+        if node:
+            node.close()
+    raw = float("nan")
+    if not args.no_raw:
+        console.print("measuring our ledger's raw batched-earn rate on the same kind of chain (no gateway)...")
+        raw = raw_earn_rate(args.chain, 10)
+    rate = confirmed / (confirmed_at - start)
+    figures = {
+        "chain": args.chain,
+        "batches": args.batches,
+        "records_per_batch": args.records,
+        "members": args.members,
+        "accept_seconds": [round(s, 2) for s in accept_seconds],
+        "accept_cpu_seconds": [round(s, 2) for s in accept_cpu],
+        "confirmed": confirmed,
+        "confirmed_per_s": round(rate, 1),
+        "raw_earn_per_s": round(raw, 1),
+        "confirmed_vs_raw": round(rate / raw, 2) if raw == raw else None,
+        "load_avg_start": round(load_start, 2),
+        "load_avg_end": round(os.getloadavg()[0], 2),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, CPython {platform.python_version()}",
+        "date": datetime.now(UTC).date().isoformat(),
+        "time_utc": datetime.now(UTC).strftime("%H:%M"),
+    }
+    for k, v in figures.items():
+        console.print(f"{k:>18}: {v}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
