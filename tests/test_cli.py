@@ -76,7 +76,11 @@ def test_demo_tells_the_story_through_the_gateway_and_audits_clean(tmp_path: Pat
     assert "422 invalid_signature" in out and "InvalidSignature(" in out  # the gateway, then the contract
     assert "points earned in the first month expired" in out
     assert "no discrepancy" in out and "balances" in out and "DOES NOT BALANCE" not in out
-    assert "-9.72 EUR" in out and "-972 EUR" not in out  # money in currency units, never minor units
+    assert "-9.07 EUR" in out and "-907 EUR" not in out  # money in currency units, never minor units
+    # Revision 2's chapters: an award, a return of goods paid with points, a change under notice.
+    assert "Bean & Leaf awards ana 50 points for goodwill" in out and "40 points come back" in out
+    assert "applying it before its time: 409 change_not_due" in out and "(applied)" in out
+    assert "quoted 15, confirmed 15 points under the new table" in out
     assert "Programme metrics" in out and "redemption rate" in out and "Flow: points earned" in out
     assert {p.name for p in (data / "report").iterdir()} >= {"chart.png", "settlement.csv", "verify.txt", "README.txt"}
     # What it left verifies again from the data directory alone, and chloe's points are on-chain.
@@ -84,7 +88,8 @@ def test_demo_tells_the_story_through_the_gateway_and_audits_clean(tmp_path: Pat
     assert figures.exit_code == 0, figures.output
     metrics = json.loads(figures.output)
     statement = json.loads((data / "report" / "settlement.json").read_text())
-    assert metrics["points_redeemed"] == sum(p["redeemed"] for p in statement["partners"])
+    # Metrics count redemptions net of refunds (goods brought back); the statement lists both.
+    assert metrics["points_redeemed"] == sum(p["redeemed"] - p["refunded"] for p in statement["partners"])
     assert metrics["members_active"] == 3 and metrics["flows"]
     by_partner = CliRunner().invoke(main, ["audit", "metrics", "--data-dir", str(data), "--partner", "2", "--csv"])
     assert by_partner.exit_code == 0 and by_partner.output.startswith("period,members_active"), by_partner.output

@@ -32,6 +32,7 @@ from gateway.audit.report import default_period, load_history, statement_text, w
 from gateway.audit.verify import read_index, verify_chain
 from gateway.chain.backends import free_port
 from gateway.chain.ledger import SignedRedeem
+from gateway.cli import demo_r2
 from gateway.core.config import Settings, get_settings
 from gateway.db.models import Partner
 from gateway.points.rules import month_label, month_of, month_start
@@ -75,8 +76,13 @@ class _Gateway:
 def demo_settings() -> Settings:
     settings = get_settings()
     # Short batch windows: the story waits for each step's confirmation.
-    gateway = settings.gateway.model_copy(update={"batch_window_ms": 20, "confirmations": 0})
-    return settings.model_copy(update={"gateway": gateway, "database_url": None})
+    gateway = settings.gateway.model_copy(
+        update={"batch_window_ms": 20, "confirmations": 0, "programme_watch_seconds": 0.2}
+    )
+    # The notice period a real coalition runs with (SPEC section 3): new partners and
+    # programme changes wait a week, and the story shows both.
+    coalition = settings.coalition.model_copy(update={"notice_period_seconds": 7 * DAY})
+    return settings.model_copy(update={"gateway": gateway, "coalition": coalition, "database_url": None})
 
 
 def run_demo(
@@ -165,6 +171,12 @@ def _story(
             f"partner {created['partner_id']}: {name} ({currency}), {rate} point(s) per {per} minor units; {custody}"
         )
     bean, fresh, sakura = clients["Bean & Leaf coffee"], clients["FreshMart grocer"], clients["Sakura Air"]
+    notice = int(ledger.notice_period())
+    _travel(runtime, chain.latest_timestamp() + notice + 60)
+    console.print(
+        f"a new issuer issues its first point only after the {notice // DAY}-day notice period, so every member "
+        "and partner sees it first: a week passes"
+    )
 
     section("3. Members enrol: two with a card and PIN (custodial), one with a wallet")
     ben_key = _key("member-ben")
@@ -215,12 +227,13 @@ def _story(
         fresh.redeem("chloe", "FM-R-0002", 10, pin="0000")
     except GatewayError as refused:
         console.print(f"a wrong PIN for chloe: [red]{refused.status} {refused.code}[/red], nothing recorded")
-    request = bean.redemption_request("ben", "BL-R-0001", 1_000)
+    # A wallet dates its signature by its own clock; the demo's chain runs a notice period ahead.
+    request = bean.redemption_request("ben", "BL-R-0001", 1_000, valid_for=notice + DAY)
     authorization = sign_redemption(request, ben_key)  # what ben's wallet does (EIP-712)
     paid = bean.redeem("ben", "BL-R-0001", 1_000, authorization=authorization, wait=True)
     console.print(f"ben signs in his wallet and pays 1,000 points at Bean & Leaf (block {paid.block_number})")
 
-    section("7. A refund: the grocer reverses part of Ana's purchase")
+    section("7. A reversal: the grocer takes back the points of part of Ana's purchase")
     refund = fresh.reverse("FM-0001", amount_minor=2_000, reason="returned a jar", member_id="ana", wait=True)
     console.print(f"20.00 GBP of 87.20 GBP refunded: -{refund.points} points, signed by FreshMart's own key")
 
@@ -253,7 +266,10 @@ def _story(
         console.print(f"straight to the contract, bypassing the gateway: operation {index} [red]{error}[/red]")
     console.print(f"ben's balance is untouched: {ledger.balance_of(ben_address)}")
 
-    section("9. Months pass: points expire after 12 full months")
+    demo_r2.award_and_return(console, section, bean, fresh)
+    demo_r2.programme_change(console, section, runtime, admin, bean, lambda t: _travel(runtime, t))
+
+    section("11. Months pass: points expire after 12 full months")
     now = month_of(chain.latest_timestamp())
     _travel(runtime, month_start(now + 6) + DAY)
     late = sakura.earn("chloe", "SA-0003", 20_000, "JPY", wait=True)
@@ -270,7 +286,7 @@ def _story(
             f"{by_address[e.args['member']]}: {e.args['points']} points earned in the first month expired ({month})"
         )
 
-    section("10. Balances, read from the chain through the gateway")
+    section("12. Balances, read from the chain through the gateway")
     table = Table("member", "balance", "tier", "qualifying", "expiring next", "block")
     for member_id in ("ana", "ben", "chloe"):
         view = bean.member(member_id)
@@ -285,7 +301,7 @@ def _story(
         )
     console.print(table)
 
-    section("11. The audit: every point replayed from chain events and compared")
+    section("13. The audit: every point replayed from chain events and compared")
     with runtime.sessions() as session:
         indexed = read_index(session)
     report = verify_chain(chain.w3, ledger, from_block=ledger.deployment_block, index=indexed)
@@ -299,7 +315,7 @@ def _story(
     if report.ok:
         console.print("[green]no discrepancy[/green]: balances, tiers, supply, partner totals and receipts agree")
 
-    section("12. The settlement statement, from chain events alone")
+    section("14. The settlement statement, from chain events alone")
     history = load_history(chain.w3, ledger, from_block=ledger.deployment_block)
     period_from, period_to = default_period(history)
     folder = write_folder(
@@ -314,7 +330,7 @@ def _story(
     )
     console.print(statement_text(folder.statement, names))
 
-    section("13. Programme metrics, from chain events alone")
+    section("15. Programme metrics, from chain events alone")
     console.print(
         metrics_text(
             metrics_of(history.events, history.times, period_from=period_from, period_to=period_to), names=names
