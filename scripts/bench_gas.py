@@ -24,6 +24,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from gateway.chain.backends import EmbeddedChain
+from gateway.chain.campaigns import create_campaign
 from gateway.chain.ledger import (
     Ledger,
     Sender,
@@ -37,6 +38,8 @@ from gateway.chain.ledger import (
 from gateway.core.config import get_settings
 from partners.signing import (
     AwardMessage,
+    CampaignEarnMessage,
+    CampaignMessage,
     EarnMessage,
     RedeemMessage,
     RefundMessage,
@@ -102,6 +105,24 @@ def main() -> None:
             refunds.append(SignedRefund(m, sign(ledger.domain, m, partner_key), record))
         return result.gas_used, refunds
 
+    # (r2) A campaign of the partner's running for the whole measurement: +50% and 1 point per
+    # purchase for every tier, with a budget no batch exhausts; earns naming it get a bonus.
+    start = chain.latest_timestamp()
+    terms = CampaignMessage(pid, start, start + 365 * 86_400, 5_000, 1, 0, 0xFF, 10**12, next(nonces), FAR)
+    campaign_id = create_campaign(ledger, relayer, terms, sign(ledger.domain, terms, partner_key))
+
+    def campaign_earn(members: list[tuple[str, str]]) -> int:
+        ops = []
+        for _, address in members:
+            m = CampaignEarnMessage(
+                pid, address, 1_000, campaign_id, keccak(text=f"c{next(nonces)}"), next(nonces), FAR
+            )
+            ops.append(SignedEarn(m, sign(ledger.domain, m, partner_key)))
+        result = ledger.earn_batch(relayer, ops, gas=25_000_000)
+        assert not result.rejections(), result.rejections()
+        assert all(e.args["bonus"] == 501 for e in result.named("Earned")), "every earn got its bonus"
+        return result.gas_used
+
     def award(members: list[tuple[str, str]]) -> int:
         ops = []
         for _, address in members:
@@ -120,6 +141,7 @@ def main() -> None:
     # counter's slot), the first plain mint.
     warm = new_members(1)
     earn(warm)
+    campaign_earn(warm)  # the campaign's spent slot, written once before any measured batch
     redeem(warm)
     plain_mint(1)
 
@@ -130,6 +152,7 @@ def main() -> None:
             members = new_members(n)
             new_gas, reversals = earn(members)
             existing_gas, _ = earn(members)
+            campaign_gas = campaign_earn(members)
             award_gas = award(members)
             redeem_gas, refunds = redeem(members)
             reverse_result = ledger.reverse_batch(relayer, reversals, gas=25_000_000)
@@ -139,6 +162,7 @@ def main() -> None:
             rows[n] = {
                 "earn_new": new_gas / n,
                 "earn_existing": existing_gas / n,
+                "campaign_earn_existing": campaign_gas / n,
                 "award_existing": award_gas / n,
                 "redeem": redeem_gas / n,
                 "reverse": reverse_result.gas_used / n,
@@ -153,6 +177,7 @@ def main() -> None:
         "batch",
         "earn, new member",
         "earn, existing",
+        "campaign earn, existing",
         "award, existing",
         "redemption",
         "reversal",
@@ -166,7 +191,16 @@ def main() -> None:
             str(n),
             *(
                 f"{r[k]:,.0f}"
-                for k in ("earn_new", "earn_existing", "award_existing", "redeem", "reverse", "refund", "oz_mint_new")
+                for k in (
+                    "earn_new",
+                    "earn_existing",
+                    "campaign_earn_existing",
+                    "award_existing",
+                    "redeem",
+                    "reverse",
+                    "refund",
+                    "oz_mint_new",
+                )
             ),
             f"{r['earn_new'] / r['oz_mint_new']:.2f}",
         )
