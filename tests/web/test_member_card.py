@@ -9,21 +9,19 @@ use, so the test checks what a till would read, not what we meant to draw.
 from __future__ import annotations
 
 import io
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from gateway.api.main import create_app
 from gateway.app.bootstrap import open_runtime
 from gateway.app.runtime import Runtime
-from gateway.chain.backends import free_port
 from gateway.core.config import CoalitionSettings, TierSettings
 from tests.gateway.conftest import make_settings
+from tests.gateway.live import uvicorn_thread
 from tests.web.test_pages import browser, find, screenshot  # noqa: F401 -- the module's browser fixture
 
 DAY = 86_400
@@ -39,26 +37,17 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Runtim
         tiers=[TierSettings(name="Green", threshold=0, multiplier_bps=10_000)],
     )
     runtime = open_runtime(settings, data_dir=data, log=False)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the gateway did not start"
-        time.sleep(0.05)
     try:
-        url, admin = f"http://127.0.0.1:{port}", (data / "admin.key").read_text().strip()
-        body = {"name": "Bean & Leaf", "currency": "EUR", "earn_rate": {"points": 1, "per_minor_units": 100}}
-        answer = httpx.post(url + "/v1/partners", json={**body, "allowance": 10**6}, headers=_auth(admin))
-        assert answer.status_code == 201, answer.text
-        key = answer.json()["api_key"]
-        member = {"member_id": "card-7", "pin": "1234"}
-        assert httpx.post(url + "/v1/members", json=member, headers=_auth(key)).status_code == 201
-        yield url, runtime, key
+        with uvicorn_thread(create_app(runtime)) as url:
+            admin = (data / "admin.key").read_text().strip()
+            body = {"name": "Bean & Leaf", "currency": "EUR", "earn_rate": {"points": 1, "per_minor_units": 100}}
+            answer = httpx.post(url + "/v1/partners", json={**body, "allowance": 10**6}, headers=_auth(admin))
+            assert answer.status_code == 201, answer.text
+            key = answer.json()["api_key"]
+            member = {"member_id": "card-7", "pin": "1234"}
+            assert httpx.post(url + "/v1/members", json=member, headers=_auth(key)).status_code == 201
+            yield url, runtime, key
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
         runtime.close()
 
 
