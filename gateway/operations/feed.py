@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.core.errors import ErrorCode, Forbidden, Invalid, NotFound
@@ -19,6 +19,10 @@ from gateway.operations.kinds import Kind, Status
 from gateway.operations.queries import operation_view
 
 MAX_LIMIT = 1000
+# How far acceptance times may run out of acceptance order (seq): an operation's time is taken
+# just before its row is inserted (gateway/operations/store.py), so two operations invert only by
+# the milliseconds of a group commit or a write queue; ten minutes is far more than that.
+INVERSION_BOUND = timedelta(minutes=10)
 MAX_CURSOR = 2**63 - 1  # an operation's seq is a BIGINT: anything larger cannot be one
 COLUMNS = (
     "operation_id",
@@ -66,7 +70,12 @@ def partner_operations(
         raise Invalid(f"status must be one of {', '.join(s.value for s in Status)}", code=ErrorCode.VALIDATION_ERROR)
     query = select(Operation).where(Operation.partner_id == partner_id)
     if accepted_from is not None:
-        query = query.where(Operation.created_at >= accepted_from)
+        floor = seq_floor(session, partner_id, accepted_from)
+        if floor is None:  # nothing accepted since
+            return {"items": [], "next_cursor": None}
+        # The same rows, found from where they start: without the floor, a date with no end makes
+        # the planner walk the feed in seq order from the partner's first operation.
+        query = query.where(Operation.seq >= floor, Operation.created_at >= accepted_from)
     if accepted_to is not None:
         query = query.where(Operation.created_at < accepted_to)
     if kind is not None:
@@ -79,6 +88,18 @@ def partner_operations(
     more = len(rows) > limit
     rows = rows[:limit]
     return {"items": [operation_view(op) for op in rows], "next_cursor": str(rows[-1].seq) if more else None}
+
+
+def seq_floor(session: Session, partner_id: int, accepted_from: datetime) -> int | None:
+    """A seq below which no operation of the partner accepted at or after `accepted_from` lies:
+    the least seq among those accepted within INVERSION_BOUND of the first such one (two
+    look-ups along `ix_operations_partner_created`); None when there is none."""
+    mine = Operation.partner_id == partner_id
+    first = session.scalar(select(func.min(Operation.created_at)).where(mine, Operation.created_at >= accepted_from))
+    if first is None:
+        return None
+    window = (Operation.created_at >= first, Operation.created_at < first + INVERSION_BOUND)
+    return session.scalar(select(func.min(Operation.seq)).where(mine, *window))
 
 
 def parse_cursor(text: str | None) -> int | None:

@@ -67,3 +67,34 @@ def test_statement_gives_the_partners_own_settlement_line(gw: Gateway) -> None:
     assert (other["issued"], other["net_points"]) == (0, 0)
     assert gw.get("/v1/partners/999/statement", gw.admin_key).status_code == 404
     assert gw.get(f"/v1/partners/{pid}/statement?from=2030-01-01&to=2020-01-01", key).status_code == 422
+
+
+def test_the_feed_from_a_date_finds_operations_whose_times_run_out_of_order(gw: Gateway) -> None:
+    """The feed from a date starts at a seq floor (gateway/operations/feed.py) found from the
+    times; acceptance times may run slightly out of seq order (a group commit, a write queue),
+    and such an operation is still listed, in seq order."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from gateway.db.models import Operation
+
+    bean = gw.partner()
+    key, pid = bean["api_key"], bean["partner_id"]
+    gw.post("/v1/members", key, {"member_id": "card-1", "pin": "1234"})
+    for receipt in ("A", "B", "C", "D"):
+        _earn(gw, key, receipt, 1000)
+    t = datetime(2030, 1, 1, tzinfo=UTC)
+    times = {"A": t - timedelta(hours=12), "B": t + timedelta(minutes=5), "C": t, "D": t + timedelta(minutes=1)}
+    with gw.runtime.sessions() as session, session.begin():
+        for receipt, moment in times.items():
+            session.execute(update(Operation).where(Operation.receipt_id == receipt).values(created_at=moment))
+
+    def feed(query: str) -> list[str]:
+        return [o["receipt_id"] for o in gw.get(f"/v1/partners/{pid}/operations?{query}", key).json()["items"]]
+
+    # B was accepted five minutes after C by the clock, yet came first in seq order.
+    assert feed("from=2030-01-01") == ["B", "C", "D"]
+    assert feed("from=2029-12-31&to=2030-01-01") == ["A"]
+    assert feed("from=2030-01-02") == []
+    assert feed("from=2029-12-01&limit=2") == ["A", "B"]
