@@ -1,14 +1,20 @@
 """Programme metrics with revision 2's operations: a refund gives back the points its
-redemption consumed (redemption rate net of refunds, flows undone), and a member who migrates
-keeps its history (new, active, liability). Figures computed by hand."""
+redemption consumed (redemption rate net of refunds, flows undone), a member who migrates
+keeps its history (new, active, liability); awards are issued points, not purchases; campaign
+results per campaign; member debt stays out of liability (`debt_outstanding`). Figures
+computed by hand."""
 
 from __future__ import annotations
 
+from eth_utils import keccak
+
 from gateway.audit.metrics import metrics_of
+from gateway.chain.campaigns import create_campaign
 from gateway.chain.events import fetch_events, timestamps
+from gateway.chain.ledger import AWARD_REASONS, SignedAward
 from gateway.points.rules import month_start
-from partners.signing import MigrateMessage, sign
-from tests.support import FAR_DEADLINE, World, member
+from partners.signing import AwardMessage, CampaignMessage, MigrateMessage, sign
+from tests.support import DAY, FAR_DEADLINE, World, member
 
 EUR, GBP, JPY = 1, 2, 3
 
@@ -42,3 +48,93 @@ def test_refunds_and_migrations_in_the_figures(world: World) -> None:
     assert (jpy.redeemed, jpy.issued) == (80, 0)
     eur = metrics_of(events, times, partner_id=EUR, **period)
     assert eur.liability_points == 100 - 80 + 10  # its points left with the wallet
+
+
+def _award(world: World, partner_id: int, member_address: str, points: int) -> None:
+    message = AwardMessage(
+        partner_id,
+        member_address,
+        points,
+        AWARD_REASONS["goodwill"],
+        keccak(text=f"metrics-award-{world.nonce()}"),
+        world.nonce(),
+        FAR_DEADLINE,
+    )
+    op = SignedAward(message, sign(world.ledger.domain, message, world.partner_keys[partner_id]))
+    assert not world.ledger.award_batch(world.relayer, [op]).rejections()
+
+
+def _campaign(world: World, partner_id: int, **kw: int) -> int:
+    now = world.chain.latest_timestamp()
+    values = {"start": now, "end": now + 20 * DAY, "bonus_bps": 0, "fixed_bonus": 0, "min_spend": 0}
+    values |= {"tier_mask": 0b111, "budget": 1_000, "nonce": world.nonce(), "deadline": FAR_DEADLINE} | kw
+    message = CampaignMessage(partner_id=partner_id, **values)
+    signature = sign(world.ledger.domain, message, world.partner_keys[partner_id])
+    return create_campaign(world.ledger, world.relayer, message, signature)
+
+
+def history_with_awards_campaigns_and_debt(world: World) -> tuple[str, str, str, int, int, int]:
+    """M0 (EUR: 1 point per 100 minor units; GBP: 3 per 200):
+    - c1 (EUR, double points from a spend of 5,000): ana earns 10,000 (100 + 100 bonus), bob
+      3,000 (30, below the minimum: no bonus), ana 6,000 (60 + 60);
+    - c2 (GBP, 5 points fixed): ana earns 4,000 at GBP (60 + 5);
+    - GBP awards bob 40; bob redeems 50 at GBP (20 left);
+    - debt allowed: EUR reverses bob's 30-point earn: 20 taken, 10 become his debt;
+    - carl earns 10,000 at EUR (100), redeems all 100 at GBP; EUR reverses 40 of it: all debt;
+    - GBP awards bob 25: 10 pay his debt, 15 reach his balance.
+    Returns ana, bob, carl, the first month and the campaign ids."""
+    _, ana = member("m-ana")
+    bob_key, bob = member("m-bob")
+    carl_key, carl = member("m-carl")
+    world.next_month()
+    m0 = world.month()
+    c1 = _campaign(world, EUR, bonus_bps=10_000, min_spend=5_000)
+    c2 = _campaign(world, GBP, fixed_bonus=5)
+    world.earn(world.earn_op(EUR, ana, 10_000, campaign_id=c1))
+    bob_earn = world.earn(world.earn_op(EUR, bob, 3_000, campaign_id=c1)).earn_records()[0]
+    world.earn(world.earn_op(EUR, ana, 6_000, campaign_id=c1))
+    world.earn(world.earn_op(GBP, ana, 4_000, campaign_id=c2))
+    _award(world, GBP, bob, 40)
+    world.redeem(world.redeem_op(bob_key, GBP, 50))
+    change = world.ledger.schedule(world.admin, "setDebtPolicy", True)
+    assert world.ledger.change(change)["state"] == "applied"
+    assert not world.reverse(world.reverse_op(bob_earn, 30)).rejections()
+    carl_earn = world.earn(world.earn_op(EUR, carl, 10_000)).earn_records()[0]
+    world.redeem(world.redeem_op(carl_key, GBP, 100))
+    assert not world.reverse(world.reverse_op(carl_earn, 40)).rejections()
+    _award(world, GBP, bob, 25)
+    assert (world.ledger.debt_of(bob), world.ledger.debt_of(carl)) == (0, 40)
+    return ana, bob, carl, m0, c1, c2
+
+
+def test_awards_campaigns_and_debt_in_the_figures(world: World) -> None:
+    ana, bob, carl, m0, c1, c2 = history_with_awards_campaigns_and_debt(world)
+    head = world.chain.w3.eth.block_number
+    events = fetch_events(world.chain.w3, world.ledger, world.ledger.deployment_block, head)
+    assert [e.name for e in events].count("DebtRepaid") == 1
+    times = timestamps(world.chain.w3, {e.block_number for e in events} | {head})
+    period = {"period_from": month_start(m0), "period_to": month_start(m0 + 1)}
+
+    m = metrics_of(events, times, **period)
+    # issued: earns 200 + 30 + 120 + 65 + 100, awards 40 + 25 (the 10 that paid bob's debt too)
+    assert (m.issued, m.bonus, m.redeemed, m.reversed) == (580, 165, 150, 70)
+    assert (m.purchasers, m.repeat_purchasers, m.members_active, m.new_members) == (3, 1, 3, 3)
+    assert m.debt_outstanding == 40 == world.ledger.total_debt()  # carl's; bob's was paid
+    balances = [world.ledger.balance_of(a) for a in (ana, bob, carl)]
+    assert balances == [385, 15, 0]
+    assert m.liability_points == 400 == sum(balances)  # = 580 - 150 - 70 + 40 of debt
+    assert [c.as_json() for c in m.campaigns] == [
+        {"campaign_id": c1, "partner_id": EUR, "bonus_points": 160, "purchases": 2, "earns_named": 3,
+         "spend_minor": 16_000, "members_reached": 1},
+        {"campaign_id": c2, "partner_id": GBP, "bonus_points": 5, "purchases": 1, "earns_named": 1,
+         "spend_minor": 4_000, "members_reached": 1},
+    ]  # fmt: skip
+    assert m.as_json()["debt_outstanding"] == 40
+
+    eur = metrics_of(events, times, partner_id=EUR, **period)
+    assert (eur.issued, eur.bonus, eur.reversed, eur.debt_outstanding) == (450, 160, 70, 40)
+    assert [c.campaign_id for c in eur.campaigns] == [c1]
+    gbp = metrics_of(events, times, partner_id=GBP, **period)
+    assert (gbp.issued, gbp.bonus, gbp.redeemed, gbp.debt_outstanding) == (130, 5, 150, 0)
+    assert [(c.campaign_id, c.bonus, c.purchases) for c in gbp.campaigns] == [(c2, 5, 1)]
+    assert gbp.purchasers == 1  # awards are not purchases: bob's two awards count only as issued
