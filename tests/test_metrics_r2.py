@@ -6,15 +6,22 @@ computed by hand."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 from eth_utils import keccak
 
 from gateway.audit.metrics import metrics_of
 from gateway.chain.campaigns import create_campaign
 from gateway.chain.events import fetch_events, timestamps
-from gateway.chain.ledger import AWARD_REASONS, SignedAward
+from gateway.chain.ledger import AWARD_REASONS, SignedAward, artifact
 from gateway.points.rules import month_start
 from partners.signing import AwardMessage, CampaignMessage, MigrateMessage, sign
 from tests.support import DAY, FAR_DEADLINE, World, member
+from tests.test_metrics import _standalone_script
 
 EUR, GBP, JPY = 1, 2, 3
 
@@ -138,3 +145,49 @@ def test_awards_campaigns_and_debt_in_the_figures(world: World) -> None:
     assert (gbp.issued, gbp.bonus, gbp.redeemed, gbp.debt_outstanding) == (130, 5, 150, 0)
     assert [(c.campaign_id, c.bonus, c.purchases) for c in gbp.campaigns] == [(c2, 5, 1)]
     assert gbp.purchasers == 1  # awards are not purchases: bob's two awards count only as issued
+
+
+@pytest.mark.parametrize("partner", [None, EUR, GBP])
+def test_the_auditors_script_gives_the_same_figures_on_an_r2_history(
+    world: World, tmp_path: Path, partner: int | None
+) -> None:
+    """docs/auditors.md's metrics_check.py on awards, campaigns, debt (recorded and repaid),
+    a refund and a migration: every figure it prints equals the project's."""
+    if world.chain.name != "anvil":
+        pytest.skip("the script reads a JSON-RPC endpoint: run on anvil")
+    ana, _, _, m0, c1, _ = history_with_awards_campaigns_and_debt(world)
+    ana_key, _ = member("m-ana")
+    _, wallet = member("m-ana-wallet")
+    redemption = world.redeem(world.redeem_op(ana_key, GBP, 100)).redemption_records()[0]
+    assert not world.refund(world.refund_op(redemption, 30)).rejections()
+    move = MigrateMessage(ana, wallet, world.nonce(), FAR_DEADLINE)
+    world.ledger.migrate(world.relayer, move, sign(world.ledger.domain, move, ana_key))
+    world.earn(world.earn_op(EUR, wallet, 6_000, campaign_id=c1))  # 60 + 60
+    head = world.chain.w3.eth.block_number
+    events = fetch_events(world.chain.w3, world.ledger, world.ledger.deployment_block, head)
+    times = timestamps(world.chain.w3, {e.block_number for e in events} | {head})
+    period = [month_start(m0), times[head] + 1]
+    ledger_json = tmp_path / "ledger.json"
+    ledger = {"chain_id": world.ledger.chain_id, "address": world.ledger.address, "abi": artifact()["abi"]}
+    ledger_json.write_text(json.dumps({**ledger, "deployment_block": world.ledger.deployment_block}))
+    out = subprocess.run(
+        [sys.executable, str(_standalone_script(tmp_path)), world.chain.url, str(ledger_json)]  # type: ignore[attr-defined]
+        + [str(x) for x in period]
+        + ([str(partner)] if partner else []),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=tmp_path,
+    )
+    theirs = json.loads(out.stdout)
+    ours = metrics_of(events, times, period_from=period[0], period_to=period[1], partner_id=partner).as_json()
+    assert set(theirs) <= set(ours) and {"campaigns", "debt_outstanding", "points_bonus"} <= set(theirs)
+    assert theirs == {k: ours[k] for k in theirs}
+    # issued: 580 + 120 (the wallet's campaign earn); redeemed: 150 + 100 - 30 refunded
+    expected = {None: (700, 220, 225, 40), EUR: (570, 0, 220, 40), GBP: (130, 220, 5, 0)}[partner]
+    keys = ("points_issued", "points_redeemed", "points_bonus", "debt_outstanding")
+    assert tuple(theirs[k] for k in keys) == expected
+    if partner is None:
+        assert theirs["liability_points"] == world.ledger.total_supply() == 400 - 100 + 30 + 120
+        assert theirs["members_active"] == 3  # ana and her wallet are one member
