@@ -191,3 +191,34 @@ def test_the_auditors_script_gives_the_same_figures_on_an_r2_history(
     if partner is None:
         assert theirs["liability_points"] == world.ledger.total_supply() == 400 - 100 + 30 + 120
         assert theirs["members_active"] == 3  # ana and her wallet are one member
+
+
+def test_the_auditors_audit_check_finds_no_discrepancy_on_an_r2_history(world: World, tmp_path: Path) -> None:
+    """docs/auditors.md's audit_check.py on awards, campaigns, debt, a refund and a migration:
+    balances, debts, supply and partner totals agree with the contract's views."""
+    if world.chain.name != "anvil":
+        pytest.skip("the script reads a JSON-RPC endpoint: run on anvil")
+    ana, bob, carl, _, _, _ = history_with_awards_campaigns_and_debt(world)
+    ana_key, _ = member("m-ana")
+    _, wallet = member("m-ana-wallet")
+    redemption = world.redeem(world.redeem_op(ana_key, GBP, 100)).redemption_records()[0]
+    assert not world.refund(world.refund_op(redemption, 30)).rejections()
+    move = MigrateMessage(ana, wallet, world.nonce(), FAR_DEADLINE)
+    world.ledger.migrate(world.relayer, move, sign(world.ledger.domain, move, ana_key))
+    text = (Path(__file__).parent.parent / "docs" / "auditors.md").read_text()
+    block = text[text.index("### A standalone script") :].split("```python\n", 1)[1].split("\n```", 1)[0]
+    script = tmp_path / "audit_check.py"
+    script.write_text(block + "\n")
+    ledger_json = tmp_path / "ledger.json"
+    ledger = {"chain_id": world.ledger.chain_id, "address": world.ledger.address, "abi": artifact()["abi"]}
+    ledger_json.write_text(json.dumps({**ledger, "deployment_block": world.ledger.deployment_block}))
+    url = world.chain.url  # type: ignore[attr-defined]
+    out = subprocess.run(
+        [sys.executable, str(script), url, str(ledger_json)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert out.returncode == 0 and out.stdout.endswith("no discrepancy\n"), out.stdout + out.stderr
+    # issued 580 (earns 515 + awards 65) - redeemed 250 + refunded 30 - reversed 70 + debt 40 = supply 330
+    flat = "issued 580 - redeemed 250 + refunded 30 - reversed 70 - expired 0 + debt 40 = 330 = supply 330"
+    assert flat in out.stdout
+    assert f"{carl}: replayed 0 (debt 40), balanceOf 0 (debtOf 40)" in out.stdout
+    assert f"{bob}: replayed 15 (debt 0)" in out.stdout and f"{wallet}: replayed 315 (debt 0)" in out.stdout
