@@ -15,6 +15,7 @@ import pytest
 from eth_utils import keccak
 
 from gateway.audit.metrics import metrics_of
+from gateway.audit.metrics_charts import metrics_csv, metrics_text
 from gateway.chain.campaigns import create_campaign
 from gateway.chain.events import fetch_events, timestamps
 from gateway.chain.ledger import AWARD_REASONS, SignedAward, artifact
@@ -137,6 +138,12 @@ def test_awards_campaigns_and_debt_in_the_figures(world: World) -> None:
          "spend_minor": 4_000, "members_reached": 1},
     ]  # fmt: skip
     assert m.as_json()["debt_outstanding"] == 40
+    text = metrics_text(m, names={EUR: "Bean & Leaf", GBP: "FreshMart"})  # `loyalty audit report`'s metrics.txt
+    lines = {line.split("  ")[0].strip(): line.split() for line in text.splitlines()}
+    assert lines["member debt (not in liability)"][-1] == "40"
+    assert lines[f"#{c1}"] == [f"#{c1}", "Bean", "&", "Leaf", "160", "2", "3", "16000", "1"]
+    assert lines[f"#{c2}"] == [f"#{c2}", "FreshMart", "5", "1", "1", "4000", "1"]
+    assert metrics_csv([], m).splitlines()[0].endswith(",liability_value_minor,debt_outstanding")
 
     eur = metrics_of(events, times, partner_id=EUR, **period)
     assert (eur.issued, eur.bonus, eur.reversed, eur.debt_outstanding) == (450, 160, 70, 40)
