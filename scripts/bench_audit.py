@@ -188,6 +188,7 @@ def batch_calldata(b: int) -> bytes:
             member.rjust(32, b"\0"),
             spend.to_bytes(32, "big"),
             MAX_OP_POINTS.to_bytes(32, "big"),
+            bytes(32),  # (r2) campaignId 0: a plain earn, signed as `Earn`
             ref,
             nonce.to_bytes(32, "big"),
             FAR.to_bytes(32, "big"),

@@ -28,7 +28,20 @@ definitions, where the SPEC leaves room:
   `churn_days` before it (for a partner: members who earned there, holding a live balance,
   with no earn there in those days);
 - liability: live points at the period's end (for a partner: live points it issued), and
-  their settlement value at the point value in force then.
+  their settlement value at the point value in force then. (r2) Member debt is not in it:
+  balances never go negative, so a reversal beyond the balance takes what there is
+  (`Reversed.points` minus the `DebtRecorded` before it) and the rest is shown apart as
+  `debt_outstanding` (for a partner: the debt its reversals recorded); points issued or
+  refunded to a debtor pay the oldest debt first (`DebtRepaid` before the issue), and only
+  the rest becomes live. `points_reversed` and `points_issued` stay the events' whole points;
+- (r2) awards (`Awarded`) are issued points, not purchases and not qualifying; a campaign
+  bonus is issued points (inside `Earned.points`) and also shown as `points_bonus`;
+- (r2) campaign results, per campaign id named by an earn in the period (for a partner: its
+  earns): bonus points, purchases (earns naming it that got a bonus), earns named (all that
+  named it, bonus or not), spend (of those purchases) and members reached (who got a bonus).
+
+Longer than 400 lines: the replay and the figures read off it are one definition, kept
+together so the auditor's script in docs/auditors.md can follow it top to bottom.
 """
 
 from __future__ import annotations
@@ -51,9 +64,10 @@ class CampaignResult:
     campaign_id: int
     partner_id: int
     bonus: int = 0
-    purchases: int = 0
-    spend: int = 0
-    members: int = 0
+    purchases: int = 0  # earns naming it that got a bonus
+    named: int = 0  # every earn naming it, bonus or not
+    spend: int = 0  # of the purchases that got a bonus
+    members: int = 0  # members reached: who got a bonus from it
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +75,7 @@ class CampaignResult:
             "partner_id": self.partner_id,
             "bonus_points": self.bonus,
             "purchases": self.purchases,
+            "earns_named": self.named,
             "spend_minor": self.spend,
             "members_reached": self.members,
         }
@@ -87,6 +102,7 @@ class Metrics:
     expired: int = 0
     members_at_risk: int = 0
     liability_points: int = 0
+    debt_outstanding: int = 0  # (r2) members' debt at the period's end: not in liability
     flows: dict[tuple[int, int], int] = field(default_factory=dict)  # (earned at, redeemed at) -> points
     campaigns: list[CampaignResult] = field(default_factory=list)
 
@@ -127,6 +143,7 @@ class Metrics:
             "members_at_churn_risk": self.members_at_risk,
             "liability_points": self.liability_points,
             "liability_value_minor": self.liability_points * value,
+            "debt_outstanding": self.debt_outstanding,
             "point_value_minor": value,
             "currency": self.currency,
             "flows": [
@@ -147,6 +164,7 @@ class _Member:
     buckets: dict[int, deque[list[int]]] = field(default_factory=dict)
     first_earn: dict[int, int] = field(default_factory=dict)  # partner (0: any) -> time
     last_earn: dict[int, int] = field(default_factory=dict)  # partner (0: any) -> time
+    debts: deque[list[int]] = field(default_factory=deque)  # (r2) [recording partner, points], oldest first
 
 
 class MetricsReplay:
@@ -168,6 +186,10 @@ class MetricsReplay:
         self._redeemed_lots: dict[tuple[int, bytes], list[tuple[int, int]]] = {}
         self._migration: tuple[str, str] | None = None  # a Migrated whose Transfer comes next
         self.moved: dict[str, str] = {}  # address -> the address it migrated to (r2): one member
+        # (r2, debt) DebtRecorded / DebtRepaid points waiting for their Reversed / issue, by member.
+        self._debt: dict[str, int] = {}
+        self._repaid: dict[str, int] = {}
+        self.campaign_partner: dict[int, int] = {}  # (r2) campaign id -> its partner
 
     def member(self, address: str) -> _Member:
         key = address.lower()
@@ -183,8 +205,25 @@ class MetricsReplay:
             self._earned(a, t)
         elif e.name == "Awarded":
             points = int(a["points"])
-            self._credit(a["member"], int(a["partnerId"]), points, int(a.get("expiryMonth", NEVER)))
+            rest = points - self._repaid.pop(a["member"].lower(), 0)
+            self._credit(a["member"], int(a["partnerId"]), rest, int(a.get("expiryMonth", NEVER)))
             self.issues.append((t, int(a["partnerId"]), points))
+        elif e.name == "DebtRecorded":
+            key, points = a["member"].lower(), int(a["points"])
+            self._debt[key] = self._debt.get(key, 0) + points
+            self.member(key).debts.append([int(a["partnerId"]), points])
+        elif e.name == "DebtRepaid":
+            key, points = a["member"].lower(), int(a["points"])
+            self._repaid[key] = self._repaid.get(key, 0) + points
+            debts = self.member(key).debts
+            while points and debts:  # the oldest debt is paid first
+                part = min(points, debts[0][1])
+                debts[0][1] -= part
+                points -= part
+                if debts[0][1] == 0:
+                    debts.popleft()
+        elif e.name == "CampaignCreated":
+            self.campaign_partner[int(a["campaignId"])] = int(a["partnerId"])
         elif e.name == "Redeemed":
             partner, points = int(a["partnerId"]), int(a["points"])
             self.redemptions.append((t, partner, a["member"].lower(), points))
@@ -199,8 +238,10 @@ class MetricsReplay:
             self.members[target] = self.members.pop(source) if source in self.members else _Member()
             self._migration, self.moved[source] = (source, target), target
         elif e.name == "Reversed":
+            # `points` is the whole reversal; the part recorded as debt just before was not taken.
             self.reversals.append((t, int(a["partnerId"]), int(a["points"])))
-            self._take(a["member"], int(a["points"]), month_of(t))
+            taken = int(a["points"]) - self._debt.pop(a["member"].lower(), 0)
+            self._take(a["member"], taken, month_of(t))
         elif e.name == "Transfer" and a["from"] != ZERO and a["to"] != ZERO:
             if migration == (a["from"].lower(), a["to"].lower()):
                 return  # the migration's own Transfer: the account moved whole already
@@ -213,7 +254,8 @@ class MetricsReplay:
         partner, member = int(a["partnerId"]), a["member"]
         points = int(a["points"])
         bonus = int(a.get("bonus", 0))
-        self._credit(member, partner, points, int(a["expiryMonth"]))
+        rest = points - self._repaid.pop(member.lower(), 0)  # (r2) a debt is paid first
+        self._credit(member, partner, rest, int(a["expiryMonth"]))
         self.earns.append((t, partner, member.lower(), points, bonus))
         state = self.member(member)
         for key in (0, partner):
@@ -228,17 +270,23 @@ class MetricsReplay:
         back to the member (one expiry month, the event's) and their flows are undone."""
         partner, points = int(a["partnerId"]), int(a["points"])
         self.refunds.append((t, partner, points))
+        repaid = self._repaid.pop(a["member"].lower(), 0)  # (r2) the part that paid a debt
         lots = self._redeemed_lots.get((partner, bytes(a["redemptionReceiptRef"])), [])
         while points and lots:
             origin, part = lots.pop()
             back = min(points, part)
             if back < part:
                 lots.append((origin, part - back))
-            self._credit(a["member"], origin, back, int(a["expiryMonth"]))
+            paid = min(repaid, back)
+            repaid -= paid
+            if back > paid:
+                self._credit(a["member"], origin, back - paid, int(a["expiryMonth"]))
             self.flows.append((t, origin, partner, -back))
             points -= back
 
     def _credit(self, member: str, partner: int, points: int, expiry: int) -> None:
+        if points <= 0:
+            return
         lots = self.member(member).buckets.setdefault(expiry, deque())
         if lots and lots[-1][0] == partner:
             lots[-1][1] += points
@@ -346,6 +394,7 @@ def metrics_of(
             elif expiry != NEVER and period_from < month_start(expiry + 1) <= period_to:
                 m.expired += points  # its month ended inside the period
         m.liability_points += live
+        m.debt_outstanding += sum(p for partner, p in state.debts if mine(partner))
         last = state.last_earn.get(key)
         if live and (last is None or last < horizon) and (partner_id is None or last is not None):
             m.members_at_risk += 1
@@ -358,10 +407,12 @@ def metrics_of(
     for t, campaign, partner, member, spend, bonus in r.campaign_earns:
         if inside(t) and mine(partner):
             result, reached = campaigns.setdefault(campaign, (CampaignResult(campaign, partner), set()))
-            result.bonus += bonus
-            result.purchases += 1
-            result.spend += spend
-            reached.add(member)
+            result.named += 1
+            if bonus:
+                result.bonus += bonus
+                result.purchases += 1
+                result.spend += spend
+                reached.add(who(member))
     for result, reached in campaigns.values():
         result.members = len(reached)
     m.campaigns = [campaigns[c][0] for c in sorted(campaigns)]

@@ -125,6 +125,7 @@ HEADLINE = (
     "members_at_churn_risk",
     "liability_points",
     "liability_value_minor",
+    "debt_outstanding",
 )
 
 
@@ -178,6 +179,7 @@ def metrics_text(total: Metrics, *, names: dict[int, str] | None = None) -> str:
         [f"members at churn risk (no earn for {total.churn_days} days)", total.members_at_risk],
         ["liability, points", total.liability_points],
         ["liability, value", money(total.liability_points * total.point_value, total.currency)],
+        ["member debt (not in liability)", total.debt_outstanding],
     ]
     lines.append(text_table(["figure", "value"], [[k, v if isinstance(v, int) else str(v)] for k, v in figures]))
     if total.flows:
@@ -199,11 +201,13 @@ def metrics_text(total: Metrics, *, names: dict[int, str] | None = None) -> str:
                 names.get(c.partner_id, f"partner {c.partner_id}"),
                 c.bonus,
                 c.purchases,
+                c.named,
                 c.spend,
                 c.members,
             ]
             for c in total.campaigns
         ]
-        lines += ["Campaigns", ""]
-        lines.append(text_table(["campaign", "partner", "bonus points", "purchases", "spend (minor)", "members"], rows))
+        lines += ["Campaigns (purchases: earns naming it that got a bonus; spend: theirs)", ""]
+        heads = ["campaign", "partner", "bonus points", "purchases", "earns named", "spend (minor)", "members reached"]
+        lines.append(text_table(heads, rows))
     return "\n".join(lines)

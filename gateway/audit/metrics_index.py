@@ -1,6 +1,12 @@
 """The programme metrics from the gateway's index, to cross-check the chain replay: the
 figures the index can know (it holds no expiry), computed by the same code from the
-confirmed operations as the events the chain should hold."""
+confirmed operations as the events the chain should hold.
+
+(r2) Awards are issued points (not purchases); a refund is a `Refunded` of its redemption
+(redemptions count net of refunds); a reversal's recorded debt (`Operation.debt`) is a
+`DebtRecorded` before its `Reversed`. An earn's confirmed `points` include a campaign bonus,
+so `issued` agrees; the index keeps no campaign id or bonus and no debt repayment, so the
+bonus, campaign results and debt outstanding are checked from the chain only."""
 
 from __future__ import annotations
 
@@ -25,7 +31,13 @@ CROSS_CHECKED = (
     "redeemed",
     "reversed",
 )
-INDEX_EVENT = {"earn": "Earned", "award": "Awarded", "redemption": "Redeemed", "reversal": "Reversed"}
+INDEX_EVENT = {
+    "earn": "Earned",
+    "award": "Awarded",
+    "redemption": "Redeemed",
+    "reversal": "Reversed",
+    "refund": "Refunded",
+}
 
 
 def index_events(session: Session) -> list[LedgerEvent]:
@@ -40,6 +52,7 @@ def index_events(session: Session) -> list[LedgerEvent]:
         .where(Operation.status == "confirmed", Operation.block_number.is_not(None))
         .order_by(Operation.block_number, Operation.log_index)
     ).all()
+    refs = {op.id: op.receipt_ref for op, _ in rows if op.kind == "redemption"}
     events = []
     for op, address in rows:
         name = INDEX_EVENT.get(op.kind)
@@ -49,6 +62,14 @@ def index_events(session: Session) -> list[LedgerEvent]:
         args: dict[str, Any] = {"partnerId": op.partner_id, "member": op.member_address or address, "points": op.points}
         if name == "Earned":
             args.update(spend=op.amount_minor or 0, expiryMonth=NEVER)
+        elif name == "Redeemed":
+            args.update(receiptRef=bytes.fromhex(op.receipt_ref.removeprefix("0x")))
+        elif name == "Refunded":
+            redemption = refs.get(op.original_id or "", "")
+            args.update(redemptionReceiptRef=bytes.fromhex(redemption.removeprefix("0x")), expiryMonth=NEVER)
+        elif name == "Reversed" and op.debt:
+            debt = {"partnerId": op.partner_id, "member": args["member"], "points": op.debt}
+            events.append(LedgerEvent("DebtRecorded", debt, op.block_number, op.tx_hash or "", op.log_index))
         events.append(LedgerEvent(name, args, op.block_number, op.tx_hash or "", op.log_index))
     return events
 

@@ -41,9 +41,15 @@ def test_the_index_gives_the_same_figures_as_the_chain(gw: Gateway) -> None:
     from gateway.audit.metrics_index import cross_check, index_events
     from gateway.audit.report import load_history
     from gateway.chain.events import timestamps
-    from tests.gateway.history import scripted_history
+    from tests.gateway.history import drain, scripted_history
 
-    scripted_history(gw)  # two partners, earns, a redemption, a reversal, a rejection, expiry
+    h = scripted_history(gw)  # two partners, earns, a redemption, a reversal, a rejection, expiry
+    # (r2) an award (issued, not a purchase) and a refund of part of ben's redemption X-1
+    award = {"member_id": "ana", "receipt_id": "A-1", "points": 7, "reason": "goodwill"}
+    assert gw.post("/v1/awards", h.cafe, award).status_code == 202
+    refund = {"redemption_receipt_id": "X-1", "receipt_id": "F-1", "points": 20, "reason": "returned"}
+    assert gw.post("/v1/refunds", h.grocer, refund).status_code == 202
+    drain(gw)
     rt = gw.runtime
     history = load_history(rt.chain.w3, rt.ledger, from_block=rt.ledger.deployment_block)
     with rt.sessions() as session:
@@ -52,7 +58,11 @@ def test_the_index_gives_the_same_figures_as_the_chain(gw: Gateway) -> None:
     period = {"period_from": 0, "period_to": history.to_timestamp + 1}
     from_chain = metrics_of(history.events, history.times, **period)
     from_index = metrics_of(indexed, times, **period)
-    assert (from_chain.issued, from_chain.redeemed, from_chain.reversed) == (from_index.issued, 50, 10)
+    assert (from_chain.issued, from_chain.redeemed, from_chain.reversed) == (from_index.issued, 50 - 20, 10)
+    assert (from_index.redeemed, from_chain.purchasers) == (30, 2)  # the award is no purchase
+    with rt.sessions() as session:
+        awarded = session.execute(sa.text("SELECT points FROM operations WHERE receipt_id = 'A-1'")).scalar()
+    assert awarded == 7 and [e.name for e in indexed].count("Awarded") == 1
     assert cross_check(from_chain, from_index) == []
     for pid in (1, 2):
         assert (

@@ -373,3 +373,56 @@ def test_lookups_are_limited_per_client() -> None:
     limiter = ClientLimiter(rate=0.001, burst=3)
     assert [limiter.allow("10.0.0.1") for _ in range(4)] == [True, True, True, False]
     assert limiter.allow("10.0.0.2")  # another client has its own allowance
+
+
+def test_auditor_page_shows_campaign_results_and_debt_the_api_returns(site: Site, browser: Any) -> None:
+    """(r2) Bean & Leaf runs a campaign (5 points on top of each purchase) and an earn naming
+    it goes on-chain with its own signature (the gateway's campaign endpoint is not this
+    test's); the page's campaign table and member debt equal the API's. Last in the module:
+    it changes the supply the tests above check."""
+    from eth_utils import keccak
+
+    from gateway.chain.campaigns import create_campaign
+    from gateway.chain.ledger import SignedEarn
+    from gateway.db.models import Partner
+    from partners.signing import CampaignEarnMessage, CampaignMessage, sign
+
+    runtime = site.runtime
+    bean = site.partners["Bean & Leaf"]
+    pid = int(bean["partner_id"])
+    with runtime.sessions() as session:
+        encrypted = session.get(Partner, pid).encrypted_key  # type: ignore[union-attr]
+    key = runtime.private_key(str(encrypted))
+    ana = site.call("GET", "/v1/members/ana", bean["api_key"]).json()["address"]
+    now, deadline = runtime.chain.latest_timestamp(), runtime.chain.latest_timestamp() + 30 * DAY
+    nonce = 2**200  # far from the gateway's own nonces
+    terms = CampaignMessage(pid, now, now + 10 * DAY, 0, 5, 0, 0b111, 100, nonce, deadline)
+    ledger = runtime.ledger
+    with runtime.operator_lock:
+        cid = create_campaign(ledger, runtime.operator, terms, sign(ledger.domain, terms, key))
+        earns = []
+        for i, spend in enumerate((2_000, 3_000)):
+            msg = CampaignEarnMessage(pid, ana, spend, cid, keccak(text=f"C-{i}"), nonce + 1 + i, deadline, 10**6)
+            earns.append(SignedEarn(msg, sign(ledger.domain, msg, key)))
+        result = ledger.earn_batch(runtime.operator, earns)
+    assert not result.rejections() and [e.args["bonus"] for e in result.named("Earned")] == [5, 5]
+
+    api = site.call("GET", "/v1/audit/metrics", site.admin_key).json()
+    assert [c for c in api["campaigns"] if c["campaign_id"] == cid] == [
+        {"campaign_id": cid, "partner_id": pid, "bonus_points": 10, "purchases": 2, "earns_named": 2,
+         "spend_minor": 5_000, "members_reached": 1}
+    ]  # fmt: skip
+    browser.get(site.url + "/audit")
+    rows = all_of(browser, "#campaigns tbody tr")
+    assert len(rows) == len(api["campaigns"])
+    for row, c in zip(rows, api["campaigns"], strict=True):
+        cells = [td.text for td in row.find_elements("css selector", "td")]
+        assert row.get_attribute("data-campaign") == str(c["campaign_id"])
+        assert [int(x.replace(",", "")) for x in (cells[2], cells[3], cells[4], cells[6])] == [
+            c["bonus_points"], c["purchases"], c["earns_named"], c["members_reached"]
+        ]  # fmt: skip
+        spend = row.find_elements("css selector", "td")[5].get_attribute("data-minor")
+        assert int(spend) == c["spend_minor"]
+    assert int(find(browser, "#m-debt").get_attribute("data-points")) == api["debt_outstanding"] == 0
+    browser.execute_script("document.getElementById('campaign-results').scrollIntoView()")
+    screenshot(browser, "audit-campaigns")
