@@ -484,6 +484,7 @@ class Core:
                 spend=earn.amount_minor or 0,  # an award's leaf has spend 0
                 points=earn.points,
                 earn_month=earn.earn_month,
+                bonus=earn.bonus or 0,  # (r2) a campaign earn's leaf has its bonus
             )
             salt = new_receipt_salt()
             body["receipt_salt"] = salt
