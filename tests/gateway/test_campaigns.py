@@ -5,6 +5,7 @@ partner's campaign refused), a reversal of a campaign earn, and the results read
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -177,3 +178,34 @@ def test_campaigns_are_created_by_partners_and_self_custody_partners_sign_them(g
     forged = {**signed, "budget": 1_000}
     assert gw.post("/v1/campaigns", key, forged).json()["error"]["code"] == "invalid_signature"
     assert gw.runtime.ledger.view("campaignCount") == 1
+
+
+def test_a_batch_of_earns_names_campaigns_with_the_same_rules(gw: Gateway) -> None:
+    _, key = _setup(gw)
+    other = gw.partner("Crumb")["api_key"]
+    assert gw.post("/v1/campaigns", key, _terms(gw)).status_code == 201  # 1: budget 15
+    assert gw.post("/v1/campaigns", other, _terms(gw)).status_code == 201  # 2: another partner's
+    records = [
+        {"kind": "earn", "member_id": "card-1", "receipt_id": f"B-{i}", "amount_minor": 1_000, "currency": "EUR"}
+        for i in range(5)
+    ]
+    records[0]["campaign_id"] = records[1]["campaign_id"] = records[2]["campaign_id"] = 1
+    records[3]["campaign_id"] = 2
+    records[4]["campaign_id"] = 99
+    body = "".join(json.dumps(r) + "\n" for r in records)
+    headers = {**gw.headers(key), "Content-Type": "application/x-ndjson"}
+    response = gw.client.post("/v1/batches", content=body.encode(), headers=headers)
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == 3
+    assert {r["line"]: r["code"] for r in response.json()["refused"]} == {4: "unknown_campaign", 5: "unknown_campaign"}
+    gw.settle()
+    items = gw.get(f"/v1/batches/{response.json()['batch_id']}", key).json()["items"]
+    assert [(i["receipt_id"], i["status"], i["points"]) for i in items] == [
+        ("B-0", "confirmed", 20),
+        ("B-1", "confirmed", 15),
+        ("B-2", "confirmed", 10),
+        ("B-3", "refused", None),
+        ("B-4", "refused", None),
+    ]
+    view = gw.get("/v1/campaigns/1", key).json()
+    assert (view["spent"], view["purchases"], view["bonus_confirmed"]) == (15, 3, 15)
