@@ -5,15 +5,24 @@ earns naming it (`CampaignEarn`); bonuses read back from the chain's `Earned` ev
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from gateway.chain.campaigns import campaign
+from gateway.cli import main
 from partners.client import AsyncPartnerClient
 from partners.errors import NotFound, ValidationFailed
 from partners.signing import address_of
 from tests.partners.conftest import LiveGateway
 from tests.partners.test_sdk import FAST, managed, self_custody
 from tests.support import DAY, key_for
+
+
+def _iso(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
 
 
 def test_a_managed_partner_runs_a_campaign(live: LiveGateway) -> None:
@@ -82,3 +91,25 @@ def test_the_async_client_runs_a_self_signed_campaign(live: LiveGateway) -> None
             return int(earn.bonus or 0), view.spent
 
     assert asyncio.run(till()) == (10, 10)
+
+
+def test_loyalty_campaign_add_and_list_through_the_gateway(live: LiveGateway, tmp_path: Path) -> None:
+    partner = live.partner()
+    key_file = tmp_path / "partner.key"
+    key_file.write_text(str(partner["api_key"]))
+    now = live.runtime.chain.latest_timestamp()
+    window = ["--starts-at", _iso(now), "--ends-at", _iso(now + DAY)]
+    gateway = ["--gateway", live.url, "--api-key-file", str(key_file)]
+    runner = CliRunner()
+    added = runner.invoke(
+        main,
+        ["campaign", "add", *gateway, *window, "--budget", "40", "--fixed-bonus", "3", "--tier", "1", "--name", "x"],
+    )
+    assert added.exit_code == 0, added.output
+    campaign_id = int(added.output.split("campaign ", 1)[1].split(" ", 1)[0])
+    listed = runner.invoke(main, ["campaign", "list", *gateway])
+    assert listed.exit_code == 0 and "0 / 40" in listed.output, listed.output
+    on_chain = campaign(live.runtime.ledger, campaign_id)
+    assert on_chain is not None and (on_chain.tier_mask, on_chain.fixed_bonus, on_chain.budget) == (0b10, 3, 40)
+    refused = runner.invoke(main, ["campaign", "add", *gateway, *window, "--budget", "40"])  # no bonus
+    assert refused.exit_code != 0 and "invalid_campaign" in refused.output
