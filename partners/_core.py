@@ -43,6 +43,7 @@ from partners.errors import (
 from partners.models import ActivityPage, EnrolledMember, KeyInfo, LedgerInfo, Member, Operation
 from partners.redemption import MEMBER_AUTHORIZATION_SECONDS, MemberAuthorization, RedemptionRequest, utc_now_iso
 from partners.signing import (
+    CampaignEarnMessage,
     Domain,
     EarnMessage,
     Message,
@@ -323,6 +324,7 @@ class Core:
         idempotency_key: str | None,
         wait: bool,
         timeout: float,
+        campaign_id: int | None = None,
     ) -> Flow[Operation]:
         body: dict[str, Any] = {
             "member_id": member_id,
@@ -330,6 +332,8 @@ class Core:
             "amount_minor": amount_minor,
             "currency": currency,
         }
+        if campaign_id is not None:  # (r2) one of the partner's campaigns
+            body["campaign_id"] = campaign_id
         if self.signing_key is not None:
             # The signature covers the receipt's hash, so the receipt's time is fixed here.
             issued_at = issued_at or utc_now_iso()
@@ -349,7 +353,12 @@ class Core:
                 salt=salt,
             ).ref()
             body["partner_signature"] = self._partner_signed(
-                domain, lambda n, d: EarnMessage(partner_id, member, amount_minor, ref, n, d)
+                domain,
+                lambda n, d: (
+                    CampaignEarnMessage(partner_id, member, amount_minor, campaign_id, ref, n, d)
+                    if campaign_id is not None
+                    else EarnMessage(partner_id, member, amount_minor, ref, n, d)
+                ),
             )
         if issued_at is not None:
             body["issued_at"] = issued_at
@@ -484,6 +493,7 @@ class Core:
                 spend=earn.amount_minor or 0,  # an award's leaf has spend 0
                 points=earn.points,
                 earn_month=earn.earn_month,
+                bonus=earn.bonus or 0,  # (r2) a campaign earn's leaf has its bonus
             )
             salt = new_receipt_salt()
             body["receipt_salt"] = salt

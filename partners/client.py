@@ -21,13 +21,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 
-from partners import _programme, batches
+from partners import _campaigns, _programme, batches
+from partners._campaigns import Campaign
 from partners._core import (
     RETRYABLE_ERRORS,
     Call,
@@ -46,7 +48,7 @@ from partners.models import ActivityPage, EnrolledMember, KeyInfo, LedgerInfo, M
 from partners.redemption import MemberAuthorization, RedemptionRequest
 from partners.signing import address_of
 
-__all__ = ["AsyncPartnerClient", "MigrationAuthorization", "PartnerClient", "RetryPolicy", "SessionNonces"]
+__all__ = ["AsyncPartnerClient", "Campaign", "MigrationAuthorization", "PartnerClient", "RetryPolicy", "SessionNonces"]
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_WAIT = 60.0
@@ -198,13 +200,55 @@ class PartnerClient(_Base):
         idempotency_key: str | None = None,
         wait: bool = False,
         timeout: float = DEFAULT_WAIT,
+        campaign_id: int | None = None,
     ) -> Operation:
-        """Issues points for a purchase of `amount_minor` (minor units of `currency`).
+        """Issues points for a purchase of `amount_minor` (minor units of `currency`); with
+        `campaign_id` (r2), naming one of the partner's campaigns (`bonus`: its bonus, in `points`).
 
         Returns the accepted operation, or with `wait=True` the confirmed one."""
         return self._run(
-            self._core.earn(member_id, receipt_id, amount_minor, currency, issued_at, idempotency_key, wait, timeout)
+            self._core.earn(
+                member_id, receipt_id, amount_minor, currency, issued_at, idempotency_key, wait, timeout, campaign_id
+            )
         )
+
+    def create_campaign(
+        self,
+        *,
+        starts_at: datetime | str | int,
+        ends_at: datetime | str | int,
+        budget: int,
+        name: str | None = None,
+        multiplier_bps: int = 0,
+        fixed_bonus: int = 0,
+        min_spend_minor: int = 0,
+        tiers: list[int] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Campaign:
+        """Registers a campaign (r2): from `starts_at` to `ends_at` (aware datetimes, RFC 3339 or
+        unix seconds), a bonus of base points x `multiplier_bps` / 10,000 + `fixed_bonus` per
+        earn naming it of at least `min_spend_minor`, for members of `tiers` (all by default),
+        within `budget` points. Answers once it is on-chain."""
+        return self._run(
+            _campaigns.create_campaign(
+                self._core,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                budget=budget,
+                name=name,
+                multiplier_bps=multiplier_bps,
+                fixed_bonus=fixed_bonus,
+                min_spend_minor=min_spend_minor,
+                tiers=tiers,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def campaigns(self) -> list[Campaign]:
+        return self._run(_campaigns.campaigns(self._core))
+
+    def campaign(self, campaign_id: int) -> Campaign:
+        return self._run(_campaigns.campaign(self._core, campaign_id))
 
     def redeem(
         self,
@@ -474,10 +518,47 @@ class AsyncPartnerClient(_Base):
         idempotency_key: str | None = None,
         wait: bool = False,
         timeout: float = DEFAULT_WAIT,
+        campaign_id: int | None = None,
     ) -> Operation:
         return await self._run(
-            self._core.earn(member_id, receipt_id, amount_minor, currency, issued_at, idempotency_key, wait, timeout)
+            self._core.earn(
+                member_id, receipt_id, amount_minor, currency, issued_at, idempotency_key, wait, timeout, campaign_id
+            )
         )
+
+    async def create_campaign(
+        self,
+        *,
+        starts_at: datetime | str | int,
+        ends_at: datetime | str | int,
+        budget: int,
+        name: str | None = None,
+        multiplier_bps: int = 0,
+        fixed_bonus: int = 0,
+        min_spend_minor: int = 0,
+        tiers: list[int] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Campaign:
+        return await self._run(
+            _campaigns.create_campaign(
+                self._core,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                budget=budget,
+                name=name,
+                multiplier_bps=multiplier_bps,
+                fixed_bonus=fixed_bonus,
+                min_spend_minor=min_spend_minor,
+                tiers=tiers,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    async def campaigns(self) -> list[Campaign]:
+        return await self._run(_campaigns.campaigns(self._core))
+
+    async def campaign(self, campaign_id: int) -> Campaign:
+        return await self._run(_campaigns.campaign(self._core, campaign_id))
 
     async def redeem(
         self,

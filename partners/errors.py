@@ -210,6 +210,8 @@ _BY_CODE: dict[str, type[GatewayError]] = {
     "unknown_api_key": NotFound,
     "unknown_partner": NotFound,
     "unknown_member": NotFound,
+    "unknown_campaign": NotFound,
+    "invalid_campaign": ValidationFailed,
     "unknown_receipt": NotFound,
     "unknown_operation": NotFound,
     "unknown_job": NotFound,

@@ -147,6 +147,8 @@ class Operation:
     points_taken: int | None = None  # a confirmed reversal: points taken back...
     debt: int | None = None  # ...and the shortfall recorded as the member's debt
     address: str | None = None  # a migration's new address (its 202)
+    campaign_id: int | None = None  # (r2) an earn naming a campaign...
+    bonus: int | None = None  # ...and its bonus, included in `points` (estimated until confirmed)
 
     @classmethod
     def from_json(cls, data: dict[str, Any], **known: Any) -> Operation:
@@ -177,6 +179,8 @@ class Operation:
             "points_taken": _int_or_none(data.get("points_taken")),
             "debt": _int_or_none(data.get("debt")),
             "address": _str_or_none(data.get("address")),
+            "campaign_id": _int_or_none(data.get("campaign_id")),
+            "bonus": _int_or_none(data.get("bonus")),
         }
         for name, value in known.items():
             if values.get(name) is None:

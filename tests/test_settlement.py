@@ -8,10 +8,11 @@ from eth_utils import keccak
 
 from gateway.audit.settlement import settlement
 from gateway.chain.backends import AnvilNode
+from gateway.chain.campaigns import create_campaign
 from gateway.chain.ledger import SignedAward
 from gateway.points.rules import month_start
-from partners.signing import AwardMessage, sign
-from tests.support import FAR_DEADLINE, World, make_chain, member
+from partners.signing import AwardMessage, CampaignMessage, sign
+from tests.support import DAY, FAR_DEADLINE, World, make_chain, member
 
 
 def test_statement_of_two_periods_matches_hand_computed_figures() -> None:
@@ -142,5 +143,51 @@ def test_revision_2_statement_with_prices_awards_refunds_and_a_point_value_chang
         assert second.operator.total == 740
         assert second.balanced and second.net_amount == 60 == 20 * 3 - 370 * 2 + 740
         assert "operator_total,,,,,,,,740" in second.as_csv()
+    finally:
+        world.chain.close()
+
+
+def test_campaign_bonuses_are_a_line_of_their_own_in_the_issuing_partners_figures() -> None:
+    """Figures by hand (point value 2, partner 1 pays V per point it issues): a campaign of
+    partner 1 gives base x 50% + 5 per earn, budget 80. Ana spends 100 EUR (100 base points:
+    bonus 55, 155 points), Ben spends 100 EUR (bonus 25, what is left of the budget: 125 points),
+    Chloe spends 100 GBP at partner 2 (3 per 200 minor: 150 points, no campaign); partner 1
+    reverses 30 of Ana's.
+      partner 1: issued 280 (bonus 80), reversed 30, net 250 points, 560 - 60 = 500
+      partner 2: issued 150 (bonus 0), net 150 points, 300
+      liability 0 -> 400 points = 800 = 500 + 300."""
+    world = World.create(make_chain("embedded"))
+    try:
+        world.ledger.schedule(world.admin, "setPointValue", 2, b"EUR")
+        start = world.month() + 1
+        world.goto_month(start)
+        now = world.chain.latest_timestamp()
+        terms = CampaignMessage(1, now, now + 20 * DAY, 5_000, 5, 0, 0b111, 80, world.nonce(), FAR_DEADLINE)
+        signature = sign(world.ledger.domain, terms, world.partner_keys[1])
+        cid = create_campaign(world.ledger, world.relayer, terms, signature)
+        _, ana = member("ana")
+        _, ben = member("ben")
+        _, chloe = member("chloe")
+        result = world.earn(
+            world.earn_op(1, ana, 10_000, campaign_id=cid),
+            world.earn_op(1, ben, 10_000, campaign_id=cid),
+            world.earn_op(2, chloe, 10_000),
+        )
+        assert [(e.args["points"], e.args["bonus"]) for e in result.named("Earned")] == [(155, 55), (125, 25), (150, 0)]
+        assert not world.reverse(world.reverse_op(result.earn_records()[0], 30)).rejections()
+        world.goto_month(start + 1)
+        statement = settlement(
+            world.chain.w3,
+            world.ledger,
+            period_from=month_start(start),
+            period_to=month_start(start + 1),
+            from_block=world.ledger.deployment_block,
+        )
+        lines = {p.partner_id: (p.issued, p.bonus, p.reversed, p.net_points, p.net_amount) for p in statement.partners}
+        assert lines[1] == (280, 80, 30, 250, 500)
+        assert lines[2] == (150, 0, 0, 150, 300)
+        assert (statement.liability_end_points, statement.liability_end_amount) == (400, 800)
+        assert statement.balanced and statement.net_amount == 800
+        assert "1,280,0,80,30,0,0,250,500" in statement.as_csv()
     finally:
         world.chain.close()

@@ -45,7 +45,7 @@ class PartnerLine:
     currency: str
     issued: int = 0  # all points it issued: earned, awarded and bonus
     awarded: int = 0
-    bonus: int = 0  # campaign bonuses (0 until campaigns land: the `bonus` of `Earned`)
+    bonus: int = 0  # campaign bonuses: the `bonus` of its `Earned` events (included in `issued`)
     reversed: int = 0
     redeemed: int = 0
     refunded: int = 0

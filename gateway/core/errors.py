@@ -54,6 +54,9 @@ class ErrorCode(StrEnum):
     INVALID_PARTNER = "invalid_partner"
     DUPLICATE_PARTNER = "duplicate_partner"
     OPERATOR_KEY_ABSENT = "operator_key_absent"
+    # campaigns (r2)
+    UNKNOWN_CAMPAIGN = "unknown_campaign"
+    INVALID_CAMPAIGN = "invalid_campaign"
     UNKNOWN_MEMBER = "unknown_member"
     DUPLICATE_MEMBER = "duplicate_member"
     DUPLICATE_ADDRESS = "duplicate_address"
@@ -148,6 +151,8 @@ CATEGORY: dict[ErrorCode, Category] = {
     E.LAST_ADMIN_KEY: C.CONFLICT,
     E.UNKNOWN_PARTNER: C.NOT_FOUND,
     E.INVALID_PARTNER: C.INVALID,
+    E.UNKNOWN_CAMPAIGN: C.NOT_FOUND,
+    E.INVALID_CAMPAIGN: C.INVALID,
     E.DUPLICATE_PARTNER: C.CONFLICT,
     E.OPERATOR_KEY_ABSENT: C.CONFLICT,
     E.UNKNOWN_MEMBER: C.NOT_FOUND,

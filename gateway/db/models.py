@@ -165,6 +165,7 @@ class StoredReceipt(Base):
     # (r2, migration 0006) The member's address the operation was signed for: a member may
     # migrate to a new address afterwards. None in receipts from before.
     member_address: Mapped[str | None] = mapped_column(String(42))
+    campaign_id: Mapped[int | None] = mapped_column(BigInteger)  # (r2, migration 0008) an earn's campaign
     accepted_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -217,10 +218,25 @@ class Operation(Base):
     earn_proof: Mapped[str | None] = mapped_column(Text)  # JSON list of hex siblings
     commit_index: Mapped[int | None] = mapped_column(Integer)
     debt: Mapped[int | None] = mapped_column(BigInteger)  # a confirmed reversal's shortfall recorded as debt
+    # (r2, migration 0008) The campaign an earn names, and its bonus (included in `points`):
+    # the gateway's estimate at acceptance, the `Earned` event's once confirmed.
+    campaign_id: Mapped[int | None] = mapped_column(BigInteger)
+    bonus: Mapped[int | None] = mapped_column(BigInteger)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class CampaignName(Base):
+    """(r2, migration 0008) A campaign's name: the ledger holds its terms, not what it is called."""
+
+    __tablename__ = "campaign_names"
+
+    campaign_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class IdempotencyRecord(Base):

@@ -84,6 +84,7 @@ class _Outcome:
     error: tuple[str, str] | None = None
     earn: tuple[int, int, str, int | None] | None = None  # (on-chain batch id, month, proof JSON, index)
     debt: int | None = None  # a confirmed reversal's debt (r2)
+    bonus: int | None = None  # a campaign earn's bonus (r2): part of its leaf
     batch: tuple[int, int] | None = None  # (batch row id, index in the batch)
 
 
@@ -309,6 +310,7 @@ def _outcomes(
                     points=int(e.args["points"]),
                     earn=proofs.get(e.log_index),
                     debt=reversal_debt(e) if kind == "reversal" else None,
+                    bonus=int(e.args["bonus"]) if int(e.args.get("campaignId", 0)) else None,
                 )
             kinds.add(kind)
             mine.append((index, receipt))
@@ -361,6 +363,8 @@ def _operation_row(r: StoredReceipt, outcome: _Outcome | None, batches: list[dic
         "original_id": r.original_id,
         "reason": r.reason,
         "member_address": r.member_address,
+        "campaign_id": r.campaign_id,
+        "bonus": None,
         "batch_id": None,
         "batch_index": None,
         "tx_hash": None,
@@ -396,6 +400,7 @@ def _operation_row(r: StoredReceipt, outcome: _Outcome | None, batches: list[dic
     if outcome.earn is not None:
         row["earn_batch_id"], row["earn_month"], row["earn_proof"], row["commit_index"] = outcome.earn
     row["debt"] = outcome.debt
+    row["bonus"] = outcome.bonus
     return row
 
 

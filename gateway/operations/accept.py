@@ -8,7 +8,7 @@ earns (operations/batches.py) reuses the same checks and signing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from gateway.accounts.members import WrongPin, get_member, pin_locked, record_right_pin, record_wrong_pin
 from gateway.accounts.partners import get_partner
 from gateway.app.runtime import Runtime
+from gateway.chain.campaigns import Campaign, campaign
 from gateway.core.errors import Conflict, ErrorCode, Forbidden, Invalid, NotFound
 from gateway.core.security import Caller, verify_pin
 from gateway.db.models import Operation, Partner
@@ -35,8 +36,9 @@ from gateway.operations.signatures import (
     verify_signature,
 )
 from gateway.operations.store import check_duplicate, new_operation, store_accepted
-from gateway.points.rules import BPS, MAX_OP_POINTS, points_for
+from gateway.points.rules import BPS, MAX_OP_POINTS, CampaignModel, points_for
 from partners.signing import (
+    CampaignEarnMessage,
     EarnMessage,
     Receipt,
     RedeemMessage,
@@ -58,6 +60,18 @@ class Prepared:
     nonce: int | None = None  # a managed partner's signature nonce, reserved in advance
     fresh: Fresh | None = None  # for a signature made by the partner or the member
     terms: tuple[int, int, tuple[int, ...]] | None = None  # on-chain rate and tier multipliers
+    campaign: Campaign | None = None  # (r2) the campaign the earn names, read from the chain
+    clock: int = 0  # (r2) the chain's time when the campaign was read: the bonus estimate's
+
+
+def read_campaign(runtime: Runtime, partner_id: int, campaign_id: int) -> tuple[Campaign, int]:
+    """(r2) The campaign an earn names, from the chain, and the chain's time: refused
+    `unknown_campaign` when there is none of that id or it is another partner's (the contract
+    would reject the earn `UnknownCampaign`)."""
+    found = campaign(runtime.ledger, campaign_id) if 0 < campaign_id < 2**64 else None
+    if found is None or found.partner_id != partner_id:
+        raise NotFound(f"no campaign {campaign_id} of this partner", code=ErrorCode.UNKNOWN_CAMPAIGN)
+    return found, runtime.chain_clock()
 
 
 def prepare_earn(
@@ -138,6 +152,7 @@ def accept_earn(
     partner = runtime.partner_terms(caller.partner_id)
     check_currency(partner, currency)
     check_duplicate(session, partner.id, Kind.EARN, receipt_id)
+    pending = pending_bonus(session, prepared.campaign.campaign_id) if prepared.campaign else 0
     in_flight = partner_signature is not None and nonce_in_flight(
         session, nonce=partner_signature.nonce, partner_id=partner.id
     )
@@ -153,8 +168,24 @@ def accept_earn(
         prepared=prepared,
         receipt_salt=receipt_salt,
         in_flight=in_flight,
+        pending_bonus=pending,
     )
-    return store_accepted(session, op)
+    return store_accepted(session, op, **({"bonus": op["bonus"]} if prepared.campaign else {}))
+
+
+def pending_bonus(session: Session, campaign_id: int) -> int:
+    """(r2) The bonus earns of this campaign still on their way to the chain expect: the budget
+    the next estimate may not count on."""
+    return int(
+        session.scalar(
+            select(func.coalesce(func.sum(Operation.bonus), 0)).where(
+                Operation.campaign_id == campaign_id,
+                Operation.kind == Kind.EARN.value,
+                Operation.status.in_([s.value for s in IN_FLIGHT]),
+            )
+        )
+        or 0
+    )
 
 
 def check_currency(partner: Partner, currency: str) -> None:
@@ -177,6 +208,7 @@ def earn_operation(
     prepared: Prepared,
     receipt_salt: str | None,
     in_flight: bool,
+    pending_bonus: int = 0,
 ) -> dict[str, Any]:
     """An earn's outbox row, checked and signed, without the database: the duplicate check and
     whether the partner's nonce is `in_flight` are the caller's (`accept_earn` reads both in its
@@ -187,6 +219,12 @@ def earn_operation(
     points = expected_points(runtime, partner, prepared.tier, amount_minor, prepared.terms)
     if points == 0:
         raise Invalid("this purchase earns no points at the member's rate", code=ErrorCode.ZERO_POINTS)
+    bonus = 0
+    found = prepared.campaign
+    if found is not None:  # (r2) the estimate from the terms on-chain at acceptance
+        left = replace(found, spent=min(found.budget, found.spent + pending_bonus))
+        bonus = campaign_bonus(left, base=points, spend=amount_minor, tier=prepared.tier, now=prepared.clock)
+        points += bonus
     if points > MAX_OP_POINTS:
         raise Invalid("this purchase would earn more points than one operation may", code=ErrorCode.AMOUNT_OUT_OF_RANGE)
     receipt = Receipt(
@@ -204,7 +242,11 @@ def earn_operation(
         partner,
         partner_signature,
         issued_at,
-        lambda n, d: EarnMessage(partner.id, prepared.address, amount_minor, receipt.ref(), n, d),
+        lambda n, d: (
+            CampaignEarnMessage(partner.id, prepared.address, amount_minor, found.campaign_id, receipt.ref(), n, d)
+            if found is not None
+            else EarnMessage(partner.id, prepared.address, amount_minor, receipt.ref(), n, d)
+        ),
         reserved_nonce=prepared.nonce,
     )
     return new_operation(
@@ -220,7 +262,25 @@ def earn_operation(
         deadline=deadline,
         signature=signature,
         member_address=prepared.address,
+        campaign_id=found.campaign_id if found is not None else None,
+        bonus=bonus if found is not None else None,
     )
+
+
+def campaign_bonus(found: Campaign, *, base: int, spend: int, tier: int, now: int) -> int:
+    """The contract's bonus rule (points/rules.py `CampaignModel.bonus`) over on-chain terms."""
+    model = CampaignModel(
+        found.partner_id,
+        found.start,
+        found.end,
+        found.bonus_bps,
+        found.fixed_bonus,
+        found.min_spend,
+        found.tier_mask,
+        found.budget,
+        found.spent,
+    )
+    return model.bonus(base=base, spend=spend, tier=tier, now=now)
 
 
 def accept_redemption(
@@ -381,6 +441,7 @@ def accept_reversal(
         spend=int(earn.amount_minor or 0),
         points=earn.points,
         earn_month=int(earn.earn_month or 0),
+        bonus=int(earn.bonus or 0),  # (r2) a campaign earn's leaf has its bonus
     )
     nonce, deadline, signature = sign_for_partner(
         runtime,

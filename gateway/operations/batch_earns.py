@@ -13,7 +13,7 @@ from gateway.app.runtime import Runtime
 from gateway.core.errors import Conflict, ErrorCode, LoyaltyError, NotFound
 from gateway.core.security import Caller
 from gateway.db.models import Partner
-from gateway.operations.accept import Prepared, check_currency, earn_operation
+from gateway.operations.accept import Prepared, check_currency, earn_operation, pending_bonus, read_campaign
 from gateway.operations.batch_records import Record
 from gateway.operations.freshness import Fresh, check_fresh, nonce_in_flight
 from gateway.operations.idempotency import Response
@@ -51,13 +51,19 @@ def prepare_earns(runtime: Runtime, caller: Caller, records: list[Record]) -> li
     if partner.managed and unsigned:
         start = reserve_nonces(runtime, partner.id, unsigned)
         nonces = iter(range(start, start + unsigned))
+    campaigns = _campaigns(runtime, partner.id, records)
     out: list[Any] = [None] * len(records)
     jobs: list[tuple[int, Prepared]] = []
+    campaign_jobs: list[tuple[int, Prepared]] = []
     for i, record in enumerate(records):
         f = record.fields
         member = found.get(f["member_id"])
         if member is None:
             out[i] = NotFound(f"no member {f['member_id']}", code=ErrorCode.UNKNOWN_MEMBER)
+            continue
+        campaign = campaigns.get(f.get("campaign_id"))
+        if isinstance(campaign, LoyaltyError):
+            out[i] = campaign
             continue
         signature: SignedFields | None = f.get("partner_signature")
         prepared = Prepared(
@@ -65,20 +71,35 @@ def prepare_earns(runtime: Runtime, caller: Caller, records: list[Record]) -> li
             tier=tiers[member[0]],
             nonce=None if signature is not None else next(nonces, None),
             fresh=fresh.get(record.line),
+            campaign=campaign[0] if campaign else None,
+            clock=campaign[1] if campaign else 0,
         )
-        jobs.append((i, prepared))
+        (campaign_jobs if campaign else jobs).append((i, prepared))
+    # (r2) Earns naming a campaign one after another, in line order: each one's bonus estimate
+    # counts the budget the earlier ones (and those on their way) expect to use.
+    pending: dict[int, int] = {}
+    if campaign_jobs:
+        with runtime.sessions() as session:
+            pending = {cid: pending_bonus(session, cid) for cid in campaigns if isinstance(cid, int)}
 
     def build(chunk: list[tuple[int, Prepared]]) -> list[tuple[int, Any]]:
         built: list[tuple[int, Any]] = []
         for i, prepared in chunk:
-            f = records[i].fields
+            f = {k: v for k, v in records[i].fields.items() if k != "campaign_id"}
+            cid = prepared.campaign.campaign_id if prepared.campaign else 0
             try:
                 check_currency(partner, f["currency"])
-                built.append((i, earn_operation(runtime, partner=partner, prepared=prepared, in_flight=False, **f)))
+                op = earn_operation(
+                    runtime, partner=partner, prepared=prepared, in_flight=False, pending_bonus=pending.get(cid, 0), **f
+                )
+                pending[cid] = pending.get(cid, 0) + int(op.get("bonus") or 0)
+                built.append((i, op))
             except LoyaltyError as exc:
                 built.append((i, exc))
         return built
 
+    for i, result in build(campaign_jobs):
+        out[i] = result
     # The signatures in threads: libsecp256k1 lets go of the GIL while it signs.
     size = max(1, -(-len(jobs) // SIGNING_THREADS))
     with ThreadPoolExecutor(SIGNING_THREADS, thread_name_prefix="batch-sign") as pool:
@@ -100,6 +121,19 @@ def prepare_earns(runtime: Runtime, caller: Caller, records: list[Record]) -> li
             nonces_taken.add(signature.nonce)
         out[i] = _ReadyEarn(result, signature, fresh.get(records[i].line))
     return out
+
+
+def _campaigns(runtime: Runtime, partner_id: int, records: list[Record]) -> dict[Any, Any]:
+    """(r2) Each campaign the batch's earns name: (its terms, the chain's time), or the refusal
+    (`unknown_campaign`) of every record naming it."""
+    named = {int(r.fields["campaign_id"]) for r in records if r.fields.get("campaign_id") is not None}
+    found: dict[Any, Any] = {}
+    for campaign_id in named:
+        try:
+            found[campaign_id] = read_campaign(runtime, partner_id, campaign_id)
+        except LoyaltyError as exc:
+            found[campaign_id] = exc
+    return found
 
 
 def accept_earn(runtime: Runtime, session: Session, caller: Caller, record: Record, ready: _ReadyEarn) -> Response:

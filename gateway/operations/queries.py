@@ -40,7 +40,14 @@ def operation_view(op: Operation) -> dict[str, Any]:
         "reason": op.reason,
         "member_address": op.member_address,
         **_r2_fields(op),
+        **_campaign_fields(op),
     }
+
+
+def _campaign_fields(op: Operation) -> dict[str, Any]:
+    """(r2) An earn naming a campaign: the campaign and its bonus (in `points`): the estimate
+    until confirmed, then the `Earned` event's."""
+    return {"campaign_id": op.campaign_id, "bonus": op.bonus} if op.campaign_id is not None else {}
 
 
 def _r2_fields(op: Operation) -> dict[str, Any]:

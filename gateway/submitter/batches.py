@@ -33,6 +33,7 @@ from gateway.operations.store import proof_from_column
 from gateway.submitter.holds import refuse, sort_out
 from partners.signing import (
     AwardMessage,
+    CampaignEarnMessage,
     CompactSignature,
     EarnMessage,
     MigrateMessage,
@@ -227,11 +228,13 @@ class Batches:
             # The address the operation was signed for (sort_out refused those the member left).
             address = op.member_address or addresses[op.member_id]
             if kind == Kind.EARN:
-                items.append(
-                    SignedEarn(
-                        EarnMessage(op.partner_id, address, int(op.amount_minor or 0), ref, nonce, op.deadline), sig
-                    ).as_tuple()
+                spend = int(op.amount_minor or 0)
+                earned: EarnMessage | CampaignEarnMessage = (
+                    CampaignEarnMessage(op.partner_id, address, spend, int(op.campaign_id), ref, nonce, op.deadline)
+                    if op.campaign_id
+                    else EarnMessage(op.partner_id, address, spend, ref, nonce, op.deadline)
                 )
+                items.append(SignedEarn(earned, sig).as_tuple())
             elif kind == Kind.REDEMPTION:
                 items.append(
                     SignedRedeem(
@@ -264,6 +267,7 @@ class Batches:
                     int(earn.points or 0),
                     int(earn.earn_month or 0),
                     proof_from_column(earn.earn_proof),
+                    bonus=int(earn.bonus or 0),
                 )
                 message = ReverseMessage(op.partner_id, record.leaf(), int(op.points or 0), ref, nonce, op.deadline)
                 items.append(SignedReverse(message, sig, record).as_tuple())

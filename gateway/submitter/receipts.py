@@ -60,6 +60,7 @@ _RESULT = (
         earn_proof=bindparam("b_earn_proof"),
         commit_index=bindparam("b_commit_index"),
         debt=bindparam("b_debt"),
+        bonus=bindparam("b_bonus"),
     )
 )
 
@@ -208,6 +209,8 @@ class ReceiptTracker:
                     "b_earn_proof": None,
                     "b_commit_index": None,
                     "b_debt": reversal_debt(event) if kind == Kind.REVERSAL else None,
+                    # (r2) a campaign earn's bonus: part of its leaf, what a reversal proves
+                    "b_bonus": int(event.args["bonus"]) if int(event.args.get("campaignId", 0)) else None,
                 }
             )
             accepted_events.append(event)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +174,26 @@ def test_an_older_database_gets_its_receipts_from_its_operations(gw: Gateway) ->
     command.downgrade(config, "0001")  # a database from before the receipts table
     migrate(url)
     assert rows(gw, "receipts", "seq") == kept
+
+
+def test_campaign_earns_are_rebuilt_with_their_bonus_and_can_be_reversed_after(gw: Gateway) -> None:
+    key = gw.partner()["api_key"]
+    assert gw.post("/v1/members", key, {"member_id": "card-1", "pin": "1234"}).status_code == 201
+    now = gw.runtime.chain.latest_timestamp()
+    window = {"starts_at": datetime.fromtimestamp(now, UTC).isoformat()}
+    window["ends_at"] = datetime.fromtimestamp(now + 86_400, UTC).isoformat()
+    assert gw.post("/v1/campaigns", key, {**window, "multiplier_bps": 10_000, "budget": 15}).status_code == 201
+    for receipt in ("C-1", "C-2"):
+        body = {"member_id": "card-1", "receipt_id": receipt, "amount_minor": 1_000, "currency": "EUR"}
+        assert gw.post("/v1/earn", key, {**body, "campaign_id": 1}).status_code == 202
+    drain(gw)
+    operations = rows(gw, "operations", "seq")
+    assert [(o["campaign_id"], o["bonus"], o["points"]) for o in operations] == [(1, 10, 20), (1, 5, 15)]
+
+    drop_index(gw)
+    assert loyalty(gw, "reindex").exit_code == 0
+    assert rows(gw, "operations", "seq") == operations
+    reversal = gw.post("/v1/reversals", key, {"receipt_id": "C-2", "points": 15, "reason": "returned"})
+    assert reversal.status_code == 202, reversal.text
+    drain(gw)
+    assert gw.get(f"/v1/operations/{reversal.json()['operation_id']}", key).json()["status"] == "confirmed"

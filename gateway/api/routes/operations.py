@@ -1,6 +1,7 @@
 """Operation routes: earn, redemption, reversal (202: accepted, on its way to the chain), and
 reading an operation back."""
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -51,6 +52,10 @@ async def earn(request: Request, body: EarnCreate, who: PartnerCaller, idem: Ide
             prepared = await run_in_threadpool(
                 accept.prepare_earn, runtime, caller=who, member_id=body.member_id, self_signed=True, signed=given
             )
+    if body.campaign_id is not None:  # (r2) the campaign's terms, from the chain
+        assert who.partner_id is not None
+        found, clock = await run_in_threadpool(accept.read_campaign, runtime, who.partner_id, body.campaign_id)
+        prepared = replace(prepared, campaign=found, clock=clock)
     response = await idem.run_async(
         who,
         body,

@@ -159,6 +159,7 @@ class EarnCreate(Strict):
     issued_at: Timestamp | None = None
     partner_signature: Signed | None = None
     receipt_salt: ReceiptSalt | None = None
+    campaign_id: Annotated[StrictInt, Field(ge=1, le=2**64 - 1)] | None = None  # (r2) one of the partner's campaigns
 
     model_config = ConfigDict(
         json_schema_extra={

@@ -137,6 +137,8 @@ class OperationView(Body):
     redemption: dict[str, Any] | None = None
     points_taken: int | None = None  # (r2) reversals: points taken back, and the part recorded as debt
     debt: int | None = None
+    campaign_id: int | None = None  # (r2) an earn naming a campaign, and its bonus (in `points`)
+    bonus: int | None = None
 
 
 class Activity(Body):
@@ -156,6 +158,7 @@ class Accepted(Body):
     redemption_leaf: str | None = None  # refunds: the leaf of the redemption they refund (r2)
     member_id: str | None = None  # migrations: the member, and the address it moves to (r2)
     address: str | None = None
+    bonus: int | None = None  # (r2) an earn naming a campaign: its estimated bonus (in `points`)
 
 
 class LedgerInfo(Body):
