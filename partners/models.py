@@ -89,6 +89,7 @@ class Member:
     qualifying_points: int
     expiring: list[ExpiringPoints]
     block_number: int
+    debt: int = 0  # (r2) points the member owes: the next points issued to it pay them first
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Member:
@@ -102,6 +103,7 @@ class Member:
             qualifying_points=int(data["qualifying_points"]),
             expiring=[ExpiringPoints(str(e["month"]), int(e["points"])) for e in data.get("expiring", [])],
             block_number=int(data["block_number"]),
+            debt=int(data.get("debt", 0)),
         )
 
 

@@ -37,6 +37,17 @@ def _debt_by_ref(events: list[LedgerEvent], name: str) -> dict[tuple[str, bytes]
     return out
 
 
+def debts_recorded(events: list[LedgerEvent]) -> dict[tuple[str, bytes], int]:
+    """(member lower-cased, receipt reference) -> points its reversal left as debt, from a
+    transaction's `DebtRecorded` events (what `debt_of_reversal` reads a `Reversed` against)."""
+    return _debt_by_ref(events, "DebtRecorded")
+
+
+def debt_of_reversal(event: LedgerEvent, recorded: dict[tuple[str, bytes], int]) -> int:
+    """The part of the reversal `event` (a `Reversed`) its holder lacked, recorded as debt."""
+    return recorded.get((str(event.args["member"]).lower(), bytes(event.args["receiptRef"])), 0)
+
+
 def reversal_outcomes(result: BatchResult) -> list[ReversalOutcome]:
     """Each applied reversal of a reversal batch with the points taken and those that became
     debt (what the gateway reports for a reversal)."""

@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from gateway.app.runtime import Runtime
+from gateway.chain.debt import debt_of_reversal, debts_recorded
 from gateway.chain.events import EventDecoder
 from gateway.chain.jsonrpc import quantity
 from gateway.chain.ledger import LedgerEvent, decode_error, earn_records, redemption_records, rpc
@@ -30,7 +31,9 @@ log = logging.getLogger("gateway.submitter")
 
 # The events a batch's results are read from (its Transfer logs are not needed).
 RESULT_OF = {**RESULT_EVENT, Kind.MIGRATION.value: "Migrated"}
-RESULTS = frozenset({*RESULT_OF.values(), REJECTED, "EarnBatchCommitted", "RedeemBatchCommitted"})
+RESULTS = frozenset(
+    {*RESULT_OF.values(), REJECTED, "EarnBatchCommitted", "RedeemBatchCommitted", "DebtRecorded", "DebtRepaid"}
+)
 
 OPS = Base.metadata.tables["operations"]
 # The per-operation writes of a batch, as Core executemany statements: one round trip for a
@@ -192,6 +195,7 @@ class ReceiptTracker:
         rejected: list[dict[str, Any]] = []
         accepted: list[dict[str, Any]] = []
         accepted_events: list[LedgerEvent] = []
+        recorded = debts_recorded(events) if kind == Kind.REVERSAL else {}
         for index, seq in enumerate(seqs):
             if index in reasons:
                 error = reasons[index]
@@ -207,7 +211,7 @@ class ReceiptTracker:
                     "b_earn_month": None,
                     "b_earn_proof": None,
                     "b_commit_index": None,
-                    "b_debt": reversal_debt(event) if kind == Kind.REVERSAL else None,
+                    "b_debt": debt_of_reversal(event, recorded) if kind == Kind.REVERSAL else None,
                 }
             )
             accepted_events.append(event)
@@ -230,14 +234,6 @@ class ReceiptTracker:
                     b_commit_index=rd.index,
                 )
         return rejected, accepted
-
-
-def reversal_debt(event: LedgerEvent) -> int:
-    """The part of a reversal the member could not pay, recorded as its debt (SPEC section 2,
-    r2). The ledger's debt is being added on another branch (issue 10): until its `Reversed`
-    event carries the shortfall (`debt`), every confirmed reversal took all its points and
-    records 0. This is the one place to read it from once it does (or from `DebtRecorded`)."""
-    return int(event.args.get("debt", 0))
 
 
 def finish_migrations(session: Session, runtime: Runtime, batch_id: int) -> None:

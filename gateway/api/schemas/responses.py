@@ -105,6 +105,7 @@ class MemberView(Body):
     tier_index: int
     qualifying_points: int
     expiring: list[Expiring]
+    debt: int = 0  # (r2) points owed: reversals beyond the balance, paid by the next issues first
     block_number: int
 
 

@@ -1,0 +1,106 @@
+"""Member debt (SPEC sections 2, 4, 5, r2) through the gateway, on the embedded chain, on SQLite
+and PostgreSQL: the operator's debt policy from the console, a reversal beyond the member's
+balance rejected under the default policy and leaving debt under the other, the operation
+telling how many points were taken and how many became debt, the member view's debt, and the
+next earn paying it first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.gateway.conftest import Gateway
+
+
+def _earn(gw: Gateway, key: str, receipt: str, amount: int) -> None:
+    body = {"member_id": "card-1", "receipt_id": receipt, "amount_minor": amount, "currency": "EUR"}
+    assert gw.post("/v1/earn", key, body).status_code == 202
+
+
+def _reverse(gw: Gateway, key: str, refund_id: str, points: int) -> str:
+    body = {"receipt_id": "E-1", "refund_id": refund_id, "points": points, "reason": "returned"}
+    response = gw.post("/v1/reversals", key, body)
+    assert response.status_code == 202, response.text
+    return str(response.json()["operation_id"])
+
+
+def _operation(gw: Gateway, key: str, operation_id: str) -> dict[str, Any]:
+    return dict(gw.get(f"/v1/operations/{operation_id}", key).json())
+
+
+def allow_debt(gw: Gateway, allowed: bool = True) -> dict[str, Any]:
+    response = gw.post("/v1/programme/changes", gw.admin_key, {"debt_allowed": allowed})
+    assert response.status_code == 202, response.text
+    [change] = response.json()["changes"]
+    assert (change["kind"], change["state"], change["terms"]) == ("debt_policy", "applied", {"debt_allowed": allowed})
+    return dict(change)
+
+
+def spent(gw: Gateway) -> str:
+    """A member who earned 300 points (receipt E-1) and redeemed 250 of them; the partner's key."""
+    key = gw.partner()["api_key"]
+    assert gw.post("/v1/members", key, {"member_id": "card-1", "pin": "1234"}).status_code == 201
+    _earn(gw, key, "E-1", 30_000)
+    gw.settle()
+    body = {"member_id": "card-1", "receipt_id": "R-1", "points": 250, "authorization": {"pin": "1234"}}
+    assert gw.post("/v1/redemptions", key, body).status_code == 202
+    gw.settle()
+    assert gw.get("/v1/members/card-1", key).json()["balance"] == 50
+    return key
+
+
+def test_a_reversal_beyond_the_balance_is_rejected_then_leaves_debt_under_the_policy(gw: Gateway) -> None:
+    key = spent(gw)
+    assert gw.get("/v1/programme", gw.admin_key).json()["debt_allowed"] is False  # the default
+    refused = _reverse(gw, key, "E-1/r1", 120)
+    gw.settle()
+    op = _operation(gw, key, refused)
+    assert (op["status"], op["error"]["code"], op["points_taken"], op["debt"]) == (
+        "rejected",
+        "insufficient_points",
+        None,
+        None,
+    )
+    member = gw.get("/v1/members/card-1", key).json()
+    assert (member["balance"], member["debt"]) == (50, 0)
+
+    # The policy is the operator's: a partner's key cannot change it, nor can a bad value.
+    assert gw.post("/v1/programme/changes", key, {"debt_allowed": True}).status_code == 403
+    bad = gw.post("/v1/programme/changes", gw.admin_key, {"debt_allowed": "yes"})
+    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "validation_error")
+    assert gw.get("/v1/programme", gw.admin_key).json()["debt_allowed"] is False
+
+    allow_debt(gw)
+    programme = gw.get("/v1/programme", gw.admin_key).json()
+    assert programme["debt_allowed"] is True
+    assert programme["changes"][-1]["kind"] == "debt_policy"
+    reversal = _reverse(gw, key, "E-1/r2", 120)
+    gw.settle()
+    op = _operation(gw, key, reversal)
+    assert (op["status"], op["points"], op["points_taken"], op["debt"]) == ("confirmed", 120, 50, 70)
+    member = gw.get("/v1/members/card-1", key).json()
+    assert (member["balance"], member["debt"]) == (0, 70)
+    assert gw.runtime.ledger.debt_of(member["address"]) == 70
+
+    # A reversal with nothing left to take: all of it becomes debt.
+    nothing_left = _reverse(gw, key, "E-1/r3", 30)
+    gw.settle()
+    op = _operation(gw, key, nothing_left)
+    assert (op["status"], op["points_taken"], op["debt"]) == ("confirmed", 0, 30)
+
+    # The next earn (150 points) pays the 100 owed first; the member keeps the rest.
+    _earn(gw, key, "E-2", 15_000)
+    gw.settle()
+    member = gw.get("/v1/members/card-1", key).json()
+    assert (member["balance"], member["debt"]) == (50, 0)
+    assert gw.runtime.ledger.total_debt() == 0
+
+
+def test_switching_the_policy_back_rejects_again(gw: Gateway) -> None:
+    key = spent(gw)
+    allow_debt(gw)
+    allow_debt(gw, False)
+    assert gw.get("/v1/programme", gw.admin_key).json()["debt_allowed"] is False
+    refused = _reverse(gw, key, "E-1/r1", 60)
+    gw.settle()
+    assert _operation(gw, key, refused)["error"]["code"] == "insufficient_points"
+    assert gw.get("/v1/members/card-1", key).json()["debt"] == 0
