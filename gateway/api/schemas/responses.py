@@ -185,7 +185,7 @@ class SettlementStatement(Body):
     point_value: dict[str, Any]
     partners: list[dict[str, Any]]
     breakage: dict[str, int]
-    debt: dict[str, int] | None = None  # (r2) recorded and repaid: 0 until the ledger records debt
+    debt: dict[str, int] | None = None  # (r2) recorded, repaid; start_points, end_points outstanding
     operator: dict[str, int] | None = None  # (r2) spread, breakage, revaluation, total
     liability: dict[str, int]
     net_points_total: int | None = None
