@@ -1,14 +1,18 @@
 """Member debt (SPEC sections 2, 4, 5, r2) through the gateway, on the embedded chain, on SQLite
 and PostgreSQL: the operator's debt policy from the console, a reversal beyond the member's
 balance rejected under the default policy and leaving debt under the other, the operation
-telling how many points were taken and how many became debt, the member view's debt, and the
-next earn paying it first."""
+telling how many points were taken and how many became debt, the member view's debt, the
+next earn paying it first, and the `member.debt_recorded` webhook at a real receiver."""
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
+from gateway.webhooks.signing import HEADER, verify
 from tests.gateway.conftest import Gateway
+from tests.gateway.test_webhooks import Receiver
 
 
 def _earn(gw: Gateway, key: str, receipt: str, amount: int) -> None:
@@ -104,3 +108,52 @@ def test_switching_the_policy_back_rejects_again(gw: Gateway) -> None:
     gw.settle()
     assert _operation(gw, key, refused)["error"]["code"] == "insufficient_points"
     assert gw.get("/v1/members/card-1", key).json()["debt"] == 0
+
+
+def test_the_members_partner_hears_of_its_debt_by_webhook(gw: Gateway) -> None:
+    """`member.debt_recorded` goes to the partner that enrolled the member (not to the partner
+    whose reversal left it), signed, once, and only when a reversal leaves debt."""
+    receiver = Receiver()
+    try:
+        bean, fresh = gw.partner(), gw.partner("FreshMart")
+        hooks = {}
+        for name, partner in (("bean", bean), ("fresh", fresh)):
+            body = {"url": receiver.url(f"/{name}"), "events": ["member.debt_recorded"]}
+            created = gw.post("/v1/webhooks", partner["api_key"], body)
+            assert created.status_code == 201, created.text
+            hooks[name] = created.json()
+        assert gw.post("/v1/members", bean["api_key"], {"member_id": "card-1", "pin": "1234"}).status_code == 201
+        _earn(gw, fresh["api_key"], "E-1", 30_000)  # 300 points at FreshMart
+        gw.settle()
+        body = {"member_id": "card-1", "receipt_id": "R-1", "points": 250, "authorization": {"pin": "1234"}}
+        assert gw.post("/v1/redemptions", bean["api_key"], body).status_code == 202
+        gw.settle()
+        refused = _reverse(gw, fresh["api_key"], "E-1/r1", 120)  # the default policy: rejected
+        gw.settle()
+        assert _operation(gw, fresh["api_key"], refused)["status"] == "rejected"
+        allow_debt(gw)
+        within = _reverse(gw, fresh["api_key"], "E-1/r2", 20)  # 50 held: no debt, no notice
+        gw.settle()
+        assert _operation(gw, fresh["api_key"], within)["debt"] == 0
+        beyond = _reverse(gw, fresh["api_key"], "E-1/r3", 100)  # 30 held: 70 owed
+        gw.settle()
+        deadline = time.monotonic() + 30
+        while not receiver.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # nothing more should come
+        assert [path for path, _, _ in receiver.received] == ["/bean"]
+        _, headers, raw = receiver.received[0]
+        assert verify(hooks["bean"]["secret"], headers[HEADER], raw)
+        payload = json.loads(raw)
+        assert payload["type"] == "member.debt_recorded"
+        data = payload["data"]
+        assert (data["member_id"], data["points"], data["partner_id"], data["operation_id"]) == (
+            "card-1",
+            70,
+            fresh["partner_id"],
+            beyond,
+        )
+        member = gw.get("/v1/members/card-1", bean["api_key"]).json()
+        assert (member["balance"], member["debt"]) == (0, 70)
+    finally:
+        receiver.stop()
