@@ -148,6 +148,7 @@ class Operation:
     redemption: dict[str, Any] | None = None
     points_taken: int | None = None  # a confirmed reversal: points taken back...
     debt: int | None = None  # ...and the shortfall recorded as the member's debt
+    debt_repaid: int | None = None  # a confirmed earn, award or refund: the part of `points` that paid a debt
     address: str | None = None  # a migration's new address (its 202)
 
     @classmethod
@@ -178,6 +179,7 @@ class Operation:
             "redemption": dict(data["redemption"]) if data.get("redemption") else None,
             "points_taken": _int_or_none(data.get("points_taken")),
             "debt": _int_or_none(data.get("debt")),
+            "debt_repaid": _int_or_none(data.get("debt_repaid")),
             "address": _str_or_none(data.get("address")),
         }
         for name, value in known.items():

@@ -43,9 +43,16 @@ def debts_recorded(events: list[LedgerEvent]) -> dict[tuple[str, bytes], int]:
     return _debt_by_ref(events, "DebtRecorded")
 
 
-def debt_of_reversal(event: LedgerEvent, recorded: dict[tuple[str, bytes], int]) -> int:
-    """The part of the reversal `event` (a `Reversed`) its holder lacked, recorded as debt."""
-    return recorded.get((str(event.args["member"]).lower(), bytes(event.args["receiptRef"])), 0)
+def debts_repaid(events: list[LedgerEvent]) -> dict[tuple[str, bytes], int]:
+    """(member lower-cased, receipt reference) -> points of that issue or refund that paid a debt."""
+    return _debt_by_ref(events, "DebtRepaid")
+
+
+def debt_of(event: LedgerEvent, by_ref: dict[tuple[str, bytes], int]) -> int:
+    """The debt the operation `event` moved: of a `Reversed`, the part its holder lacked (with
+    `debts_recorded`); of an `Earned`, `Awarded` or `Refunded`, the part that paid a debt (with
+    `debts_repaid`)."""
+    return by_ref.get((str(event.args["member"]).lower(), bytes(event.args["receiptRef"])), 0)
 
 
 def reversal_outcomes(result: BatchResult) -> list[ReversalOutcome]:

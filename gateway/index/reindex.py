@@ -38,7 +38,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, inspect, select
 from sqlalchemy.orm import Session
 from web3 import Web3
 
-from gateway.chain.debt import debt_of_reversal, debts_recorded
+from gateway.chain.debt import debt_of, debts_recorded, debts_repaid
 from gateway.chain.events import block_headers, fetch_events
 from gateway.chain.ledger import Ledger, LedgerEvent, decode_error, earn_records, redemption_records
 from gateway.chain.outcomes import KIND_OF_EVENT, KIND_OF_REJECTION, error_code
@@ -93,6 +93,7 @@ class _Tx:
 
     items: list[LedgerEvent] = field(default_factory=list)
     debts: dict[tuple[str, bytes], int] = field(default_factory=dict)  # (r2) its reversals' debt
+    repaid: dict[tuple[str, bytes], int] = field(default_factory=dict)  # (r2) its issues' repayments
     committed: LedgerEvent | None = None
 
 
@@ -191,6 +192,9 @@ def _refuse_if_pending(session: Session) -> None:
 # ------------------------------------------------------------------ the chain's side
 
 
+_DEBT_KINDS = frozenset({"reversal", "earn", "award", "refund"})  # (r2) operations.debt
+
+
 def _transactions(events: list[LedgerEvent]) -> dict[str, _Tx]:
     txs: dict[str, _Tx] = {}
     for e in events:
@@ -200,6 +204,8 @@ def _transactions(events: list[LedgerEvent]) -> dict[str, _Tx]:
             txs.setdefault(e.tx_hash, _Tx()).committed = e
         elif e.name == "DebtRecorded":
             txs.setdefault(e.tx_hash, _Tx()).debts.update(debts_recorded([e]))
+        elif e.name == "DebtRepaid":
+            txs.setdefault(e.tx_hash, _Tx()).repaid.update(debts_repaid([e]))
     return txs
 
 
@@ -311,7 +317,7 @@ def _outcomes(
                     log_index=e.log_index,
                     points=int(e.args["points"]),
                     earn=proofs.get(e.log_index),
-                    debt=debt_of_reversal(e, tx.debts) if kind == "reversal" else None,
+                    debt=debt_of(e, tx.debts if kind == "reversal" else tx.repaid) if kind in _DEBT_KINDS else None,
                 )
             kinds.add(kind)
             mine.append((index, receipt))

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from gateway.app.runtime import Runtime
-from gateway.chain.debt import debt_of_reversal, debts_recorded
+from gateway.chain.debt import debt_of, debts_recorded, debts_repaid
 from gateway.chain.events import EventDecoder
 from gateway.chain.jsonrpc import quantity
 from gateway.chain.ledger import LedgerEvent, decode_error, earn_records, redemption_records, rpc
@@ -35,6 +35,7 @@ RESULTS = frozenset(
     {*RESULT_OF.values(), REJECTED, "EarnBatchCommitted", "RedeemBatchCommitted", "DebtRecorded", "DebtRepaid"}
 )
 
+DEBT_KINDS = frozenset({Kind.REVERSAL, Kind.EARN, Kind.AWARD, Kind.REFUND})  # (r2) operations.debt
 OPS = Base.metadata.tables["operations"]
 # The per-operation writes of a batch, as Core executemany statements: one round trip for a
 # batch of hundreds, none of the ORM's per-object bookkeeping.
@@ -195,7 +196,8 @@ class ReceiptTracker:
         rejected: list[dict[str, Any]] = []
         accepted: list[dict[str, Any]] = []
         accepted_events: list[LedgerEvent] = []
-        recorded = debts_recorded(events) if kind == Kind.REVERSAL else {}
+        # (r2) The debt each operation moved: a reversal's shortfall, an issue's or refund's repayment.
+        debts = debts_recorded(events) if kind == Kind.REVERSAL else debts_repaid(events)
         for index, seq in enumerate(seqs):
             if index in reasons:
                 error = reasons[index]
@@ -211,7 +213,7 @@ class ReceiptTracker:
                     "b_earn_month": None,
                     "b_earn_proof": None,
                     "b_commit_index": None,
-                    "b_debt": debt_of_reversal(event, recorded) if kind == Kind.REVERSAL else None,
+                    "b_debt": debt_of(event, debts) if kind in DEBT_KINDS else None,
                 }
             )
             accepted_events.append(event)

@@ -92,11 +92,24 @@ def test_a_reversal_beyond_the_balance_is_rejected_then_leaves_debt_under_the_po
     assert (op["status"], op["points_taken"], op["debt"]) == ("confirmed", 0, 30)
 
     # The next earn (150 points) pays the 100 owed first; the member keeps the rest.
-    _earn(gw, key, "E-2", 15_000)
+    repaying = gw.post(
+        "/v1/earn", key, {"member_id": "card-1", "receipt_id": "E-2", "amount_minor": 15_000, "currency": "EUR"}
+    ).json()["operation_id"]
     gw.settle()
+    op = _operation(gw, key, repaying)
+    assert (op["status"], op["points"], op["debt_repaid"]) == ("confirmed", 150, 100)
+    _earn(gw, key, "E-3", 1_000)
+    gw.settle()
+    assert _operation(gw, key, reversal)["debt"] == 70  # unchanged
     member = gw.get("/v1/members/card-1", key).json()
-    assert (member["balance"], member["debt"]) == (50, 0)
+    assert (member["balance"], member["debt"]) == (60, 0)
     assert gw.runtime.ledger.total_debt() == 0
+    items = gw.get("/v1/members/card-1/activity", key).json()["items"]
+    assert {i["receipt_id"]: i.get("debt_repaid") for i in items if i["kind"] == "earn"} == {
+        "E-1": 0,
+        "E-2": 100,
+        "E-3": 0,
+    }
 
 
 def test_switching_the_policy_back_rejects_again(gw: Gateway) -> None:

@@ -138,6 +138,7 @@ class OperationView(Body):
     redemption: dict[str, Any] | None = None
     points_taken: int | None = None  # (r2) reversals: points taken back, and the part recorded as debt
     debt: int | None = None
+    debt_repaid: int | None = None  # (r2) a confirmed earn, award or refund: the part of `points` that paid a debt
 
 
 class Activity(Body):
