@@ -39,7 +39,7 @@ def _debt_by_ref(events: list[LedgerEvent], name: str) -> dict[tuple[str, bytes]
 
 def debts_recorded(events: list[LedgerEvent]) -> dict[tuple[str, bytes], int]:
     """(member lower-cased, receipt reference) -> points its reversal left as debt, from a
-    transaction's `DebtRecorded` events (what `debt_of_reversal` reads a `Reversed` against)."""
+    transaction's `DebtRecorded` events (what `debt_of` reads a `Reversed` against)."""
     return _debt_by_ref(events, "DebtRecorded")
 
 
