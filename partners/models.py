@@ -89,6 +89,7 @@ class Member:
     qualifying_points: int
     expiring: list[ExpiringPoints]
     block_number: int
+    debt: int = 0  # (r2) points the member owes: the next points issued to it pay them first
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Member:
@@ -102,6 +103,7 @@ class Member:
             qualifying_points=int(data["qualifying_points"]),
             expiring=[ExpiringPoints(str(e["month"]), int(e["points"])) for e in data.get("expiring", [])],
             block_number=int(data["block_number"]),
+            debt=int(data.get("debt", 0)),
         )
 
 
@@ -146,6 +148,7 @@ class Operation:
     redemption: dict[str, Any] | None = None
     points_taken: int | None = None  # a confirmed reversal: points taken back...
     debt: int | None = None  # ...and the shortfall recorded as the member's debt
+    debt_repaid: int | None = None  # a confirmed earn, award or refund: the part of `points` that paid a debt
     address: str | None = None  # a migration's new address (its 202)
     campaign_id: int | None = None  # (r2) an earn naming a campaign...
     bonus: int | None = None  # ...and its bonus, included in `points` (estimated until confirmed)
@@ -178,6 +181,7 @@ class Operation:
             "redemption": dict(data["redemption"]) if data.get("redemption") else None,
             "points_taken": _int_or_none(data.get("points_taken")),
             "debt": _int_or_none(data.get("debt")),
+            "debt_repaid": _int_or_none(data.get("debt_repaid")),
             "address": _str_or_none(data.get("address")),
             "campaign_id": _int_or_none(data.get("campaign_id")),
             "bonus": _int_or_none(data.get("bonus")),

@@ -47,6 +47,10 @@ def test_the_console_through_a_gateways_api(tmp_path: Path) -> None:
             shown = run(["programme", "show", *via])
             assert shown.exit_code == 0 and "pending" in shown.output and re.search(r"in [23]d", shown.output)
             assert "cancelled" in run(["programme", "cancel", change_id, *via]).output
+            debt = run(["programme", "change", "--debt", "allow", *via])  # (r2) the debt policy
+            assert debt.exit_code == 0 and "(debt_policy) scheduled" in debt.output, debt.output
+            assert "debt rejected" in run(["programme", "show", *via]).output  # until the notice is over
+            assert run(["programme", "change", "--debt", "maybe", *via]).exit_code == 2
             assert [tuple(t) for t in runtime.ledger.view("tiers")][1] != (100, 20_000)
             assert "may issue 1,005 more points" in run(["partner", "allowance", "1", "--add", "5", *via]).output
             assert run(["partner", "suspend", "1", *via]).exit_code == 0 and not runtime.ledger.partner(1)["active"]
@@ -87,6 +91,9 @@ def test_the_console_signed_with_a_key_file(node: tuple[AnvilNode, Ledger, list[
     assert run(["programme", "cancel", str(change_id), *signed]).exit_code == 0
     early = run(["programme", "apply", str(change_id + 1), *signed])
     assert early.exit_code != 0 and "ChangeNotDue" in early.output
+    debt = run(["programme", "change", "--debt", "allow", *signed])
+    assert debt.exit_code == 0 and "takes effect from" in debt.output, debt.output
+    assert ledger.view("changeOf", change_id + 2)[0] == 7  # setDebtPolicy's kind, pending
     assert run(["pause", *signed]).exit_code == 0 and ledger.view("paused")
     assert run(["unpause", *signed]).exit_code == 0 and not ledger.view("paused")
     both = run(["pause", "--gateway", "http://127.0.0.1:9", "--api-key-file", signed[-1], *signed])

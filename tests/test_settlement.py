@@ -7,6 +7,7 @@ from __future__ import annotations
 from eth_utils import keccak
 
 from gateway.audit.settlement import settlement
+from gateway.audit.verify import verify_chain
 from gateway.chain.backends import AnvilNode
 from gateway.chain.campaigns import create_campaign
 from gateway.chain.ledger import SignedAward
@@ -133,7 +134,7 @@ def test_revision_2_statement_with_prices_awards_refunds_and_a_point_value_chang
         assert first.balanced and first.net_amount == 860 == 740 - 0 + 120
         body = first.as_json()
         assert body["net_amount_total"] == 860 and body["operator"]["total"] == 120
-        assert body["debt"] == {"recorded": 0, "repaid": 0}  # until the ledger records debt
+        assert body["debt"] == {"recorded": 0, "repaid": 0, "start_points": 0, "end_points": 0}  # no debt policy
 
         second = period(start + 12, start + 14)
         assert [(p.issued, p.net_points, p.net_amount) for p in second.partners] == [(20, 20, 60), (0, 0, 0), (0, 0, 0)]
@@ -189,5 +190,102 @@ def test_campaign_bonuses_are_a_line_of_their_own_in_the_issuing_partners_figure
         assert (statement.liability_end_points, statement.liability_end_amount) == (400, 800)
         assert statement.balanced and statement.net_amount == 800
         assert "1,280,0,80,30,0,0,250,500" in statement.as_csv()
+    finally:
+        world.chain.close()
+
+
+def test_revision_2_statement_with_member_debt_balances_net_of_what_is_owed() -> None:
+    """Figures computed by hand. The point value V = 2 (3 from month start + 2); partner 1 pays 3
+    per point it issues, partner 2 pays V and is paid V; the operator allows debt.
+
+    month `start`: ana earns 300 at partner 1 (owes 900; spread +300), redeems 250 at partner 2
+    (owed 500). Net points 300 - 250 = 50 = liability 0 -> 50; money 900 - 500 = 400 = 50 * 2 + 300.
+    month start + 1: partner 1 reverses 120 of that earn; ana has 50: 50 taken, 70 become debt.
+    Partner 1 is credited all 120 at 3 (owes -360; spread -120). Net points -120 = net liability
+    (supply - debt) (0 - 70) - (50 - 0); money -360 = -70 * 2 - 50 * 2 - 120.
+    month start + 2: V becomes 3 while ana owes 70 (the net liability -70 is revalued by -70:
+    operator +70); ana earns 150 at partner 2 (owes 450 at V = 3): 70 repay the debt, 80 reach
+    her balance. Net points 150 = (80 - 0) - (0 - 70); money 450 = 80 * 3 - (-70 * 2) + 70.
+    """
+    world = World.create(make_chain("embedded"))
+    try:
+        world.ledger.schedule(world.admin, "setPointValue", 2, b"EUR")  # notice period 0: at once
+        world.ledger.schedule(world.admin, "setPartnerPrices", 1, 3, 0)
+        world.ledger.schedule(world.admin, "setDebtPolicy", True)
+        start = world.month() + 1
+        world.goto_month(start)
+        ana_key, ana = member("ana")
+        record = world.earn(world.earn_op(1, ana, 30_000)).earn_records()[0]
+        assert not world.redeem(world.redeem_op(ana_key, 2, 250)).rejections()
+        world.goto_month(start + 1)
+        result = world.reverse(world.reverse_op(record, 120))
+        assert [e.name for e in result.events] == ["DebtRecorded", "Transfer", "Reversed"]
+        assert world.ledger.debt_of(ana) == 70
+        world.goto_month(start + 2)
+        world.ledger.schedule(world.admin, "setPointValue", 3, b"EUR")
+        assert world.earn(world.earn_op(2, ana, 10_000)).named("DebtRepaid")[0].args["points"] == 70
+        assert (world.ledger.balance_of(ana), world.ledger.debt_of(ana)) == (80, 0)
+        world.goto_month(start + 4)
+
+        def period(first: int, last: int):  # type: ignore[no-untyped-def]
+            return settlement(
+                world.chain.w3,
+                world.ledger,
+                period_from=month_start(first),
+                period_to=month_start(last),
+                from_block=world.ledger.deployment_block,
+            )
+
+        def figures(st):  # type: ignore[no-untyped-def]
+            return (
+                [(p.issued, p.reversed, p.redeemed, p.net_points, p.net_amount) for p in st.partners[:2]],
+                (st.liability_start_points, st.liability_end_points),
+                (st.debt_recorded, st.debt_repaid, st.debt_start_points, st.debt_end_points),
+                (st.operator.spread, st.operator.revaluation, st.operator.total),
+            )
+
+        first = period(start, start + 1)
+        assert figures(first) == (
+            [(300, 0, 0, 300, 900), (0, 0, 250, -250, -500)],
+            (0, 50),
+            (0, 0, 0, 0),
+            (300, 0, 300),
+        )
+        assert first.balanced and first.net_amount == 400
+
+        reversal = period(start + 1, start + 2)
+        assert figures(reversal) == (
+            [(0, 120, 0, -120, -360), (0, 0, 0, 0, 0)],
+            (50, 0),
+            (70, 0, 0, 70),
+            (-120, 0, -120),
+        )
+        assert reversal.balanced and reversal.net_amount == -360 == (0 - 70) * 2 - (50 - 0) * 2 - 120
+
+        repaid = period(start + 2, start + 3)
+        assert figures(repaid) == (
+            [(0, 0, 0, 0, 0), (150, 0, 0, 150, 450)],
+            (0, 80),
+            (0, 70, 70, 0),
+            (0, -70, 70),
+        )
+        assert (repaid.point_value_start, repaid.point_value) == (2, 3)
+        assert repaid.balanced and repaid.net_amount == 450 == 80 * 3 - (0 - 70) * 2 + 70
+
+        both = period(start + 1, start + 3)  # recorded and repaid inside one period
+        assert figures(both)[2] == (70, 70, 0, 0)
+        assert both.balanced and both.net_amount == -360 + 450 == 80 * 3 - 50 * 2 - 120 + 70
+        body = repaid.as_json()
+        assert body["debt"] == {"recorded": 0, "repaid": 70, "start_points": 70, "end_points": 0}
+        assert "debt_start,,,,,,,70," in repaid.as_csv()
+
+        # The check is a real one: without the debt the same figures do not balance.
+        repaid.debt_start_points = 0
+        assert not repaid.balanced
+
+        # `loyalty audit verify` on the same history: every balance and debt as the chain has them.
+        report = verify_chain(world.chain.w3, world.ledger, from_block=world.ledger.deployment_block)
+        assert report.ok, [str(d) for d in report.discrepancies]
+        assert report.supply == world.ledger.total_supply() == 80
     finally:
         world.chain.close()

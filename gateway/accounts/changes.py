@@ -27,7 +27,7 @@ from partners.signing import address_of
 
 log = logging.getLogger("gateway.console")
 
-KINDS = {1: "expiry", 2: "tiers", 3: "point_value", 4: "rate", 5: "signer", 6: "prices"}
+KINDS = {1: "expiry", 2: "tiers", 3: "point_value", 4: "rate", 5: "signer", 6: "prices", 7: "debt_policy"}
 STATES = {1: "pending", 2: "applied", 3: "cancelled"}
 PARTNER_KINDS = frozenset({"rate", "signer", "prices"})
 # The ABI types of each kind's `data` (CoalitionPointsAdmin's `_schedule` calls).
@@ -38,6 +38,7 @@ _DATA_TYPES = {
     4: ["uint32", "uint32"],
     5: ["address"],
     6: ["uint128", "uint128"],
+    7: ["bool"],
 }
 
 
@@ -66,6 +67,8 @@ def decode_terms(kind: int, data: bytes) -> dict[str, Any]:
         return {"earn_rate": {"points": int(values[0]), "per_minor_units": int(values[1])}}
     if kind == 5:
         return {"signer_address": to_checksum_address(values[0])}
+    if kind == 7:
+        return {"debt_allowed": bool(values[0])}
     return {"issue_price": int(values[0]), "redemption_price": int(values[1])}
 
 

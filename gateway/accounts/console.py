@@ -20,7 +20,9 @@ def programme(runtime: Runtime) -> dict[str, Any]:
     ledger = runtime.ledger
     block, now = head(runtime)
     names = ["tiers", "expiryMonths", "pointValue", "transfersEnabled", "paused", "noticePeriod", "changeCount"]
-    tiers, expiry, (value, currency), transfers, paused, notice, count = ledger.views([(n, ()) for n in names], block)
+    names.append("debtAllowed")  # (r2) the debt policy
+    views = ledger.views([(n, ()) for n in names], block)
+    tiers, expiry, (value, currency), transfers, paused, notice, count, debt_allowed = views
     changes = ledger.views([("changeOf", (i,)) for i in range(1, int(count) + 1)], block) if count else []
     tier_names = [t.name for t in runtime.settings.coalition.tiers]
     return {
@@ -38,6 +40,7 @@ def programme(runtime: Runtime) -> dict[str, Any]:
         "point_value": {"minor_units": int(value), "currency": bytes(currency).decode()},
         "transfers_enabled": bool(transfers),
         "paused": bool(paused),
+        "debt_allowed": bool(debt_allowed),
         "notice_period_seconds": int(notice),
         "changes": [describe(i, raw, now) for i, raw in enumerate(changes, start=1)],
     }

@@ -84,12 +84,13 @@ def member_view(runtime: Runtime, session: Session, *, member_id: str) -> dict[s
     member = get_member(session, member_id)
     ledger = runtime.ledger
     block = runtime.chain.w3.eth.block_number
-    balance, tier, qualifying, (months, points) = ledger.views(
+    balance, tier, qualifying, (months, points), debt = ledger.views(
         [
             ("balanceOf", (member.address,)),
             ("tierOf", (member.address,)),
             ("qualifyingPoints", (member.address,)),
             ("expiringOf", (member.address,)),
+            ("debtOf", (member.address,)),  # (r2) what reversals left it owing
         ],
         block,
     )
@@ -103,6 +104,7 @@ def member_view(runtime: Runtime, session: Session, *, member_id: str) -> dict[s
         "tier_index": tier,
         "qualifying_points": qualifying,
         "expiring": [{"month": month_label(m), "points": p} for m, p in zip(months, points, strict=True)],
+        "debt": int(debt),
         "block_number": block,
     }
 

@@ -218,12 +218,13 @@ def schedule_programme(
     expiry_months: int | None = None,
     point_value: tuple[int, str] | None = None,
     transfers_enabled: bool | None = None,
+    debt_allowed: bool | None = None,
 ) -> dict[str, Any]:
-    """Schedules programme-wide changes (one each); the transfers switch acts at once (the
-    ledger does not schedule it)."""
-    if tiers is None and expiry_months is None and point_value is None and transfers_enabled is None:
+    """Schedules programme-wide changes (one each; `debt_allowed` is the debt policy, r2);
+    the transfers switch acts at once (the ledger does not schedule it)."""
+    if (tiers, expiry_months, point_value, transfers_enabled, debt_allowed) == (None,) * 5:
         raise Invalid(
-            "nothing to change: send tiers, expiry_months, point_value and/or transfers_enabled",
+            "nothing to change: send tiers, expiry_months, point_value, debt_allowed and/or transfers_enabled",
             code=ErrorCode.INVALID_CHANGE,
         )
     instead = "loyalty programme change ... --rpc URL --key-file FILE"
@@ -239,6 +240,8 @@ def schedule_programme(
         changes.append(_scheduled(runtime, instead, "setExpiryMonths", expiry_months))
     if point_value is not None:
         changes.append(_scheduled(runtime, instead, "setPointValue", point_value[0], point_value[1].encode()))
+    if debt_allowed is not None:
+        changes.append(_scheduled(runtime, instead, "setDebtPolicy", debt_allowed))
     body: dict[str, Any] = {"changes": changes, "transfers_enabled": None}
     if transfers_enabled is not None:
         send(runtime, instead, "setTransfersEnabled", transfers_enabled)

@@ -17,9 +17,16 @@ The statement balances to the unit, in points and in money:
 Each side is computed on its own (the partners' lines from their movements, the liability from
 the rules model's balances, breakage from the expiring buckets), so the check is a real one.
 
-Debt (r2) is being added to the ledger on another branch: `DebtRecorded` and `DebtRepaid`
-are counted here already (0 until they exist); once a reversal can leave debt, its shortfall
-is a movement the balance check must include (see `_DEBT_EVENTS`).
+Debt (r2): a reversal beyond its holder's balance counts in full on the partner's line, but
+only what the holder had leaves the supply; the rest is the holder's debt, which later issues
+pay before they reach a balance. Outstanding debt is points owed to the coalition, so the
+balance check is on the net liability (supply less outstanding debt), at the start and the end,
+and the revaluation is of that net liability:
+  sum of net points  = net liability at the end - at the start + breakage
+  sum of net amounts = its value at the end - at the start + the operator's line
+The statement shows debt recorded and repaid in the period (`DebtRecorded`, `DebtRepaid`) and
+the outstanding debt at the start and the end; recorded - repaid = end - start (a migration
+moves a debt, never changes the total).
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from gateway.chain.events import fetch_events, timestamps
 from gateway.chain.ledger import Ledger, LedgerEvent, rpc
 from gateway.points.rules import NEVER, month_of, month_start
 
-_DEBT_EVENTS = {"DebtRecorded": "debt_recorded", "DebtRepaid": "debt_repaid"}  # hooks: 0 until debt lands
+_DEBT_EVENTS = {"DebtRecorded": "debt_recorded", "DebtRepaid": "debt_repaid"}
 
 
 @dataclass
@@ -82,6 +89,8 @@ class Statement:
     operator: OperatorLine = field(default_factory=OperatorLine)
     debt_recorded: int = 0
     debt_repaid: int = 0
+    debt_start_points: int = 0  # outstanding at the start of the period (r2)
+    debt_end_points: int = 0
 
     @property
     def net_points(self) -> int:
@@ -101,9 +110,13 @@ class Statement:
 
     @property
     def balanced(self) -> bool:
-        points = self.net_points == self.liability_end_points - self.liability_start_points + self.breakage_points
-        money = self.net_amount == self.liability_end_amount - self.liability_start_amount + self.operator.total
-        return points and money
+        # Net of outstanding debt (r2): points owed are a claim, not a liability.
+        start = self.liability_start_points - self.debt_start_points
+        end = self.liability_end_points - self.debt_end_points
+        points = self.net_points == end - start + self.breakage_points
+        money = self.net_amount == end * self.point_value - start * self.point_value_start + self.operator.total
+        debt = self.debt_recorded - self.debt_repaid == self.debt_end_points - self.debt_start_points
+        return points and money and debt
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -115,7 +128,12 @@ class Statement:
             },
             "partners": [asdict(p) for p in self.partners],
             "breakage": {"points": self.breakage_points, "amount": self.operator.breakage},
-            "debt": {"recorded": self.debt_recorded, "repaid": self.debt_repaid},
+            "debt": {
+                "recorded": self.debt_recorded,
+                "repaid": self.debt_repaid,
+                "start_points": self.debt_start_points,
+                "end_points": self.debt_end_points,
+            },
             "operator": {**asdict(self.operator), "total": self.operator.total},
             "liability": {
                 "start_points": self.liability_start_points,
@@ -139,6 +157,8 @@ class Statement:
         writer.writerow(["breakage", *blank, self.breakage_points, self.operator.breakage])
         writer.writerow(["debt_recorded", *blank, self.debt_recorded, ""])
         writer.writerow(["debt_repaid", *blank, self.debt_repaid, ""])
+        writer.writerow(["debt_start", *blank, self.debt_start_points, ""])
+        writer.writerow(["debt_end", *blank, self.debt_end_points, ""])
         writer.writerow(["operator_spread", *blank, "", self.operator.spread])
         writer.writerow(["operator_revaluation", *blank, "", -self.operator.revaluation])
         writer.writerow(["operator_total", *blank, "", self.operator.total])
@@ -187,7 +207,7 @@ def statement_of(events: list[LedgerEvent], times: dict[int, int], *, period_fro
     operator = OperatorLine()
     debt = {"debt_recorded": 0, "debt_repaid": 0}
     started = False
-    liability_start = value_start = 0
+    liability_start = value_start = debt_start = 0
     for event in events:
         t = times[event.block_number]
         if t >= period_to:
@@ -195,11 +215,13 @@ def statement_of(events: list[LedgerEvent], times: dict[int, int], *, period_fro
         inside = t >= period_from
         if inside and not started:
             started, liability_start, value_start = True, replay.model.total_supply(month_of(period_from)), prices.value
+            debt_start = replay.model.total_debt()
         a = event.args
         if event.name == "PointValueSet":
             new = int(a["minorUnitsPerPoint"])
-            if inside:  # what the outstanding points are worth changes with it
-                operator.revaluation += replay.model.total_supply(month_of(t)) * (new - prices.value)
+            if inside:  # what the outstanding points (net of debt, r2) are worth changes with it
+                net = replay.model.total_supply(month_of(t)) - replay.model.total_debt()
+                operator.revaluation += net * (new - prices.value)
             prices.value_changes.append((t, new))
         elif event.name == "PartnerPricesSet":
             prices.partner[int(a["partnerId"])] = (int(a["issuePrice"]), int(a["redemptionPrice"]))
@@ -212,9 +234,11 @@ def statement_of(events: list[LedgerEvent], times: dict[int, int], *, period_fro
         replay.apply(event, month_of(t), t)
     if not started:  # no event inside the period
         liability_start, value_start = replay.model.total_supply(month_of(period_from)), prices.value
+        debt_start = replay.model.total_debt()
     statement = Statement(period_from, period_to, prices.value, replay.point_value[1])
     statement.point_value_start, statement.operator = value_start, operator
     statement.debt_recorded, statement.debt_repaid = debt["debt_recorded"], debt["debt_repaid"]
+    statement.debt_start_points, statement.debt_end_points = debt_start, replay.model.total_debt()
     for pid in sorted(replay.model.partners):
         line = lines.get(pid) or PartnerLine(pid, replay.model.partners[pid].currency)
         line.currency = replay.model.partners[pid].currency

@@ -37,6 +37,24 @@ def _debt_by_ref(events: list[LedgerEvent], name: str) -> dict[tuple[str, bytes]
     return out
 
 
+def debts_recorded(events: list[LedgerEvent]) -> dict[tuple[str, bytes], int]:
+    """(member lower-cased, receipt reference) -> points its reversal left as debt, from a
+    transaction's `DebtRecorded` events (what `debt_of` reads a `Reversed` against)."""
+    return _debt_by_ref(events, "DebtRecorded")
+
+
+def debts_repaid(events: list[LedgerEvent]) -> dict[tuple[str, bytes], int]:
+    """(member lower-cased, receipt reference) -> points of that issue or refund that paid a debt."""
+    return _debt_by_ref(events, "DebtRepaid")
+
+
+def debt_of(event: LedgerEvent, by_ref: dict[tuple[str, bytes], int]) -> int:
+    """The debt the operation `event` moved: of a `Reversed`, the part its holder lacked (with
+    `debts_recorded`); of an `Earned`, `Awarded` or `Refunded`, the part that paid a debt (with
+    `debts_repaid`)."""
+    return by_ref.get((str(event.args["member"]).lower(), bytes(event.args["receiptRef"])), 0)
+
+
 def reversal_outcomes(result: BatchResult) -> list[ReversalOutcome]:
     """Each applied reversal of a reversal batch with the points taken and those that became
     debt (what the gateway reports for a reversal)."""

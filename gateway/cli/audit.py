@@ -238,7 +238,8 @@ def audit_settlement(
     op = st.operator
     console.print(
         f"breakage {st.breakage_points} points ({op.breakage}); debt recorded {st.debt_recorded}, repaid "
-        f"{st.debt_repaid}; liability {st.liability_start_points} -> {st.liability_end_points} points "
+        f"{st.debt_repaid}, outstanding {st.debt_start_points} -> {st.debt_end_points}; "
+        f"liability {st.liability_start_points} -> {st.liability_end_points} points "
         f"({st.liability_start_amount} -> {st.liability_end_amount})"
     )
     console.print(f"operator: spread {op.spread} + breakage {op.breakage} - revaluation {op.revaluation} = {op.total}")

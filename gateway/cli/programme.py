@@ -33,7 +33,8 @@ def programme_show(target: Target, show_all: bool) -> None:
     console.print(
         f"expiry {p['expiry_months']} months, point value {value['minor_units']} minor units of {value['currency']}, "
         f"transfers {'on' if p['transfers_enabled'] else 'off'}, {'PAUSED' if p['paused'] else 'running'}, "
-        f"notice period {p['notice_period_seconds'] // 3600} h"
+        f"notice period {p['notice_period_seconds'] // 3600} h, "
+        f"debt {'allowed' if p.get('debt_allowed') else 'rejected'}"
     )
     tiers = Table("tier", "name", "qualifying points from", "multiplier", title="tiers")
     for t in p["tiers"]:
@@ -65,9 +66,20 @@ def _tier_rows(text: str) -> list[tuple[int, int]]:
 @click.option("--expiry", type=click.IntRange(0, 120), default=None, help="months until points expire (0: never)")
 @click.option("--point-value", default=None, help="MINOR_UNITS:CURRENCY, e.g. 1:EUR")
 @click.option("--transfers", type=click.Choice(["on", "off"]), default=None, help="acts at once (not scheduled)")
+@click.option(
+    "--debt",
+    type=click.Choice(["allow", "reject"]),
+    default=None,
+    help="(r2) reversals beyond a balance: debt or refused",
+)
 @connection
 def programme_change(
-    target: Target, tiers: str | None, expiry: int | None, point_value: str | None, transfers: str | None
+    target: Target,
+    tiers: str | None,
+    expiry: int | None,
+    point_value: str | None,
+    transfers: str | None,
+    debt: str | None,
 ) -> None:
     """Schedule programme changes (each effective after the notice period)."""
     rows = _tier_rows(tiers) if tiers is not None else None
@@ -77,8 +89,8 @@ def programme_change(
         if not units.isdigit() or len(currency) != 3 or not currency.isalpha():
             raise click.BadParameter("MINOR_UNITS:CURRENCY, e.g. 1:EUR", param_hint="--point-value")
         value = (int(units), currency.upper())
-    if rows is None and expiry is None and value is None and transfers is None:
-        raise click.UsageError("nothing to change: give --tiers, --expiry, --point-value and/or --transfers")
+    if rows is None and expiry is None and value is None and transfers is None and debt is None:
+        raise click.UsageError("nothing to change: give --tiers, --expiry, --point-value, --debt and/or --transfers")
     if target.api is not None:
         body: dict[str, Any] = {}
         if rows is not None:
@@ -89,6 +101,8 @@ def programme_change(
             body["point_value"] = {"minor_units": value[0], "currency": value[1]}
         if transfers is not None:
             body["transfers_enabled"] = transfers == "on"
+        if debt is not None:
+            body["debt_allowed"] = debt == "allow"
         done = target.api.call("POST", "/v1/programme/changes", body)
         for change in done["changes"]:
             _print_change(change)
@@ -100,6 +114,8 @@ def programme_change(
             _signed(op, "setExpiryMonths", expiry)
         if value is not None:
             _signed(op, "setPointValue", value[0], value[1].encode())
+        if debt is not None:
+            _signed(op, "setDebtPolicy", debt == "allow")
         if transfers is not None:
             op.send("setTransfersEnabled", transfers == "on")
     if transfers is not None:

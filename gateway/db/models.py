@@ -181,7 +181,7 @@ class Operation(Base):
         # (migration 0005): with a million operations, without them a page sorts them all.
         Index("ix_operations_partner_seq", "partner_id", "seq", "created_at"),
         Index("ix_operations_member_seq", "member_id", "seq"),
-        # Where a partner's feed from a date starts (migration 0010; gateway/operations/feed.py).
+        # Where a partner's feed from a date starts (migration 0009; gateway/operations/feed.py).
         Index("ix_operations_partner_created", "partner_id", "created_at", "seq"),
     )
 

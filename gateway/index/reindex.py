@@ -38,6 +38,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, inspect, select
 from sqlalchemy.orm import Session
 from web3 import Web3
 
+from gateway.chain.debt import debt_of, debts_recorded, debts_repaid
 from gateway.chain.events import block_headers, fetch_events
 from gateway.chain.ledger import Ledger, LedgerEvent, decode_error, earn_records, redemption_records
 from gateway.chain.outcomes import KIND_OF_EVENT, KIND_OF_REJECTION, error_code
@@ -47,7 +48,6 @@ from gateway.operations.kinds import IN_FLIGHT
 from gateway.operations.store import proof_to_column
 from gateway.points.rules import month_of
 from gateway.submitter.leadership import try_advisory_lock
-from gateway.submitter.receipts import reversal_debt
 
 INDEX_TABLES = [Base.metadata.tables["batches"], Base.metadata.tables["operations"]]
 
@@ -93,6 +93,8 @@ class _Tx:
     """One transaction's items (domain events and rejections, in batch order)."""
 
     items: list[LedgerEvent] = field(default_factory=list)
+    debts: dict[tuple[str, bytes], int] = field(default_factory=dict)  # (r2) its reversals' debt
+    repaid: dict[tuple[str, bytes], int] = field(default_factory=dict)  # (r2) its issues' repayments
     committed: LedgerEvent | None = None
 
 
@@ -191,6 +193,9 @@ def _refuse_if_pending(session: Session) -> None:
 # ------------------------------------------------------------------ the chain's side
 
 
+_DEBT_KINDS = frozenset({"reversal", "earn", "award", "refund"})  # (r2) operations.debt
+
+
 def _transactions(events: list[LedgerEvent]) -> dict[str, _Tx]:
     txs: dict[str, _Tx] = {}
     for e in events:
@@ -198,6 +203,10 @@ def _transactions(events: list[LedgerEvent]) -> dict[str, _Tx]:
             txs.setdefault(e.tx_hash, _Tx()).items.append(e)
         elif e.name in ("EarnBatchCommitted", "RedeemBatchCommitted"):
             txs.setdefault(e.tx_hash, _Tx()).committed = e
+        elif e.name == "DebtRecorded":
+            txs.setdefault(e.tx_hash, _Tx()).debts.update(debts_recorded([e]))
+        elif e.name == "DebtRepaid":
+            txs.setdefault(e.tx_hash, _Tx()).repaid.update(debts_repaid([e]))
     return txs
 
 
@@ -309,7 +318,7 @@ def _outcomes(
                     log_index=e.log_index,
                     points=int(e.args["points"]),
                     earn=proofs.get(e.log_index),
-                    debt=reversal_debt(e) if kind == "reversal" else None,
+                    debt=debt_of(e, tx.debts if kind == "reversal" else tx.repaid) if kind in _DEBT_KINDS else None,
                     bonus=int(e.args["bonus"]) if int(e.args.get("campaignId", 0)) else None,
                 )
             kinds.add(kind)

@@ -51,12 +51,22 @@ def _campaign_fields(op: Operation) -> dict[str, Any]:
 
 
 def _r2_fields(op: Operation) -> dict[str, Any]:
-    """(r2) A reversal's points taken and debt; a confirmed redemption's on-chain commitment,
+    """(r2) A reversal's points taken and debt; the debt a confirmed earn, award or refund
+    repaid; a confirmed redemption's on-chain commitment,
     which a self-custody partner's refund signature covers (the SDK recomputes its leaf)."""
     if op.kind == Kind.REVERSAL:
         confirmed = op.status == Status.CONFIRMED
-        # `debt` stays 0 until the ledger records debt (issue 10): submitter/receipts.py reads it.
-        return {"points_taken": op.points if confirmed else None, "debt": int(op.debt or 0) if confirmed else None}
+        # `points` is the whole reversal; what the holder lacked became its debt (`DebtRecorded`,
+        # read by submitter/receipts.py), the rest was taken from its balance.
+        debt = int(op.debt or 0)
+        return {
+            "points_taken": int(op.points or 0) - debt if confirmed else None,
+            "debt": debt if confirmed else None,
+        }
+    if op.kind in (Kind.EARN, Kind.AWARD, Kind.REFUND) and op.status == Status.CONFIRMED:
+        # (r2) `points` is all it issued (or gave back); `debt_repaid` of them paid the member's
+        # debt first, the rest reached its balance.
+        return {"debt_repaid": int(op.debt or 0)}
     if op.kind == Kind.REDEMPTION and op.commit_index is not None and op.member_address and op.earn_batch_id:
         record = RedemptionRecord(
             int(op.earn_batch_id),

@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from gateway.app.runtime import Runtime
+from gateway.chain.debt import debt_of, debts_recorded, debts_repaid
 from gateway.chain.events import EventDecoder
 from gateway.chain.jsonrpc import quantity
 from gateway.chain.ledger import LedgerEvent, decode_error, earn_records, redemption_records, rpc
@@ -30,8 +31,11 @@ log = logging.getLogger("gateway.submitter")
 
 # The events a batch's results are read from (its Transfer logs are not needed).
 RESULT_OF = {**RESULT_EVENT, Kind.MIGRATION.value: "Migrated"}
-RESULTS = frozenset({*RESULT_OF.values(), REJECTED, "EarnBatchCommitted", "RedeemBatchCommitted"})
+RESULTS = frozenset(
+    {*RESULT_OF.values(), REJECTED, "EarnBatchCommitted", "RedeemBatchCommitted", "DebtRecorded", "DebtRepaid"}
+)
 
+DEBT_KINDS = frozenset({Kind.REVERSAL, Kind.EARN, Kind.AWARD, Kind.REFUND})  # (r2) operations.debt
 OPS = Base.metadata.tables["operations"]
 # The per-operation writes of a batch, as Core executemany statements: one round trip for a
 # batch of hundreds, none of the ORM's per-object bookkeeping.
@@ -193,6 +197,8 @@ class ReceiptTracker:
         rejected: list[dict[str, Any]] = []
         accepted: list[dict[str, Any]] = []
         accepted_events: list[LedgerEvent] = []
+        # (r2) The debt each operation moved: a reversal's shortfall, an issue's or refund's repayment.
+        debts = debts_recorded(events) if kind == Kind.REVERSAL else debts_repaid(events)
         for index, seq in enumerate(seqs):
             if index in reasons:
                 error = reasons[index]
@@ -208,7 +214,7 @@ class ReceiptTracker:
                     "b_earn_month": None,
                     "b_earn_proof": None,
                     "b_commit_index": None,
-                    "b_debt": reversal_debt(event) if kind == Kind.REVERSAL else None,
+                    "b_debt": debt_of(event, debts) if kind in DEBT_KINDS else None,
                     # (r2) a campaign earn's bonus: part of its leaf, what a reversal proves
                     "b_bonus": int(event.args["bonus"]) if int(event.args.get("campaignId", 0)) else None,
                 }
@@ -233,14 +239,6 @@ class ReceiptTracker:
                     b_commit_index=rd.index,
                 )
         return rejected, accepted
-
-
-def reversal_debt(event: LedgerEvent) -> int:
-    """The part of a reversal the member could not pay, recorded as its debt (SPEC section 2,
-    r2). The ledger's debt is being added on another branch (issue 10): until its `Reversed`
-    event carries the shortfall (`debt`), every confirmed reversal took all its points and
-    records 0. This is the one place to read it from once it does (or from `DebtRecorded`)."""
-    return int(event.args.get("debt", 0))
 
 
 def finish_migrations(session: Session, runtime: Runtime, batch_id: int) -> None:

@@ -142,7 +142,10 @@ class Movement:
     """One movement of a member's points: on the ledger (an event, with its proof), or an
     accepted operation still on its way there (not in the balance yet)."""
 
-    kind: str  # earn | award | redemption | refund | reversal | migration | expiry | earlier (older ones, summed)
+    # earn | award | redemption | refund | reversal | migration | expiry | debt (r2: a reversal's
+    # part the member did not hold, +) | debt_repaid (r2: an issue's part that paid a debt, -) |
+    # earlier (older ones, summed)
+    kind: str
     partner: str
     points: int | None  # signed: + earned, awarded, refunded or moved in; - redeemed, reversed, expired or moved out
     status: str  # confirmed (on the ledger) | accepted | submitted
@@ -166,9 +169,14 @@ class MemberPage:
     expiring: list[tuple[int, int]]  # (month index, points), earliest first
     movements: list[Movement]  # on its way first, then the ledger's newest first; those add up to the balance
     upcoming: list[Upcoming] = field(default_factory=list)  # programme changes under notice
+    debt: int = 0  # (r2) points owed: reversals beyond the balance, paid by the next points issued
 
 
 _SIGN = {"Earned": 1, "Awarded": 1, "Refunded": 1, "Redeemed": -1, "Reversed": -1, "Expired": -1, "Migrated": 1}
+# (r2) A reversal's `points` are all it reversed, an issue's all it issued: the part of a
+# reversal the member did not hold (its debt) is added back, the part of an issue that paid a
+# debt taken off, so that the rows still add up to the balance.
+_SIGN.update(DebtRecorded=1, DebtRepaid=-1)
 _KIND = {
     "Earned": Kind.EARN.value,
     "Awarded": Kind.AWARD.value,
@@ -176,6 +184,8 @@ _KIND = {
     "Refunded": Kind.REFUND.value,
     "Reversed": Kind.REVERSAL.value,
     "Migrated": Kind.MIGRATION.value,
+    "DebtRecorded": "debt",
+    "DebtRepaid": "debt_repaid",
 }
 _CREDIT = {Kind.EARN.value, Kind.AWARD.value, Kind.REFUND.value}  # operations that add points
 
@@ -198,7 +208,10 @@ def member_events(runtime: Runtime, address: str, to_block: int) -> list[LedgerE
     member = "0x" + bytes(12).hex() + address[2:].lower()
     ledger, start = runtime.ledger, runtime.ledger.deployment_block
     # The member is the second indexed field of these (a migration's new address: `to`) ...
-    moved = [decoder.topics[n] for n in ("Earned", "Awarded", "Redeemed", "Refunded", "Reversed", "Migrated")]
+    moved = [
+        decoder.topics[n]
+        for n in ("Earned", "Awarded", "Redeemed", "Refunded", "Reversed", "Migrated", "DebtRecorded", "DebtRepaid")
+    ]
     logs = get_logs(runtime.chain.w3, ledger.address, start, to_block, topics=[moved, None, member])  # type: ignore[list-item]
     # ... and the first of these (a migration's old address: `from`).
     first = [decoder.topics["Expired"], decoder.topics["Migrated"]]
@@ -254,7 +267,8 @@ def member_page(runtime: Runtime, session: Session, member: Member) -> MemberPag
     for event in reversed(events[-RECENT_OPERATIONS:]):
         kind = _KIND.get(event.name, "expiry")
         ref = event.args.get("receiptRef")  # a migration has none
-        op = by_ref.get((kind, _hex(ref).lower())) if ref is not None else None
+        looked_up = Kind.REVERSAL.value if event.name == "DebtRecorded" else kind  # (r2) its reversal's
+        op = by_ref.get((looked_up, _hex(ref).lower())) if ref is not None else None
         pid = event.args.get("partnerId")
         earned = event.name == "Earned"
         shown.append(
@@ -288,6 +302,7 @@ def member_page(runtime: Runtime, session: Session, member: Member) -> MemberPag
         expiring=[(int(m), int(p)) for m, p in zip(months, points, strict=True) if p],
         movements=movements + shown,
         upcoming=upcoming_changes(runtime, names_by_id, block, int(block_time.timestamp())),
+        debt=int(view.get("debt", 0)),
     )
 
 

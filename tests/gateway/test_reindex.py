@@ -197,3 +197,27 @@ def test_campaign_earns_are_rebuilt_with_their_bonus_and_can_be_reversed_after(g
     assert reversal.status_code == 202, reversal.text
     drain(gw)
     assert gw.get(f"/v1/operations/{reversal.json()['operation_id']}", key).json()["status"] == "confirmed"
+
+
+def test_a_reindex_restores_what_debt_each_operation_moved(gw: Gateway) -> None:
+    """(r2) A reversal's debt and an earn's repayment come back from the chain's DebtRecorded
+    and DebtRepaid, row for row."""
+    from tests.gateway.test_debt import _earn, _operation, _reverse, allow_debt, spent
+
+    key = spent(gw)
+    allow_debt(gw)
+    reversal = _reverse(gw, key, "E-1/r", 120)
+    gw.settle()
+    _earn(gw, key, "E-2", 10_000)
+    gw.settle()
+    with gw.runtime.sessions() as session:
+        earn = session.execute(sa.text("SELECT id FROM operations WHERE receipt_id = 'E-2'")).scalar_one()
+    views = {op: _operation(gw, key, op) for op in (reversal, earn)}
+    assert (views[reversal]["points_taken"], views[reversal]["debt"], views[earn]["debt_repaid"]) == (50, 70, 70)
+    operations = rows(gw, "operations", "seq")
+
+    drop_index(gw)
+    result = loyalty(gw, "reindex")
+    assert result.exit_code == 0, result.output
+    assert rows(gw, "operations", "seq") == operations
+    assert {op: _operation(gw, key, op) for op in views} == views

@@ -40,6 +40,7 @@ def test_managed_partners_award_refund_and_migrate(live: LiveGateway) -> None:
         assert too_many.value.code == "refund_exceeds_redemption"
         refund = grocer.refund("X-1", "RF-1", 120, reason="returned", wait=True)
         assert (refund.kind, refund.status, refund.points) == ("refund", "confirmed", 120)
+        assert (award.debt_repaid, refund.debt_repaid) == (0, 0)  # (r2) no debt to repay
         assert live.balance(member.address) == 700 - 300 + 120
 
         wallet = address_of(key_for(live.unique("wallet")))
@@ -48,7 +49,7 @@ def test_managed_partners_award_refund_and_migrate(live: LiveGateway) -> None:
         moved = cafe.migrate_member(member.member_id, wallet, pin="1234", wait=True)
         assert (moved.kind, moved.status, moved.points) == ("migration", "confirmed", 520)
         view = cafe.member(member.member_id)
-        assert (view.address, view.balance) == (wallet, 520) and live.balance(member.address) == 0
+        assert (view.address, view.balance, view.debt) == (wallet, 520, 0) and live.balance(member.address) == 0
         # The earn that follows goes to the wallet (the SDK forgot the old address).
         cafe.earn(member.member_id, "E-1", 1000, "EUR", wait=True)
         assert live.balance(wallet) == 530

@@ -165,3 +165,55 @@ def test_awards_refunds_and_a_migration_are_movements_that_add_up_to_the_balance
     browser.get(url + f"/members/view?q={old}")  # the card's old address finds the member where it is now
     assert find(browser, "#address").text.lower() == wallet.lower()
     screenshot(browser, "member-migrated")
+
+
+def test_a_debt_is_shown_and_its_rows_still_add_up_to_the_balance(
+    site: tuple[str, Runtime, str],
+    browser: Any,  # noqa: F811
+) -> None:
+    """(r2) A reversal beyond the balance under the debt policy: the page shows the debt, the
+    reversal's full row with the part not held added back as debt, and the next earn with the
+    part that repaid the debt taken off; the rows on the ledger add up to the balance."""
+    url, runtime, key = site
+    admin = (runtime.data_dir / "admin.key").read_text().strip()
+    runtime.chain.travel_to(runtime.chain.latest_timestamp() + NOTICE + 60)  # the partner issues after the notice
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return _confirmed(url, key, httpx.post(url + path, json=body, headers=_auth(key)))
+
+    def page() -> tuple[int, list[str], list[int]]:
+        browser.get(url + "/members/view?q=debtor")
+        rows = browser.find_elements("css selector", "#activity tbody tr")
+        points = [int(r.find_element("css selector", "td.num").text.replace(",", "")) for r in rows]
+        return int(find(browser, "#balance").get_attribute("data-points")), [r.text for r in rows], points
+
+    assert httpx.post(url + "/v1/members", json={"member_id": "debtor", "pin": "4321"}, headers=_auth(key)).is_success
+    post("/v1/earn", {"member_id": "debtor", "receipt_id": "D-1", "amount_minor": 30_000, "currency": "EUR"})
+    pin = {"pin": "4321"}
+    post("/v1/redemptions", {"member_id": "debtor", "receipt_id": "D-S", "points": 250, "authorization": pin})
+    # The operator allows debt: a change under the notice period, applied once due.
+    change = httpx.post(url + "/v1/programme/changes", json={"debt_allowed": True}, headers=_auth(admin))
+    assert change.status_code == 202, change.text
+    [scheduled] = change.json()["changes"]
+    runtime.chain.travel_to(runtime.chain.latest_timestamp() + NOTICE + 60)
+    applied = httpx.post(url + f"/v1/programme/changes/{scheduled['change_id']}/apply", headers=_auth(admin))
+    assert applied.status_code == 200 and applied.json()["state"] == "applied", applied.text
+
+    reversal = post("/v1/reversals", {"receipt_id": "D-1", "refund_id": "D-1/r", "points": 120, "reason": "returned"})
+    assert (reversal["points_taken"], reversal["debt"]) == (50, 70)
+    balance, rows, points = page()
+    assert balance == 0 == sum(points)
+    assert int(find(browser, "#debt").get_attribute("data-points")) == 70
+    assert "refund at Bean & Leaf: points taken back -120" in rows[0], rows
+    assert "not held, owed as debt" in rows[1] and "+70" in rows[1], rows
+    screenshot(browser, "member-debt")
+    link = browser.find_elements("css selector", "#activity tbody tr")[1].find_element("css selector", "a.proof")
+    evidence = httpx.get(str(link.get_attribute("href")))
+    assert evidence.status_code == 200 and "DebtRecorded" in evidence.text
+
+    post("/v1/earn", {"member_id": "debtor", "receipt_id": "D-2", "amount_minor": 10_000, "currency": "EUR"})
+    balance, rows, points = page()
+    assert balance == 30 == sum(points) == runtime.ledger.balance_of(find(browser, "#address").text)
+    assert points == [100, -70, -120, 70, -250, 300], rows
+    assert "debt repaid" in rows[1], rows
+    assert browser.find_elements("css selector", "#debt") == []  # paid: no debt figure

@@ -82,6 +82,7 @@ def test_the_operator_page_shows_what_the_chain_holds(site: Site, browser: Any) 
     countdown = scheduled[0].find_element("css selector", ".countdown").text
     assert countdown in ("in 3 d 0 h", "in 2 d 23 h"), countdown
     assert find(browser, "#paused").text == "running"
+    assert find(browser, "#debt-policy").text == "rejected"  # (r2) the default debt policy
     screenshot(browser, "operator")
 
     runtime.chain.travel_to(runtime.chain.latest_timestamp() + NOTICE - 3600)

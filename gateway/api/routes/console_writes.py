@@ -148,6 +148,7 @@ def schedule(body: ProgrammeChange, who: Admin, idem: IdempotencyDep) -> JSONRes
             expiry_months=body.expiry_months,
             point_value=(body.point_value.minor_units, body.point_value.currency) if body.point_value else None,
             transfers_enabled=body.transfers_enabled,
+            debt_allowed=body.debt_allowed,
         )
         _announced(idem, done["changes"])
         return done

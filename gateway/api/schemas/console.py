@@ -25,7 +25,7 @@ class PointValueOut(Body):
 
 class ChangeOut(Body):
     change_id: int
-    kind: str = Field(description="expiry | tiers | point_value | rate | signer | prices")
+    kind: str = Field(description="expiry | tiers | point_value | rate | signer | prices | debt_policy")
     partner_id: int | None = Field(description="the partner whose terms change; null: programme-wide")
     state: str = Field(description="pending | applied | cancelled")
     effective_at: int = Field(description="unix seconds (chain time) from which it may apply")
@@ -45,6 +45,7 @@ class ProgrammeView(Body):
     point_value: PointValueOut
     transfers_enabled: bool
     paused: bool
+    debt_allowed: bool  # (r2) a reversal beyond the balance leaves debt (else it is rejected)
     notice_period_seconds: int
     changes: list[ChangeOut]
 
@@ -135,6 +136,9 @@ class ProgrammeChange(Strict):
     expiry_months: Annotated[StrictInt, Field(ge=0, le=65_535)] | None = None
     point_value: PointValueIn | None = None
     transfers_enabled: StrictBool | None = None
+    debt_allowed: StrictBool | None = Field(
+        default=None, description="(r2) the debt policy: a reversal beyond the balance leaves debt, or is rejected"
+    )
 
     model_config = Strict.model_config | {
         "json_schema_extra": {

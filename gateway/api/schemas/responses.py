@@ -105,6 +105,7 @@ class MemberView(Body):
     tier_index: int
     qualifying_points: int
     expiring: list[Expiring]
+    debt: int = 0  # (r2) points owed: reversals beyond the balance, paid by the next issues first
     block_number: int
 
 
@@ -139,6 +140,7 @@ class OperationView(Body):
     debt: int | None = None
     campaign_id: int | None = None  # (r2) an earn naming a campaign, and its bonus (in `points`)
     bonus: int | None = None
+    debt_repaid: int | None = None  # (r2) a confirmed earn, award or refund: the part of `points` that paid a debt
 
 
 class Activity(Body):
@@ -187,7 +189,7 @@ class SettlementStatement(Body):
     point_value: dict[str, Any]
     partners: list[dict[str, Any]]
     breakage: dict[str, int]
-    debt: dict[str, int] | None = None  # (r2) recorded and repaid: 0 until the ledger records debt
+    debt: dict[str, int] | None = None  # (r2) recorded, repaid; start_points, end_points outstanding
     operator: dict[str, int] | None = None  # (r2) spread, breakage, revaluation, total
     liability: dict[str, int]
     net_points_total: int | None = None
