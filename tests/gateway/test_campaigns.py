@@ -138,6 +138,7 @@ def test_bad_campaigns_are_refused_and_change_nothing(
 ) -> None:
     _, key = _setup(gw)
     body = _terms(gw)
+    change = dict(change)  # the parameter is shared by the SQLite and PostgreSQL runs: never mutate it
     if change.get("ends_at") == "starts":
         change = {"ends_at": body["starts_at"]}
     if change.pop("over", False):
