@@ -24,6 +24,7 @@ from gateway.operations.migration import destination, migrated
 from gateway.operations.store import proof_to_column
 from gateway.points.rules import month_of
 from gateway.submitter.batches import gas_limit
+from gateway.submitter.tiers import TierWatch
 from gateway.webhooks.announce import announce_batch
 
 log = logging.getLogger("gateway.submitter")
@@ -87,6 +88,7 @@ class ReceiptTracker:
         # it accepts; a submitter alone in its process (`loyalty submit`) accepts none.
         self.refresh_tiers = refresh_tiers
         self._decoder = EventDecoder(runtime.ledger)  # a batch's receipt holds hundreds of logs
+        self.tiers = TierWatch(runtime)
 
     def track(self, broadcast: Callable[[bytes], None]) -> Tracked:
         """Reads receipts of broadcast batches; broadcasts again what the node has lost."""
@@ -122,7 +124,7 @@ class ReceiptTracker:
         block = rpc(self.rt.chain.w3, "eth_getBlockByNumber", [hex(block_number), False])
         month = month_of(quantity(block["timestamp"]))
         self.rt.chain_time = max(self.rt.chain_time, quantity(block["timestamp"]))
-        touched: list[str] = []
+        events: list[LedgerEvent] = []
         with self.rt.writes.begin() as session:
             batch = session.get(Batch, batch_id)
             assert batch is not None
@@ -170,7 +172,6 @@ class ReceiptTracker:
             if accepted:
                 state = Status.CONFIRMED if self.confirmations == 0 else Status.SUBMITTED
                 conn.execute(_RESULT, [{**row, **where, "b_status": state} for row in accepted])
-            touched = sorted({e.args["member"] for e in events if "member" in e.args})
             if self.confirmations == 0:
                 if kind == Kind.MIGRATION:
                     finish_migrations(session, self.rt, batch_id)
@@ -178,9 +179,9 @@ class ReceiptTracker:
                 self.metrics.add("operations_confirmed_total", len(accepted))
                 confirmed = {row["b_seq"] for row in accepted}
                 observe_latency(self.metrics, [op.created_at for op in ops if op.seq in confirmed])
-        # After the commit, with no database lock held: the tiers these members have now.
+        # After the commit, with no database lock held: the tiers of members an earn may have moved.
         if self.refresh_tiers:
-            self.rt.refresh_tiers(touched, block_number)
+            self.tiers.after_batch(kind, events, block_number, month)
         return kind, len(ops), "mined"
 
     def results(
