@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from gateway.app.runtime import Runtime
 from gateway.chain.gas import BATCH_OVERHEAD, GAS_CAP, batch_gas_limit
-from gateway.chain.jsonrpc import quantity
 from gateway.chain.ledger import (
     AWARD_REASONS,
     EarnRecord,
@@ -22,7 +21,6 @@ from gateway.chain.ledger import (
     SignedRedeem,
     SignedRefund,
     SignedReverse,
-    rpc,
 )
 from gateway.db.models import Base, Batch, Member, Operation
 from gateway.operations.kinds import BatchStatus, Kind, Status
@@ -30,6 +28,7 @@ from gateway.operations.migration import destination, migration_calldata
 from gateway.operations.refunds import redemption_record
 from gateway.operations.store import proof_from_column
 from gateway.submitter.calldata import earn_calldata
+from gateway.submitter.chain_reads import ChainReads
 from gateway.submitter.holds import refuse, sort_out
 from partners.signing import (
     AwardMessage,
@@ -209,7 +208,7 @@ class Batches:
     def next_nonce(self, session: Session) -> int:
         sender = self.rt.relayer.address
         stored = session.scalar(select(func.max(Batch.nonce)).where(Batch.sender == sender))
-        chain = quantity(rpc(self.rt.chain.w3, "eth_getTransactionCount", [sender, "pending"]))
+        chain = ChainReads(self.rt.chain).pending_nonce(sender)
         # Another key user (the operator sharing the key) may have moved the chain's count on.
         return max(chain, (stored + 1) if stored is not None else 0)
 

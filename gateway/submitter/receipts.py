@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from gateway.app.runtime import Runtime
 from gateway.chain.events import EventDecoder
 from gateway.chain.jsonrpc import quantity
-from gateway.chain.ledger import LedgerEvent, decode_error, earn_records, redemption_records, rpc
+from gateway.chain.ledger import LedgerEvent, decode_error, earn_records, redemption_records
 from gateway.chain.outcomes import REJECTED, RESULT_EVENT, error_code
 from gateway.core.metrics import Metrics
 from gateway.db.models import Base, Batch, Operation
@@ -24,6 +24,7 @@ from gateway.operations.migration import destination, migrated
 from gateway.operations.store import proof_to_column
 from gateway.points.rules import month_of
 from gateway.submitter.batches import gas_limit
+from gateway.submitter.chain_reads import ChainReads
 from gateway.submitter.tiers import TierWatch
 from gateway.webhooks.announce import announce_batch
 
@@ -89,6 +90,7 @@ class ReceiptTracker:
         self.refresh_tiers = refresh_tiers
         self._decoder = EventDecoder(runtime.ledger)  # a batch's receipt holds hundreds of logs
         self.tiers = TierWatch(runtime)
+        self.chain = ChainReads(runtime.chain)
 
     def track(self, broadcast: Callable[[bytes], None]) -> Tracked:
         """Reads receipts of broadcast batches; broadcasts again what the node has lost."""
@@ -100,9 +102,9 @@ class ReceiptTracker:
             ).all()
         seen = Tracked()
         for batch in pending:
-            receipt = rpc(self.rt.chain.w3, "eth_getTransactionReceipt", [batch.tx_hash])
+            receipt = self.chain.receipt(batch.tx_hash)
             if not receipt:
-                if rpc(self.rt.chain.w3, "eth_getTransactionByHash", [batch.tx_hash]) is None:
+                if not self.chain.knows(batch.tx_hash):
                     broadcast(bytes.fromhex(batch.raw_tx[2:]))
                 continue
             kind, size, outcome = self.apply(batch.id, receipt)
@@ -121,7 +123,7 @@ class ReceiptTracker:
         status = quantity(receipt["status"])
         block_number = quantity(receipt["blockNumber"])
         block_hash = HexBytes(receipt["blockHash"]).to_0x_hex()
-        block = rpc(self.rt.chain.w3, "eth_getBlockByNumber", [hex(block_number), False])
+        block = self.chain.block(block_number)
         month = month_of(quantity(block["timestamp"]))
         self.rt.chain_time = max(self.rt.chain_time, quantity(block["timestamp"]))
         events: list[LedgerEvent] = []

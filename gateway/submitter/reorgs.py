@@ -11,10 +11,10 @@ from sqlalchemy import select, update
 
 from gateway.app.runtime import Runtime
 from gateway.chain.jsonrpc import quantity
-from gateway.chain.ledger import rpc, rpc_many
 from gateway.core.metrics import Metrics
 from gateway.db.models import Base, Batch
 from gateway.operations.kinds import BatchStatus, Kind, Status
+from gateway.submitter.chain_reads import ChainReads
 from gateway.submitter.receipts import finish_migrations, observe_latency
 from gateway.webhooks.announce import announce_batch
 
@@ -31,6 +31,7 @@ class ReorgWatch:
         self.last_head: tuple[int, str] = (-1, "")  # (number, hash) at the last full check
         self.fresh_mined = False  # a batch was mined since: look at its depth, whatever the head
         self._canonical: dict[int, str] = {}  # block number -> hash, verified canonical
+        self.chain = ChainReads(runtime.chain)
 
     def _canonical_hashes(self, latest: Any, numbers: set[int]) -> dict[int, str | None]:
         """Canonical block hashes at `numbers`, asking the chain as little as possible.
@@ -45,7 +46,7 @@ class ReorgWatch:
             self._canonical.clear()
         self._canonical[number] = block_hash
         missing = sorted(n for n in numbers if n not in self._canonical)
-        blocks = rpc_many(self.rt.chain.w3, [("eth_getBlockByNumber", [hex(n), False]) for n in missing])
+        blocks = self.chain.blocks(missing)
         for n, block in zip(missing, blocks, strict=True):
             if block is not None:
                 self._canonical[n] = HexBytes(block["hash"]).to_0x_hex()
@@ -58,7 +59,7 @@ class ReorgWatch:
         # The head block's hash commits to the whole chain: while it is the one seen at the
         # last check, nothing can have been reorganized or got deeper, and the round is cheap.
         if self.last_head[0] < 0:  # just started: only the window below today's head counts
-            self.last_head = (quantity(rpc(self.rt.chain.w3, "eth_blockNumber", [])), "")
+            self.last_head = (self.chain.head(), "")
         near = self.last_head[0] - REORG_WINDOW
         with self.rt.sessions() as session:
             candidates = session.execute(
@@ -69,7 +70,7 @@ class ReorgWatch:
             ).all()
         if not candidates:
             return False
-        latest = rpc(self.rt.chain.w3, "eth_getBlockByNumber", ["latest", False])
+        latest = self.chain.block("latest")
         seen = (quantity(latest["number"]), HexBytes(latest["hash"]).to_0x_hex())
         if seen == self.last_head and not self.fresh_mined:
             return False
