@@ -8,8 +8,9 @@ awards, redemptions and refunds leave them alone. So the watch keeps, per member
 qualifying points read at some block of this month plus the earns mined since: while an earn
 leaves them inside the same tier band of the table, the tier cannot have changed (the
 assigned part is untouched by an earn) and nothing is read. A crossing, a reversal, a
-migration, a new month, a changed tier table or a member not known yet is read again, in one
-batched view call with the tiers (`Runtime.refresh_tiers`). Known qualifying points can only
+migration, a new month, a changed tier table or a member not known yet has its qualifying
+points read again (one batched view call), and its tier too where the cached one may be
+below the band of those points (`Runtime.refresh_tiers`). Known qualifying points can only
 be too high (a reorged batch is counted again when it is mined again), which makes a read
 happen sooner, never later. What changes a tier with time alone (an assigned tier ending)
 is bounded by the cache's TTL, as for a member no batch touched.
@@ -69,7 +70,12 @@ class TierWatch:
         self.read(stale, block)
 
     def read(self, members: list[str], block: int) -> None:
-        """Tiers (into the runtime's cache) and qualifying points of `members` at `block`."""
+        """Qualifying points of `members` at `block`, and their tiers into the runtime's cache
+        where they may differ from what it holds.
+
+        A tier cached before this batch stays true when the qualifying points now are still
+        within its band or below: the earned part cannot exceed it and the assigned part is
+        untouched by an earn. Only the others' tiers are read."""
         try:
             tiers, *points = self.rt.ledger.views(
                 [("tiers", ()), *(("qualifyingPoints", (m,)) for m in members)], block
@@ -77,9 +83,16 @@ class TierWatch:
         except Exception:  # noqa: BLE001 - forget them: the next batch reads them again
             for member in members:
                 self.qualifying.pop(member, None)
-        else:
-            thresholds = tuple(int(threshold) for threshold, _ in tiers)
-            if thresholds != self.thresholds:  # a new tier table: every band is to be read again
-                self.thresholds, self.qualifying = thresholds, {}
-            self.qualifying.update(zip(members, (int(p) for p in points), strict=True))
-        self.rt.refresh_tiers(members, block)
+            self.rt.refresh_tiers(members, block)
+            return
+        thresholds = tuple(int(threshold) for threshold, _ in tiers)
+        fresh_table = thresholds == self.thresholds
+        if not fresh_table:  # a new tier table: every band is to be read again
+            self.thresholds, self.qualifying = thresholds, {}
+        self.qualifying.update(zip(members, (int(p) for p in points), strict=True))
+        stale = []
+        for member in members:
+            cached = self.rt.cached_tier(member) if fresh_table else None
+            if cached is None or self._band(self.qualifying[member]) > cached:
+                stale.append(member)
+        self.rt.refresh_tiers(stale, block)
