@@ -16,7 +16,7 @@ from gateway.app.runtime import Runtime
 from gateway.chain.debt import debt_of, debts_recorded, debts_repaid
 from gateway.chain.events import EventDecoder
 from gateway.chain.jsonrpc import quantity
-from gateway.chain.ledger import LedgerEvent, decode_error, earn_records, redemption_records, rpc
+from gateway.chain.ledger import LedgerEvent, decode_error, earn_records, redemption_records
 from gateway.chain.outcomes import REJECTED, RESULT_EVENT, error_code
 from gateway.core.metrics import Metrics
 from gateway.db.models import Base, Batch, Operation
@@ -25,6 +25,8 @@ from gateway.operations.migration import destination, migrated
 from gateway.operations.store import proof_to_column
 from gateway.points.rules import month_of
 from gateway.submitter.batches import gas_limit
+from gateway.submitter.chain_reads import ChainReads
+from gateway.submitter.tiers import TierWatch
 from gateway.webhooks.announce import announce_batch
 
 log = logging.getLogger("gateway.submitter")
@@ -92,6 +94,8 @@ class ReceiptTracker:
         # it accepts; a submitter alone in its process (`loyalty submit`) accepts none.
         self.refresh_tiers = refresh_tiers
         self._decoder = EventDecoder(runtime.ledger)  # a batch's receipt holds hundreds of logs
+        self.tiers = TierWatch(runtime)
+        self.chain = ChainReads(runtime.chain)
 
     def track(self, broadcast: Callable[[bytes], None]) -> Tracked:
         """Reads receipts of broadcast batches; broadcasts again what the node has lost."""
@@ -103,9 +107,9 @@ class ReceiptTracker:
             ).all()
         seen = Tracked()
         for batch in pending:
-            receipt = rpc(self.rt.chain.w3, "eth_getTransactionReceipt", [batch.tx_hash])
+            receipt = self.chain.receipt(batch.tx_hash)
             if not receipt:
-                if rpc(self.rt.chain.w3, "eth_getTransactionByHash", [batch.tx_hash]) is None:
+                if not self.chain.knows(batch.tx_hash):
                     broadcast(bytes.fromhex(batch.raw_tx[2:]))
                 continue
             kind, size, outcome = self.apply(batch.id, receipt)
@@ -124,10 +128,10 @@ class ReceiptTracker:
         status = quantity(receipt["status"])
         block_number = quantity(receipt["blockNumber"])
         block_hash = HexBytes(receipt["blockHash"]).to_0x_hex()
-        block = rpc(self.rt.chain.w3, "eth_getBlockByNumber", [hex(block_number), False])
+        block = self.chain.block(block_number)
         month = month_of(quantity(block["timestamp"]))
         self.rt.chain_time = max(self.rt.chain_time, quantity(block["timestamp"]))
-        touched: list[str] = []
+        events: list[LedgerEvent] = []
         with self.rt.writes.begin() as session:
             batch = session.get(Batch, batch_id)
             assert batch is not None
@@ -175,7 +179,6 @@ class ReceiptTracker:
             if accepted:
                 state = Status.CONFIRMED if self.confirmations == 0 else Status.SUBMITTED
                 conn.execute(_RESULT, [{**row, **where, "b_status": state} for row in accepted])
-            touched = sorted({e.args["member"] for e in events if "member" in e.args})
             if self.confirmations == 0:
                 if kind == Kind.MIGRATION:
                     finish_migrations(session, self.rt, batch_id)
@@ -183,9 +186,9 @@ class ReceiptTracker:
                 self.metrics.add("operations_confirmed_total", len(accepted))
                 confirmed = {row["b_seq"] for row in accepted}
                 observe_latency(self.metrics, [op.created_at for op in ops if op.seq in confirmed])
-        # After the commit, with no database lock held: the tiers these members have now.
+        # After the commit, with no database lock held: the tiers of members an earn may have moved.
         if self.refresh_tiers:
-            self.rt.refresh_tiers(touched, block_number)
+            self.tiers.after_batch(kind, events, block_number, month)
         return kind, len(ops), "mined"
 
     def results(

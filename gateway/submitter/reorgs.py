@@ -7,20 +7,22 @@ import logging
 from typing import Any
 
 from hexbytes import HexBytes
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from gateway.app.runtime import Runtime
 from gateway.chain.jsonrpc import quantity
-from gateway.chain.ledger import rpc, rpc_many
 from gateway.core.metrics import Metrics
-from gateway.db.models import Batch, Operation
+from gateway.db.models import Base, Batch
 from gateway.operations.kinds import BatchStatus, Kind, Status
+from gateway.submitter.chain_reads import ChainReads
 from gateway.submitter.receipts import finish_migrations, observe_latency
 from gateway.webhooks.announce import announce_batch
 
 log = logging.getLogger("gateway.submitter")
 
 REORG_WINDOW = 64  # confirmed batches this close to the head are re-checked for reorgs
+BATCHES = Base.metadata.tables["batches"]
+OPS = Base.metadata.tables["operations"]
 
 
 class ReorgWatch:
@@ -29,6 +31,7 @@ class ReorgWatch:
         self.last_head: tuple[int, str] = (-1, "")  # (number, hash) at the last full check
         self.fresh_mined = False  # a batch was mined since: look at its depth, whatever the head
         self._canonical: dict[int, str] = {}  # block number -> hash, verified canonical
+        self.chain = ChainReads(runtime.chain)
 
     def _canonical_hashes(self, latest: Any, numbers: set[int]) -> dict[int, str | None]:
         """Canonical block hashes at `numbers`, asking the chain as little as possible.
@@ -43,7 +46,7 @@ class ReorgWatch:
             self._canonical.clear()
         self._canonical[number] = block_hash
         missing = sorted(n for n in numbers if n not in self._canonical)
-        blocks = rpc_many(self.rt.chain.w3, [("eth_getBlockByNumber", [hex(n), False]) for n in missing])
+        blocks = self.chain.blocks(missing)
         for n, block in zip(missing, blocks, strict=True):
             if block is not None:
                 self._canonical[n] = HexBytes(block["hash"]).to_0x_hex()
@@ -56,7 +59,7 @@ class ReorgWatch:
         # The head block's hash commits to the whole chain: while it is the one seen at the
         # last check, nothing can have been reorganized or got deeper, and the round is cheap.
         if self.last_head[0] < 0:  # just started: only the window below today's head counts
-            self.last_head = (quantity(rpc(self.rt.chain.w3, "eth_blockNumber", [])), "")
+            self.last_head = (self.chain.head(), "")
         near = self.last_head[0] - REORG_WINDOW
         with self.rt.sessions() as session:
             candidates = session.execute(
@@ -67,7 +70,7 @@ class ReorgWatch:
             ).all()
         if not candidates:
             return False
-        latest = rpc(self.rt.chain.w3, "eth_getBlockByNumber", ["latest", False])
+        latest = self.chain.block("latest")
         seen = (quantity(latest["number"]), HexBytes(latest["hash"]).to_0x_hex())
         if seen == self.last_head and not self.fresh_mined:
             return False
@@ -83,28 +86,58 @@ class ReorgWatch:
                 verdicts.append((batch_id, "deep"))
         if not verdicts:
             return False
+        reorged = [batch_id for batch_id, verdict in verdicts if verdict == "reorged"]
+        deep = [batch_id for batch_id, verdict in verdicts if verdict == "deep"]
         with self.rt.writes.begin() as session:
-            for batch_id, verdict in verdicts:
-                batch = session.get(Batch, batch_id)
-                assert batch is not None
-                ops = list(session.scalars(select(Operation).where(Operation.batch_id == batch_id)))
-                if verdict == "reorged":
-                    # Reorged out: back to `signed`; tracking finds it again in the new chain
-                    # (or broadcasts it again). Nothing reorged out is reported confirmed.
-                    log.warning("batch %s left the canonical chain at block %s", batch.tx_hash, batch.block_number)
-                    batch.status, batch.block_number, batch.block_hash = BatchStatus.SIGNED, None, None
-                    for op in ops:
-                        op.status, op.block_number, op.block_hash, op.log_index = Status.SUBMITTED, None, None, None
-                        op.error_code = op.error_message = None
-                else:
-                    batch.status = BatchStatus.CONFIRMED
-                    deep = [op for op in ops if op.status == Status.SUBMITTED]
-                    for op in deep:
-                        op.status = Status.CONFIRMED
-                    session.flush()
-                    if batch.kind == Kind.MIGRATION:
+            # Set-based: a few statements per round, whatever the number of operations.
+            conn = session.connection()
+            if reorged:
+                # Reorged out: back to `signed`; tracking finds it again in the new chain
+                # (or broadcasts it again). Nothing reorged out is reported confirmed.
+                for tx_hash, number in conn.execute(
+                    select(BATCHES.c.tx_hash, BATCHES.c.block_number).where(BATCHES.c.id.in_(reorged))
+                ):
+                    log.warning("batch %s left the canonical chain at block %s", tx_hash, number)
+                conn.execute(
+                    update(BATCHES)
+                    .where(BATCHES.c.id.in_(reorged))
+                    .values(status=BatchStatus.SIGNED, block_number=None, block_hash=None)
+                )
+                conn.execute(
+                    update(OPS)
+                    .where(OPS.c.batch_id.in_(reorged))
+                    .values(
+                        status=Status.SUBMITTED,
+                        block_number=None,
+                        block_hash=None,
+                        log_index=None,
+                        error_code=None,
+                        error_message=None,
+                    )
+                )
+            if deep:
+                accepted_at = (
+                    conn.execute(
+                        select(OPS.c.created_at).where(OPS.c.batch_id.in_(deep), OPS.c.status == Status.SUBMITTED)
+                    )
+                    .scalars()
+                    .all()
+                )
+                conn.execute(update(BATCHES).where(BATCHES.c.id.in_(deep)).values(status=BatchStatus.CONFIRMED))
+                conn.execute(
+                    update(OPS)
+                    .where(OPS.c.batch_id.in_(deep), OPS.c.status == Status.SUBMITTED)
+                    .values(status=Status.CONFIRMED)
+                )
+                migrations = set(
+                    conn.execute(
+                        select(BATCHES.c.id).where(BATCHES.c.id.in_(deep), BATCHES.c.kind == Kind.MIGRATION)
+                    ).scalars()
+                )
+                for batch_id in deep:
+                    if batch_id in migrations:
                         finish_migrations(session, self.rt, batch_id)
                     announce_batch(session, batch_id)  # webhooks: in the transaction that confirms
-                    self.metrics.add("operations_confirmed_total", len(deep))
-                    observe_latency(self.metrics, [op.created_at for op in deep])
+                self.metrics.add("operations_confirmed_total", len(accepted_at))
+                observe_latency(self.metrics, list(accepted_at))
         return True
