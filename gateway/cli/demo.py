@@ -268,12 +268,16 @@ def _story(
 
     demo_r2.award_and_return(console, section, bean, fresh)
     demo_r2.programme_change(console, section, runtime, admin, bean, lambda t: _travel(runtime, t))
+    demo_r2.clawback(console, section, fresh, sakura)
 
-    section("11. Months pass: points expire after 12 full months")
+    section("12. Months pass: points expire after 12 full months")
     now = month_of(chain.latest_timestamp())
     _travel(runtime, month_start(now + 6) + DAY)
     late = sakura.earn("chloe", "SA-0003", 20_000, "JPY", wait=True)
-    console.print(f"{month_label(now + 6)}: chloe flies with Sakura Air, +{late.points} points")
+    console.print(
+        f"{month_label(now + 6)}: chloe flies with Sakura Air, +{late.points} points: {late.debt_repaid} pay her "
+        f"debt first (DebtRepaid), the rest reach her balance"
+    )
     _travel(runtime, month_start(now + 13) + DAY)
     console.print(f"the chain clock is now {month_label(month_of(chain.latest_timestamp()))}")
     with runtime.sessions() as session:
@@ -286,7 +290,7 @@ def _story(
             f"{by_address[e.args['member']]}: {e.args['points']} points earned in the first month expired ({month})"
         )
 
-    section("12. Balances, read from the chain through the gateway")
+    section("13. Balances, read from the chain through the gateway")
     table = Table("member", "balance", "tier", "qualifying", "expiring next", "block")
     for member_id in ("ana", "ben", "chloe"):
         view = bean.member(member_id)
@@ -301,7 +305,7 @@ def _story(
         )
     console.print(table)
 
-    section("13. The audit: every point replayed from chain events and compared")
+    section("14. The audit: every point replayed from chain events and compared")
     with runtime.sessions() as session:
         indexed = read_index(session)
     report = verify_chain(chain.w3, ledger, from_block=ledger.deployment_block, index=indexed)
@@ -315,7 +319,7 @@ def _story(
     if report.ok:
         console.print("[green]no discrepancy[/green]: balances, tiers, supply, partner totals and receipts agree")
 
-    section("14. The settlement statement, from chain events alone")
+    section("15. The settlement statement, from chain events alone")
     history = load_history(chain.w3, ledger, from_block=ledger.deployment_block)
     period_from, period_to = default_period(history)
     folder = write_folder(
@@ -330,7 +334,7 @@ def _story(
     )
     console.print(statement_text(folder.statement, names))
 
-    section("15. Programme metrics, from chain events alone")
+    section("16. Programme metrics, from chain events alone")
     console.print(
         metrics_text(
             metrics_of(history.events, history.times, period_from=period_from, period_to=period_to), names=names

@@ -5,6 +5,7 @@ points the ledger then issues under the new table."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,14 @@ def earn(gw: Gateway, key: str, receipt: str, amount: int) -> dict[str, Any]:
     answer = gw.post("/v1/earn", key, body)
     assert answer.status_code == 202, answer.text
     quoted: dict[str, Any] = answer.json()
-    gw.settle()
-    confirmed = gw.get(f"/v1/operations/{quoted['operation_id']}", key).json()
+    # The submitter's rounds until the node has mined it (a loaded anvil may take a few rounds).
+    deadline = time.monotonic() + 60
+    while True:
+        gw.settle()
+        confirmed = gw.get(f"/v1/operations/{quoted['operation_id']}", key).json()
+        if confirmed["status"] in ("confirmed", "rejected") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert confirmed["status"] == "confirmed", confirmed
     quoted["confirmed_points"] = confirmed["points"]
     return quoted
