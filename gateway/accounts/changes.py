@@ -20,7 +20,8 @@ from eth_utils import to_checksum_address
 from sqlalchemy.orm import Session
 
 from gateway.app.runtime import Runtime
-from gateway.chain.ledger import LedgerRevert, rpc
+from gateway.chain.ledger import LedgerRevert
+from gateway.chain.reads import ChainReads
 from gateway.core.errors import ErrorCode, NotFound
 from gateway.db.models import Partner
 from partners.signing import address_of
@@ -44,11 +45,7 @@ _DATA_TYPES = {
 
 def head(runtime: Runtime) -> tuple[int, int]:
     """(number, timestamp) of the latest block: the state and the clock changes are read at."""
-    block = rpc(runtime.chain.w3, "eth_getBlockByNumber", ["latest", False])
-    number, timestamp = block["number"], block["timestamp"]
-    return (int(number, 16) if isinstance(number, str) else int(number)), (
-        int(timestamp, 16) if isinstance(timestamp, str) else int(timestamp)
-    )
+    return ChainReads(runtime.chain).latest()
 
 
 def decode_terms(kind: int, data: bytes) -> dict[str, Any]:

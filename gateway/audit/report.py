@@ -29,7 +29,9 @@ from web3 import Web3
 from gateway.audit.settlement import Statement, statement_of
 from gateway.audit.verify import AuditReport, Replay
 from gateway.chain.events import fetch_events
-from gateway.chain.ledger import Ledger, LedgerEvent, rpc
+from gateway.chain.jsonrpc import quantity
+from gateway.chain.ledger import Ledger, LedgerEvent
+from gateway.chain.reads import ChainReads
 from gateway.core.money import money
 from gateway.points.rules import month_label, month_of, month_start
 
@@ -67,9 +69,8 @@ class History:
 
 def _block(w3: Web3, number: int) -> tuple[int, str]:
     """(timestamp, hash) of a block."""
-    block = rpc(w3, "eth_getBlockByNumber", [hex(number), False])
-    ts = block["timestamp"]
-    return (int(ts, 16) if isinstance(ts, str) else int(ts)), HexBytes(block["hash"]).to_0x_hex()
+    block = ChainReads.of(w3).block(number)
+    return quantity(block["timestamp"]), HexBytes(block["hash"]).to_0x_hex()
 
 
 def load_history(
@@ -85,8 +86,7 @@ def load_history(
     history read before, only the blocks after it are read, unless its last block is no longer
     on the chain (a reorg), in which case everything is read again."""
     if to_block is None:
-        latest = rpc(w3, "eth_blockNumber", [])
-        to_block = int(latest, 16) if isinstance(latest, str) else int(latest)
+        to_block = ChainReads.of(w3).head()
     start, events, times = from_block, [], {}
     if (
         since is not None

@@ -40,7 +40,8 @@ from web3 import Web3
 
 from gateway.audit.verify import Replay
 from gateway.chain.events import fetch_events, timestamps
-from gateway.chain.ledger import Ledger, LedgerEvent, rpc
+from gateway.chain.ledger import Ledger, LedgerEvent
+from gateway.chain.reads import ChainReads
 from gateway.points.rules import NEVER, month_of, month_start
 
 _DEBT_EVENTS = {"DebtRecorded": "debt_recorded", "DebtRepaid": "debt_repaid"}
@@ -168,8 +169,7 @@ class Statement:
 
 
 def settlement(w3: Web3, ledger: Ledger, *, period_from: int, period_to: int, from_block: int) -> Statement:
-    latest = rpc(w3, "eth_blockNumber", [])
-    to_block = int(latest, 16) if isinstance(latest, str) else int(latest)
+    to_block = ChainReads.of(w3).head()
     events = fetch_events(w3, ledger, from_block, to_block)
     times = timestamps(w3, {e.block_number for e in events})
     return statement_of(events, times, period_from=period_from, period_to=period_to)

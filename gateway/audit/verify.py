@@ -23,8 +23,9 @@ from web3 import Web3
 
 from gateway.audit.replay import ZERO, Discrepancy, Replay
 from gateway.chain.events import collector_paused, fetch_events, timestamps
-from gateway.chain.ledger import Ledger, LedgerEvent, rpc
+from gateway.chain.ledger import Ledger, LedgerEvent
 from gateway.chain.outcomes import RESULT_EVENT
+from gateway.chain.reads import ChainReads
 from gateway.db.models import Operation, StoredReceipt
 from gateway.points.rules import month_of
 
@@ -74,8 +75,7 @@ def verify_chain(
     `stage` hears the name of each step as it starts."""
     say = stage or (lambda _name: None)
     if to_block is None:
-        latest = rpc(w3, "eth_blockNumber", [])
-        to_block = int(latest, 16) if isinstance(latest, str) else int(latest)
+        to_block = ChainReads.of(w3).head()
     if fetched is None:
         say("reading events")
         events = fetch_events(w3, ledger, from_block, to_block, progress)

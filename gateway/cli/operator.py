@@ -25,7 +25,8 @@ from rich.table import Table
 
 from gateway.app.bootstrap import operator_key
 from gateway.chain.backends import ChainBackend
-from gateway.chain.ledger import Ledger, LedgerRevert, Sender, rpc
+from gateway.chain.ledger import Ledger, LedgerRevert, Sender
+from gateway.chain.reads import ChainReads
 from gateway.cli.common import console, open_ledger
 from gateway.cli.root import main
 from gateway.core.config import Settings, get_settings
@@ -103,7 +104,7 @@ def open_operator(
         raise click.UsageError(exc.message) from exc
     ctx.call_on_close(chain.close)
     try:  # one question first, so that an unreachable node is a clear error, not a trace
-        rpc(chain.w3, "eth_chainId", [])
+        ChainReads(chain).chain_id()
     except (ChainError, OSError) as exc:
         raise click.ClickException(f"the node does not answer: {exc}") from exc
     return Operator(chain, ledger, _read_key(settings, chain, key_file))

@@ -22,13 +22,13 @@ from gateway.chain.ledger import (
     SignedRefund,
     SignedReverse,
 )
+from gateway.chain.reads import ChainReads
 from gateway.db.models import Base, Batch, Member, Operation
 from gateway.operations.kinds import BatchStatus, Kind, Status
 from gateway.operations.migration import destination, migration_calldata
 from gateway.operations.refunds import redemption_record
 from gateway.operations.store import proof_from_column
 from gateway.submitter.calldata import earn_calldata
-from gateway.submitter.chain_reads import ChainReads
 from gateway.submitter.holds import refuse, sort_out
 from partners.signing import (
     AwardMessage,

@@ -18,6 +18,7 @@ from gateway.chain.events import EventDecoder
 from gateway.chain.jsonrpc import quantity
 from gateway.chain.ledger import LedgerEvent, decode_error, earn_records, redemption_records
 from gateway.chain.outcomes import REJECTED, RESULT_EVENT, error_code
+from gateway.chain.reads import ChainReads
 from gateway.core.metrics import Metrics
 from gateway.db.models import Base, Batch, Operation
 from gateway.operations.kinds import BatchStatus, Kind, Status
@@ -25,7 +26,6 @@ from gateway.operations.migration import destination, migrated
 from gateway.operations.store import proof_to_column
 from gateway.points.rules import month_of
 from gateway.submitter.batches import gas_limit
-from gateway.submitter.chain_reads import ChainReads
 from gateway.submitter.tiers import TierWatch
 from gateway.webhooks.announce import announce_batch
 

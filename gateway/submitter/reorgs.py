@@ -11,10 +11,10 @@ from sqlalchemy import select, update
 
 from gateway.app.runtime import Runtime
 from gateway.chain.jsonrpc import quantity
+from gateway.chain.reads import ChainReads
 from gateway.core.metrics import Metrics
 from gateway.db.models import Base, Batch
 from gateway.operations.kinds import BatchStatus, Kind, Status
-from gateway.submitter.chain_reads import ChainReads
 from gateway.submitter.receipts import finish_migrations, observe_latency
 from gateway.webhooks.announce import announce_batch
 
