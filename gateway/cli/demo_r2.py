@@ -100,10 +100,12 @@ def programme_change(
 
 def clawback(console: Console, section: Callable[[str], None], fresh: PartnerClient, sakura: PartnerClient) -> None:
     section("11. A return after the points were spent: clawback into debt")
+    basket = fresh.earn("chloe", "FM-0003", 15_640, "GBP", wait=True)
+    console.print(f"chloe buys a 156.40 GBP basket at FreshMart: +{basket.points} points")
     chloe = fresh.member("chloe")
     spent = sakura.redeem("chloe", "SA-R-0001", chloe.balance - 6, pin="1357", wait=True)
-    console.print(f"chloe spends {spent.points} of her {chloe.balance} points on a seat upgrade at Sakura Air")
-    back = fresh.reverse("FM-0002", amount_minor=15_640, reason="returned the whole basket", member_id="chloe")
+    console.print(f"she spends {spent.points} of her {chloe.balance} points on a seat upgrade at Sakura Air")
+    back = fresh.reverse("FM-0003", amount_minor=15_640, reason="returned the whole basket", member_id="chloe")
     done = fresh.wait_for(back.operation_id)
     console.print(
         f"then she returns the FreshMart basket those points came from: FreshMart takes back {done.points} points; "
