@@ -31,7 +31,8 @@ NOTICE = 3 * DAY
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Runtime, str]]:
     data = tmp_path_factory.mktemp("card") / "data"
-    settings = make_settings(None)
+    # The tests apply due changes themselves: the gateway's watch must not race them to it.
+    settings = make_settings(None, apply_due_changes=False)
     settings.coalition = CoalitionSettings(
         notice_period_seconds=NOTICE,
         tiers=[TierSettings(name="Green", threshold=0, multiplier_bps=10_000)],
