@@ -28,7 +28,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from bench_gateway import cpu_seconds, enrol_in_bulk, raw_earn_rate  # scripts/ is on the path of a script
+from bench_gateway import (  # scripts/ is on the path of a script
+    bench_partner,
+    cpu_seconds,
+    enrol_in_bulk,
+    raw_earn_rate,
+)
 from rich.console import Console
 
 from gateway.chain.backends import AnvilNode, free_port
@@ -135,24 +140,7 @@ def main() -> None:
     accept_seconds: list[float] = []
     accept_cpu: list[float] = []  # of the API process (with anvil the submitter has its own)
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        admin = {"Authorization": f"Bearer {(data_dir / 'admin.key').read_text().strip()}"}
-        partner = httpx.post(
-            f"{url}/v1/partners",
-            headers=admin,
-            timeout=30,
-            json={
-                "name": "Bench",
-                "currency": "EUR",
-                "earn_rate": {"points": 1, "per_minor_units": 100},
-                "allowance": 10**15,
-            },
-        ).json()
+        partner = bench_partner(url, data_dir)
         enrol_in_bulk(data_dir, args.members, int(partner["partner_id"]), console)
         headers = {"Authorization": f"Bearer {partner['api_key']}", "Content-Type": "text/csv"}
         files = [csv_file(b, args.records, args.members) for b in range(args.batches)]

@@ -31,6 +31,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from eth_abi import encode
@@ -104,6 +105,23 @@ def raw_earn_rate(kind: str, seconds: float, batch: int = 200) -> float:
         return earned / (time.perf_counter() - start)
     finally:
         chain.close()
+
+
+def bench_partner(url: str, data_dir: Path) -> dict[str, Any]:
+    """Waits for `loyalty serve` at `url` to answer /healthz, then onboards the benchmark's
+    partner (1 point per EUR, an allowance no run spends) with the data dir's admin key."""
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    admin = {"Authorization": f"Bearer {(data_dir / 'admin.key').read_text().strip()}"}
+    terms = {"name": "Bench", "currency": "EUR", "earn_rate": {"points": 1, "per_minor_units": 100}}
+    answer: dict[str, Any] = httpx.post(
+        f"{url}/v1/partners", headers=admin, timeout=30, json={**terms, "allowance": 10**15}
+    ).json()
+    return answer
 
 
 def cpu_seconds(pid: int) -> float:
@@ -274,24 +292,7 @@ def main() -> None:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        admin = {"Authorization": f"Bearer {(data_dir / 'admin.key').read_text().strip()}"}
-        partner = httpx.post(
-            f"{url}/v1/partners",
-            headers=admin,
-            timeout=30,
-            json={
-                "name": "Bench",
-                "currency": "EUR",
-                "earn_rate": {"points": 1, "per_minor_units": 100},
-                "allowance": 10**15,
-            },
-        ).json()
+        partner = bench_partner(url, data_dir)
         key = partner["api_key"]
         if args.members > BULK_MEMBERS:
             enrol_in_bulk(data_dir, args.members, int(partner["partner_id"]), console)

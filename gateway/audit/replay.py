@@ -19,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.chain.campaigns import Campaign
 from gateway.chain.ledger import LedgerEvent
-from gateway.points.rules import BPS, NEVER, CampaignModel, MemberModel, PartnerModel, PointsModel, month_label
+from gateway.points.rules import BPS, NEVER, MemberModel, PartnerModel, PointsModel, month_label
 
 ZERO = "0x0000000000000000000000000000000000000000"
 
@@ -85,16 +86,8 @@ class Replay:
         elif e.name == "DebtPolicySet":
             m.debt_allowed = bool(a["allowed"])
         elif e.name == "CampaignCreated":
-            m.campaigns[int(a["campaignId"])] = CampaignModel(
-                int(a["partnerId"]),
-                int(a["start"]),
-                int(a["end"]),
-                int(a["bonusBps"]),
-                int(a["fixedBonus"]),
-                int(a["minSpend"]),
-                int(a["tierMask"]),
-                int(a["budget"]),
-            )
+            created = Campaign.from_event(e)
+            m.campaigns[created.campaign_id] = created.model()
         elif e.name == "Awarded":
             self._awarded(e, month)
         elif e.name == "TierAssigned":

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from web3.types import TxReceipt
 
 from gateway.chain.ledger import BatchResult, Ledger, LedgerEvent, Sender
+from gateway.points.rules import CampaignModel
 from partners.signing import CampaignMessage, CompactSignature
 
 
@@ -35,6 +36,11 @@ class Campaign:
     @property
     def remaining(self) -> int:
         return self.budget - self.spent
+
+    def model(self) -> CampaignModel:
+        """The same terms for the rules model (gateway/points/rules.py), which keeps no id."""
+        t = (self.start, self.end, self.bonus_bps, self.fixed_bonus, self.min_spend, self.tier_mask, self.budget)
+        return CampaignModel(self.partner_id, *t, spent=self.spent)
 
     @classmethod
     def from_event(cls, event: LedgerEvent) -> Campaign:
