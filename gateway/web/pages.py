@@ -29,7 +29,7 @@ from gateway.core.errors import LoyaltyError, RateLimited, TooLarge
 from gateway.core.money import money
 from gateway.core.ratelimit import TokenBuckets
 from gateway.points.rules import month_label
-from gateway.web import reads
+from gateway.web import member_reads, reads
 from gateway.web.reads import BadInput
 
 log = logging.getLogger("gateway.web")
@@ -189,8 +189,8 @@ def member_view(request: Request, runtime: RuntimeDep) -> HTMLResponse:
     if not member_lookups.allow(_client(request)):
         raise RateLimited("Too many member lookups from your address; wait a little.")
     with runtime.sessions() as session:
-        member = reads.find_member(session, query, runtime)
-        data = reads.member_page(runtime, session, member)
+        member = member_reads.find_member(session, query, runtime)
+        data = member_reads.member_page(runtime, session, member)
     return page(request, "member.html", m=data, query=query.strip(), card=card_svg(data.member_id))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gateway.db.models import Member
 from gateway.points.rules import month_of, month_start
-from gateway.web import reads
+from gateway.web import member_reads
 from tests.gateway.conftest import Gateway
 
 DAY = 86_400
@@ -36,7 +36,7 @@ def test_the_activity_rows_add_up_to_the_balance(gw: Gateway) -> None:
     with gw.runtime.sessions() as session:
         member = session.get(Member, "ana")
         assert member is not None
-        page = reads.member_page(gw.runtime, session, member)
+        page = member_reads.member_page(gw.runtime, session, member)
     on_ledger = [(m.kind, m.points) for m in page.movements if m.status == "confirmed"]
     assert on_ledger == [("redemption", -5), ("earn", 12), ("expiry", -30), ("earn", 30)]
     assert sum(points for _, points in on_ledger if points is not None) == page.balance == 7
