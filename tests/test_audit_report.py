@@ -158,7 +158,8 @@ def test_the_auditors_folder_has_every_file(scripted: Scripted, tmp_path: Path) 
     names = sorted(p.name for p in (tmp_path / "report").iterdir())
     assert names == sorted(
         ["README.txt", "chart.png", "monthly.csv", "settlement.csv", "settlement.json", "settlement.txt", "verify.txt"]
-        + ["metrics.png", "metrics.csv", "metrics.txt", "flows.csv"]  # the programme metrics (SPEC 5, r2)
+        # the programme metrics (SPEC 5, r2)
+        + ["metrics.png", "metrics.csv", "metrics.txt", "flows.csv", "campaigns.csv"]
     )
     assert set(folder.files) == set(names)
     assert Image.open(tmp_path / "report" / "chart.png").size == (1100, 720)
@@ -231,6 +232,7 @@ def test_loyalty_audit_report_writes_the_folder_from_an_rpc_node(anvil_world: Wo
         "metrics.csv",
         "metrics.txt",
         "flows.csv",
+        "campaigns.csv",
     }
     statement = json.loads((tmp_path / "out" / "settlement.json").read_text())
     assert [p["issued"] for p in statement["partners"]] == [123, 0, 0]

@@ -15,7 +15,7 @@ import pytest
 from eth_utils import keccak
 
 from gateway.audit.metrics import metrics_of
-from gateway.audit.metrics_charts import metrics_csv, metrics_text
+from gateway.audit.metrics_charts import campaigns_csv, metrics_csv, metrics_text
 from gateway.chain.campaigns import create_campaign
 from gateway.chain.events import fetch_events, timestamps
 from gateway.chain.ledger import AWARD_REASONS, SignedAward, artifact
@@ -144,6 +144,13 @@ def test_awards_campaigns_and_debt_in_the_figures(world: World) -> None:
     assert lines[f"#{c1}"] == [f"#{c1}", "Bean", "&", "Leaf", "160", "2", "3", "16000", "1"]
     assert lines[f"#{c2}"] == [f"#{c2}", "FreshMart", "5", "1", "1", "4000", "1"]
     assert metrics_csv([], m).splitlines()[0].endswith(",liability_value_minor,debt_outstanding")
+    # `loyalty audit report`'s campaigns.csv, at a point value of 2 units
+    m.point_value, m.currency = 2, "EUR"
+    assert campaigns_csv(m).splitlines() == [
+        "campaign_id,partner_id,bonus_points,purchases,earns_named,spend_minor,members_reached,bonus_value_minor_EUR",
+        f"{c1},{EUR},160,2,3,16000,1,320",
+        f"{c2},{GBP},5,1,1,4000,1,10",
+    ]
 
     eur = metrics_of(events, times, partner_id=EUR, **period)
     assert (eur.issued, eur.bonus, eur.reversed, eur.debt_outstanding) == (450, 160, 70, 40)

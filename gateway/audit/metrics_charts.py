@@ -151,6 +151,20 @@ def flows_csv(total: Metrics) -> str:
     return out.getvalue()
 
 
+def campaigns_csv(total: Metrics) -> str:
+    """One row per campaign with a result in the period (SPEC section 5, r2): what its bonus
+    cost and what it brought in."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    columns = ["campaign_id", "partner_id", "bonus_points", "purchases", "earns_named", "spend_minor"]
+    columns.append("members_reached")
+    writer.writerow([*columns, f"bonus_value_minor_{total.currency or 'units'}"])
+    for c in total.campaigns:
+        row = c.as_json()
+        writer.writerow([*(row[k] for k in columns), c.bonus * total.point_value])
+    return out.getvalue()
+
+
 def _shown(value: float | None, *, percent: bool = False) -> str:
     if value is None:
         return "-"

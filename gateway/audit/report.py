@@ -411,7 +411,7 @@ def _put_metrics(
 ) -> None:
     """The programme metrics (SPEC section 5, r2) of the period, and per month."""
     from gateway.audit.metrics import metrics_of, monthly_metrics
-    from gateway.audit.metrics_charts import flows_csv, metrics_csv, metrics_text, render_metrics_chart
+    from gateway.audit.metrics_charts import campaigns_csv, flows_csv, metrics_csv, metrics_text, render_metrics_chart
 
     total = metrics_of(history.events, history.times, period_from=period_from, period_to=period_to)
     rows = monthly_metrics(history.events, history.times, first_month=first, last_month=last)
@@ -422,6 +422,7 @@ def _put_metrics(
     )
     put("metrics.csv", metrics_csv(rows, total), "the programme metrics per month and for the period")
     put("flows.csv", flows_csv(total), "points earned at one partner and redeemed at another, with their value")
+    put("campaigns.csv", campaigns_csv(total), "each campaign's bonus, purchases, spend and members reached")
     put("metrics.txt", metrics_text(total, names=names), "the period's programme metrics as text tables")
 
 

@@ -34,6 +34,11 @@ def test_metrics_roles_and_figures(gw: Gateway) -> None:
     ]:
         assert gw.get(f"/v1/audit/metrics?{query}", auditor).status_code == status, query
     assert gw.client.get("/v1/audit/metrics").status_code == 401
+    # Every figure the API returns is in its published schema (r2 added debt and earns_named).
+    schemas = gw.client.get("/openapi.json").json()["components"]["schemas"]
+    assert {"debt_outstanding", "liability_points"} <= set(schemas["ProgrammeMetrics"]["required"])
+    assert "earns_named" in schemas["CampaignFigures"]["required"]
+    assert set(whole) - {"from", "to"} <= set(schemas["ProgrammeMetrics"]["properties"]) | {"period", "source"}
 
 
 def test_the_index_gives_the_same_figures_as_the_chain(gw: Gateway) -> None:

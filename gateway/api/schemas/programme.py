@@ -68,7 +68,8 @@ class CampaignFigures(Body):
     campaign_id: int
     partner_id: int
     bonus_points: int
-    purchases: int
+    purchases: int  # earns naming it that got a bonus
+    earns_named: int  # every earn naming it, bonus or not (outside its window, tiers or budget: 0 bonus)
     spend_minor: int
     members_reached: int
 
@@ -93,6 +94,7 @@ class ProgrammeMetrics(Body):
     members_at_churn_risk: int
     liability_points: int
     liability_value_minor: int
+    debt_outstanding: int  # (r2) members' debt at the period's end, in points; not part of the liability
     point_value_minor: int
     currency: str
     flows: list[Flow]
