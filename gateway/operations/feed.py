@@ -9,12 +9,12 @@ import io
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, func, literal_column, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from gateway.core.errors import ErrorCode, Forbidden, Invalid, NotFound
 from gateway.core.security import Caller
-from gateway.db.models import Operation, Partner
+from gateway.db.models import Operation, Partner, UTCDateTime
 from gateway.operations.kinds import Kind, Status
 from gateway.operations.queries import operation_view
 
@@ -69,15 +69,29 @@ def partner_operations(
     if status is not None and status not in {s.value for s in Status}:
         raise Invalid(f"status must be one of {', '.join(s.value for s in Status)}", code=ErrorCode.VALIDATION_ERROR)
     query = select(Operation).where(Operation.partner_id == partner_id)
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    # SQLite's planner, given a date range, walks (partner_id, created_at) and sorts what it found
+    # by seq (43 ms p99 with a million operations); bounded by seqs instead, it walks
+    # (partner_id, seq) in order and stops at the page's end. `+created_at` (unary plus, a no-op
+    # SQLite documents as the way to keep a term off the indexes) leaves the date as a filter only.
+    # PostgreSQL plans the dated reads well with the floor alone (docs/benchmarks.md).
+    accepted: ColumnElement[datetime] | InstrumentedAttribute[datetime] = (
+        literal_column("+operations.created_at", type_=UTCDateTime()) if sqlite else Operation.created_at
+    )
     if accepted_from is not None:
         floor = seq_floor(session, partner_id, accepted_from)
         if floor is None:  # nothing accepted since
             return {"items": [], "next_cursor": None}
         # The same rows, found from where they start: without the floor, a date with no end makes
         # the planner walk the feed in seq order from the partner's first operation.
-        query = query.where(Operation.seq >= floor, Operation.created_at >= accepted_from)
+        query = query.where(Operation.seq >= floor, accepted >= accepted_from)
     if accepted_to is not None:
-        query = query.where(Operation.created_at < accepted_to)
+        if sqlite:
+            ceiling = seq_ceiling(session, partner_id, accepted_to)
+            if ceiling is None:  # nothing accepted before
+                return {"items": [], "next_cursor": None}
+            query = query.where(Operation.seq <= ceiling)
+        query = query.where(accepted < accepted_to)
     if kind is not None:
         query = query.where(Operation.kind == kind)
     if status is not None:
@@ -100,6 +114,18 @@ def seq_floor(session: Session, partner_id: int, accepted_from: datetime) -> int
         return None
     window = (Operation.created_at >= first, Operation.created_at < first + INVERSION_BOUND)
     return session.scalar(select(func.min(Operation.seq)).where(mine, *window))
+
+
+def seq_ceiling(session: Session, partner_id: int, accepted_to: datetime) -> int | None:
+    """A seq above which no operation of the partner accepted before `accepted_to` lies: the
+    greatest seq among those accepted within INVERSION_BOUND of the last such one (the mirror of
+    `seq_floor`); None when there is none."""
+    mine = Operation.partner_id == partner_id
+    last = session.scalar(select(func.max(Operation.created_at)).where(mine, Operation.created_at < accepted_to))
+    if last is None:
+        return None
+    window = (Operation.created_at >= last - INVERSION_BOUND, Operation.created_at <= last)
+    return session.scalar(select(func.max(Operation.seq)).where(mine, *window))
 
 
 def parse_cursor(text: str | None) -> int | None:

@@ -98,3 +98,12 @@ def test_the_feed_from_a_date_finds_operations_whose_times_run_out_of_order(gw: 
     assert feed("from=2029-12-31&to=2030-01-01") == ["A"]
     assert feed("from=2030-01-02") == []
     assert feed("from=2029-12-01&limit=2") == ["A", "B"]
+    # The mirror at a date's end (SQLite reads up to a seq ceiling): C and D, accepted after B,
+    # were stamped before midnight, D before C though it came after C in seq order; both are
+    # listed up to the date, though B (after midnight) came before them.
+    with gw.runtime.sessions() as session, session.begin():
+        for receipt, moment in {"C": t - timedelta(seconds=30), "D": t - timedelta(minutes=1)}.items():
+            session.execute(update(Operation).where(Operation.receipt_id == receipt).values(created_at=moment))
+    assert feed("from=2029-12-31&to=2030-01-01") == ["A", "C", "D"]
+    assert feed("from=2030-01-01&to=2030-01-02") == ["B"]
+    assert feed("from=2029-01-01&to=2029-12-31") == []
