@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +40,7 @@ from eth_utils import keccak, to_checksum_address
 from hexbytes import HexBytes
 from rich.console import Console
 from rich.progress import Progress
+from rich.table import Table
 
 from gateway.chain.backends import AnvilNode, ChainBackend, EmbeddedChain, free_port
 from gateway.chain.ledger import Ledger, Sender, SignedEarn, artifact
@@ -148,6 +150,23 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
     return 0.0
 
 
+def sample_rss(pid: int, every: float, samples: list[dict[str, float]], done: threading.Event) -> None:
+    """The gateway's resident memory every `every` seconds while it is driven: the first
+    process (the API's) and the others (workers, the submitter) apart."""
+    start = time.perf_counter()
+    while not done.wait(every):
+        pids = gateway_pids(pid)
+        first, others = rss_mib(pids[0]), sum(rss_mib(p) for p in pids[1:])
+        samples.append(
+            {
+                "s": round(time.perf_counter() - start, 1),
+                "first_mib": round(first, 1),
+                "others_mib": round(others, 1),
+                "total_mib": round(first + others, 1),
+            }
+        )
+
+
 def enrol_in_bulk(data_dir: Path, count: int, partner_id: int, console: Console) -> None:
     """Members m0..m{count-1} written straight into the gateway's database (self-custody, a
     random address each), in transactions of 50,000 rows: enrolling a million through the
@@ -243,6 +262,9 @@ def main() -> None:
         "--driver", choices=["httpx", "wrk"], default=None, help="what sends the earns (default: wrk if installed)"
     )
     parser.add_argument("--members", type=int, default=MEMBERS, help="members the earns cycle through")
+    parser.add_argument(
+        "--sample-rss", type=float, default=0, metavar="SECONDS", help="also record the gateway's memory this often"
+    )
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--no-raw", action="store_true", help="skip the raw-chain measurements")
     parser.add_argument("--profile", help="run the gateway under py-spy and write its collapsed stacks here")
@@ -306,6 +328,12 @@ def main() -> None:
                         )
                         progress.advance(task)
         rss_before = sum(rss_mib(p) for p in gateway_pids(server.pid))
+        samples: list[dict[str, float]] = []
+        sampling = threading.Event()
+        if args.sample_rss > 0:
+            threading.Thread(
+                target=sample_rss, args=(server.pid, args.sample_rss, samples, sampling), daemon=True
+            ).start()
         console.print(f"driving earns for {args.seconds:.0f} s with {args.concurrency} concurrent clients...")
         cpu_before = gateway_cpu_seconds(server.pid), (cpu_seconds(node.process.pid) if node else 0.0)
         if args.driver == "wrk":
@@ -319,6 +347,7 @@ def main() -> None:
             accepted = len(latencies)
             quantiles = statistics.quantiles(latencies, n=100)
             p50, p99 = quantiles[49] * 1000, quantiles[98] * 1000
+        sampling.set()
         drive_cpu = gateway_cpu_seconds(server.pid) - cpu_before[0]
         node_cpu = (cpu_seconds(node.process.pid) if node else 0.0) - cpu_before[1]
         with Progress(console=console, transient=True) as progress:
@@ -397,6 +426,12 @@ def main() -> None:
     }
     for k, v in figures.items():
         console.print(f"{k:>18}: {v}")
+    if samples:
+        figures["rss_samples"] = samples
+        table = Table("s", "API MiB", "others MiB", "all MiB", title="the gateway's resident memory while driven")
+        for sample in samples:
+            table.add_row(*(f"{sample[k]:,.1f}" for k in ("s", "first_mib", "others_mib", "total_mib")))
+        console.print(table)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
         console.print(f"wrote {args.json}")
