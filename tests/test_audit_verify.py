@@ -72,6 +72,20 @@ def test_the_fast_decoder_reads_every_log_as_the_general_one(history: World) -> 
     bad = dict(logs[-1], topics=[logs[-1]["topics"][0], "0x" + "ff" * 32, *logs[-1]["topics"][2:]])
     with pytest.raises(Exception):  # noqa: B017 - eth-abi's own error for a bad word, whatever its class
         decoder.decode(bad)
+    # Every static event has a decoder made for it; a data word out of its type's range is not
+    # read as a number by it either (`Earned`'s data: spend, points, expiryMonth as a uint32,
+    # campaignId as a uint64, bonus), while a full uint256 word is one.
+    assert {decoder.names[t] for t in decoder.fast} >= {"Earned", "Redeemed", "Reversed", "Expired", "Transfer"}
+    earned = next(log for log in logs if decoder.names.get(log["topics"][0]) == "Earned")
+    assert decoder.fast[earned["topics"][0]](earned["topics"], earned["data"]) == ledger.decode_log(earned).args
+    words = [earned["data"][2 + 64 * i : 66 + 64 * i] for i in range((len(earned["data"]) - 2) // 64)]
+    for i in range(len(words)):
+        spoilt = dict(earned, data="0x" + "".join("f" * 64 if j == i else w for j, w in enumerate(words)))
+        if i in (2, 3):
+            with pytest.raises(Exception):  # noqa: B017 - as above
+                decoder.decode(spoilt)
+        else:
+            assert decoder.decode(spoilt) == ledger.decode_log(spoilt)
 
 
 def test_transfers_are_read_only_where_they_were_on(history: World) -> None:

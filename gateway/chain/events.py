@@ -79,6 +79,7 @@ def collector_paused() -> Iterator[None]:
 
 
 Converter = Callable[[str], Any]
+_new_event = object.__new__
 
 
 class EventDecoder:
@@ -110,12 +111,19 @@ class EventDecoder:
             else:
                 self.specs[key] = None
         self.names = {key: name for name, key in self.topics.items()}
+        # topic -> a function made for that event, decoding its words inline (see _compiled)
+        self.fast: dict[str, Callable[[list[str], str], dict[str, Any]]] = {}
+        for topic, (_, indexed, plain) in _abi_tables()[1].items():
+            if self.specs["0x" + topic.hex()] is not None:
+                self.fast["0x" + topic.hex()] = self._compiled(indexed, plain)
 
     def decode(self, log: Any, names: frozenset[str] | None = None) -> LedgerEvent | None:
         """The ledger's event in `log` (only those named in `names`, if given), else None."""
         topics = log["topics"]
         data = log["data"]
-        if not topics or not all(isinstance(v, str) for v in (data, topics[0], log["blockNumber"])):
+        if not (
+            topics and isinstance(data, str) and isinstance(topics[0], str) and isinstance(log["blockNumber"], str)
+        ):
             return self.ledger.decode_log(log, names)  # web3-formatted (eth-tester): the general path
         if log["address"].lower() != self.address:
             return None
@@ -128,19 +136,56 @@ class EventDecoder:
         name, indexed, plain = spec
         if len(topics) != len(indexed) + 1 or len(data) != 2 + 64 * len(plain):
             return self.ledger.decode_log(log)
-        args: dict[str, Any] = {}
         try:
-            for (arg, convert), word in zip(indexed, topics[1:], strict=True):
-                args[arg] = convert(word[2:])
-            at = 2
-            for arg, convert in plain:
-                args[arg] = convert(data[at : at + 64])
-                at += 64
+            args = self.fast[topic](topics, data)
         except ValueError:
             return self.ledger.decode_log(log)  # not canonical: let eth-abi say what is wrong
-        return LedgerEvent(
-            name, args, int(log["blockNumber"], 16), log["transactionHash"].lower(), int(log["logIndex"], 16)
+        # A frozen dataclass sets each field through object.__setattr__ (2.5 us an event on this
+        # machine, a million times in an audit); its fields are its instance dict.
+        event = _new_event(LedgerEvent)
+        event.__dict__.update(
+            name=name,
+            args=args,
+            block_number=int(log["blockNumber"], 16),
+            tx_hash=log["transactionHash"].lower(),
+            log_index=int(log["logIndex"], 16),
         )
+        return event
+
+    def _compiled(
+        self, indexed: list[tuple[str, str]], plain: list[tuple[str, str]]
+    ) -> Callable[[list[str], str], dict[str, Any]]:
+        """A function decoding one event's words: the loop over fields and a call per field
+        unrolled into straight-line code (reading a million-operation ledger: a third of the
+        decoding time), uintN and bytes32 inline, addresses through the cache, the rest through
+        their converter. Same checks as the converters: a non-canonical word raises ValueError."""
+        lines = ["def decode(topics, data):"]
+        scope: dict[str, Any] = {"cached": self._addresses.get}
+        # int(w, 16) takes the topics' 0x as they come; the other converters want the bare word
+        words = [
+            (arg, typ, f"topics[{i + 1}]" if typ.startswith("uint") else f"topics[{i + 1}][2:]")
+            for i, (arg, typ) in enumerate(indexed)
+        ]
+        words += [(arg, typ, f"data[{2 + 64 * i}:{66 + 64 * i}]") for i, (arg, typ) in enumerate(plain)]
+        values = []
+        for n, (arg, typ, word) in enumerate(words):
+            v, convert = f"v{n}", self._converter(typ)
+            lines.append(f"    w = {word}")
+            if typ.startswith("uint"):
+                lines += [f"    {v} = int(w, 16)", f"    if {v} >> {int(typ[4:])}:", "        raise ValueError(w)"]
+            elif typ == "bytes32":
+                lines.append(f"    {v} = bytes.fromhex(w)")
+            elif typ == "address":
+                scope[f"c{n}"] = convert
+                lines += [f"    {v} = cached(w)", f"    if {v} is None:", f"        {v} = c{n}(w)"]
+            else:
+                scope[f"c{n}"] = convert
+                lines.append(f"    {v} = c{n}(w)")
+            values.append(f"{arg!r}: {v}")
+        lines.append(f"    return {{{', '.join(values)}}}")
+        exec("\n".join(lines), scope)  # noqa: S102 - source made above from the ledger's own ABI
+        decode: Callable[[list[str], str], dict[str, Any]] = scope["decode"]
+        return decode
 
     def _converter(self, typ: str) -> Converter:
         if typ == "address":
