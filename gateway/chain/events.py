@@ -89,13 +89,14 @@ class EventDecoder:
     checked, and each address is checksummed once. Events with dynamic fields, and logs
     already formatted by web3 (eth-tester's), go through `Ledger.decode_log`."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, *, max_addresses: int = ADDRESS_CACHE_ENTRIES) -> None:
         self.ledger = ledger
         self.address = ledger.address.lower()
         # 64-hex word -> checksummed address. The submitter's decoder lives as long as the
         # gateway and sees every member: emptied when full, so it does not grow with the
         # coalition (an audit's members beyond the bound are checksummed again, ~10 us each).
         self._addresses: dict[str, str] = {}
+        self._max_addresses = max_addresses
         # topic -> (name, [(arg, converter)] of the indexed fields, of the data words); None: dynamic
         self.specs: dict[str, tuple[str, list[tuple[str, Converter]], list[tuple[str, Converter]]] | None] = {}
         self.topics: dict[str, str] = {}
@@ -196,7 +197,7 @@ class EventDecoder:
                 if found is None:
                     if word[:24].strip("0"):
                         raise ValueError(word)
-                    if len(cache) >= ADDRESS_CACHE_ENTRIES:
+                    if len(cache) >= self._max_addresses:
                         cache.clear()
                     found = cache[word] = to_checksum_address("0x" + word[24:])
                 return found

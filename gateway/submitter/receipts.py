@@ -93,7 +93,9 @@ class ReceiptTracker:
         # Re-reading the tiers of a batch's members fills this process's cache for the earns
         # it accepts; a submitter alone in its process (`loyalty submit`) accepts none.
         self.refresh_tiers = refresh_tiers
-        self._decoder = EventDecoder(runtime.ledger)  # a batch's receipt holds hundreds of logs
+        # A batch's receipt holds hundreds of logs; the members' addresses it keeps checksummed
+        # are bounded like the runtime's member caches.
+        self._decoder = EventDecoder(runtime.ledger, max_addresses=runtime.settings.gateway.member_cache_entries)
         self.tiers = TierWatch(runtime)
         self.chain = ChainReads(runtime.chain)
 
