@@ -30,6 +30,7 @@ from gateway.operations.refunds import redemption_record
 from gateway.operations.store import proof_from_column
 from gateway.submitter.calldata import earn_calldata
 from gateway.submitter.holds import refuse, sort_out
+from gateway.submitter.queue import QueueFloors
 from partners.signing import (
     AwardMessage,
     CompactSignature,
@@ -83,12 +84,6 @@ def gas_limit(kind: str, size: int) -> int:
 
 
 OPS = Base.metadata.tables["operations"]
-_QUEUED = (
-    select(OPS.c.seq, OPS.c.created_at)
-    .where(OPS.c.kind == bindparam("kind"), OPS.c.status == Status.ACCEPTED)
-    .order_by(OPS.c.seq)
-    .limit(bindparam("limit"))
-)
 _BATCH_ROWS = (
     select(OPS)
     .where(
@@ -135,11 +130,13 @@ class Batches:
         self.size: dict[str, int] = {}
         self._passed: dict[str, int] = {}
         self._selectors: dict[str, bytes] = {}
+        self.queue = QueueFloors()
 
     def reverted(self, kind: str, size: int) -> None:
         """A batch of `size` operations of `kind` reverted whole: the next one is half as big."""
         self.size[kind] = max(1, size // 2)
         self._passed[kind] = 0
+        self.queue.rescan()  # its operations are back in the queue, below the floors
 
     def mined(self, kind: str) -> None:
         """A batch of `kind` went through: after a few in a row, grow back towards the configured size."""
@@ -161,7 +158,8 @@ class Batches:
             conn = session.connection()
             # First only the queue's shape (this runs many times while a batch fills up).
             limit = 1 if kind in ONE_AT_A_TIME else self.size.get(kind, self.batch_max)
-            queued = conn.execute(_QUEUED, {"kind": kind, "limit": limit}).all()
+            self.queue.look(conn)
+            queued = self.queue.queued(conn, kind, limit)
             if not queued:
                 return None
             oldest = queued[0].created_at

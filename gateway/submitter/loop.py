@@ -44,7 +44,9 @@ class Submitter:
         self.receipts = ReceiptTracker(
             runtime, self.metrics, confirmations=gw.confirmations, refresh_tiers=refresh_tiers
         )
-        self.reorgs = ReorgWatch(runtime, self.metrics, confirmations=gw.confirmations)
+        self.reorgs = ReorgWatch(
+            runtime, self.metrics, confirmations=gw.confirmations, on_reorg=self.receipts.forget_floor
+        )
         self._paused_until: dict[str, float] = {}
         self._next_wake = 0.0
         self._filling = False
