@@ -88,7 +88,7 @@ _BATCH_ROWS = (
     select(OPS)
     .where(
         OPS.c.kind == bindparam("kind"),
-        OPS.c.status == Status.ACCEPTED,
+        OPS.c.status.concat("") == Status.ACCEPTED.value,  # along the primary key (queue.py)
         OPS.c.seq >= bindparam("first"),
         OPS.c.seq <= bindparam("last"),
     )
