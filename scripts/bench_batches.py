@@ -32,6 +32,7 @@ from bench_gateway import (  # scripts/ is on the path of a script
     bench_partner,
     cpu_seconds,
     enrol_in_bulk,
+    gateway_pids,
     raw_earn_rate,
 )
 from rich.console import Console
@@ -185,6 +186,8 @@ def main() -> None:
         # The gateway process's CPU from the first POST to the last confirmation, less the
         # POSTs': with the embedded chain that is the submitter and the chain's mining.
         drain_cpu = cpu_seconds(server.pid) - cpu_start - sum(accept_cpu)
+        # The submitter's own process (anvil, --submitter-process), from its start.
+        submitter_cpu = sum(cpu_seconds(pid) for pid in gateway_pids(server.pid)[1:]) if node else float("nan")
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -207,6 +210,7 @@ def main() -> None:
         "confirmed": confirmed,
         "confirmed_per_s": round(rate, 1),
         "drain_cpu_s_per_1000": round(drain_cpu * 1000 / max(1, confirmed), 3),
+        "submitter_cpu_s_per_1000": round(submitter_cpu * 1000 / max(1, confirmed), 3),
         # After the last POST: the submitter and the chain alone, against the raw rate.
         "confirmed_during_intake": confirmed_by_then,
         "drain_confirmed_per_s": round(drain_rate, 1),

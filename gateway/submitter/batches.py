@@ -116,6 +116,9 @@ class Draft:
     ops: Sequence[Any]
     data: bytes
     nonce: int
+    # The kind's queue floor once this batch is stored: its first operation left waiting
+    # (held back around a migration), else just above the last row read for it.
+    floor_after: int | None = None
 
 
 class Batches:
@@ -151,6 +154,11 @@ class Batches:
             else:
                 self.size[kind] = grown
 
+    def look(self) -> None:
+        """Once a round, before `next`: which kinds have operations queued, and from where (queue.py)."""
+        with self.rt.sessions() as session:
+            self.queue.look(session.connection())
+
     def next(self, kind: str) -> Draft | float | None:
         """The next batch of `kind`; or the seconds until a filling batch's window ends; or
         None when nothing is queued."""
@@ -158,7 +166,6 @@ class Batches:
             conn = session.connection()
             # First only the queue's shape (this runs many times while a batch fills up).
             limit = 1 if kind in ONE_AT_A_TIME else self.size.get(kind, self.batch_max)
-            self.queue.look(conn)
             queued = self.queue.queued(conn, kind, limit)
             if not queued:
                 return None
@@ -167,9 +174,15 @@ class Batches:
             if len(queued) < limit and age < self.window:
                 return self.window - age  # let the batch fill up for a moment
             bounds = {"kind": kind, "first": queued[0].seq, "last": queued[-1].seq, "limit": limit}
-            ops = conn.execute(_BATCH_ROWS, bounds).all()
-            ops, refused = sort_out(self.rt, session, kind, ops)  # around members' migrations
-            draft = Draft(kind, ops, self.calldata(session, kind, ops), self.next_nonce(session)) if ops else None
+            rows = conn.execute(_BATCH_ROWS, bounds).all()
+            ops, refused = sort_out(self.rt, session, kind, rows)  # around members' migrations
+            gone = {op.seq for op in ops} | {r["b_seq"] for r in refused}
+            held = [row.seq for row in rows if row.seq not in gone]
+            draft = None
+            if ops:
+                calldata = self.calldata(session, kind, ops)
+                after = min(held) if held else rows[-1].seq + 1
+                draft = Draft(kind, ops, calldata, self.next_nonce(session), floor_after=int(after))
         if refused:
             refuse(self.rt, refused)
         return draft
@@ -202,6 +215,8 @@ class Batches:
                 _SUBMITTED,
                 [{"b_seq": seq, "b_batch": batch.id, "b_index": i, "b_tx": tx_hash} for i, seq in enumerate(seqs)],
             )
+        if draft.floor_after is not None:  # committed: the next read of the queue starts after them
+            self.queue.passed(draft.kind, draft.floor_after)
 
     def next_nonce(self, session: Session) -> int:
         sender = self.rt.relayer.address

@@ -100,6 +100,7 @@ class Submitter:
         self._next_wake, self._filling = time.monotonic() + self.idle_poll, False
         busy = self.track()
         busy = self.reorgs.confirm() or busy
+        self.batches.look()
         for kind in KINDS:
             busy = self.submit(kind) or busy
         return busy

@@ -13,6 +13,8 @@ How the floors stay true:
   `RESCAN_SECONDS`; the seq of the newest operation is noted first (`high`);
 - in between, a round reads only the operations above `high` (new ones, along the primary
   key) and lowers or adds floors for what it finds;
+- a stored batch moves its kind's floor past the rows it read (`passed`), or to the first
+  one it held back around a migration;
 - an operation the submitter puts back in the queue (a batch reverted whole) calls for a
   full look at once (`rescan`).
 On SQLite writes are serialized, so a row that commits after a look has a seq above what that
@@ -59,7 +61,8 @@ class QueueFloors:
         self._scanned = -float("inf")
 
     def look(self, conn: Connection) -> None:
-        """Brings the floors up to date: a full look when one is due, else the new operations only."""
+        """Brings the floors up to date (once a round): a full look when one is due, else the
+        new operations only."""
         high = int(conn.execute(_HIGH).scalar() or 0)  # first: a row committed after it is above it
         if time.monotonic() - self._scanned >= RESCAN_SECONDS:
             self._scanned = time.monotonic()
@@ -80,3 +83,9 @@ class QueueFloors:
         else:
             del self.floor[kind]
         return rows
+
+    def passed(self, kind: str, floor: int) -> None:
+        """A batch of `kind` was stored: none of its kind's operations below `floor` is still
+        accepted (those it held back set `floor` at the first of them)."""
+        if kind in self.floor:
+            self.floor[kind] = max(self.floor[kind], floor)
