@@ -61,7 +61,15 @@ class Submitter:
         return self.lock.held
 
     def acquire_leadership(self) -> bool:
-        return self.lock.acquire()
+        was = self.lock.held
+        got = self.lock.acquire()
+        if got and not was:
+            # Another process may have led meanwhile (batches sent, reorged, put back in the
+            # queue): the floors of what this one saw last are no longer worth anything.
+            self.batches.queue.rescan()
+            self.receipts.forget_floor()
+            self.reorgs.floor = 0
+        return got
 
     def someone_leads(self) -> bool:
         """Whether any process holds the submitter lock right now: for /healthz, since with
