@@ -32,12 +32,15 @@ from bench_gateway import (  # scripts/ is on the path of a script
     bench_partner,
     cpu_seconds,
     enrol_in_bulk,
+    gateway_pids,
     raw_earn_rate,
 )
 from rich.console import Console
 
 from gateway.chain.backends import AnvilNode, free_port
 from gateway.core.config import REPO_ROOT
+
+POLL_SECONDS = 0.25
 
 
 def csv_file(batch: int, records: int, members: int) -> bytes:
@@ -160,6 +163,11 @@ def main() -> None:
                     f"batch of {args.records:,} records accepted in {accept_seconds[-1]:.2f} s"
                     f" ({accept_cpu[-1]:.2f} s of the API process's CPU)"
                 )
+            # How far the chain got while the files were being accepted: the rest is the drain.
+            accepted_at = time.perf_counter()
+            confirmed_by_then = sum(
+                client.get(f"/v1/batches/{b}?limit=1", headers=headers).json()["counts"]["confirmed"] for b in batch_ids
+            )
             confirmed = 0
             pending = list(batch_ids)
             while pending:
@@ -170,11 +178,16 @@ def main() -> None:
                     confirmed += view["counts"]["confirmed"]
                     pending.pop(0)
                 else:
-                    time.sleep(0.05)
+                    # Each look counts a 10,000-line batch's statuses (a join of 10,000 rows):
+                    # at 20 a second that was ~8% of the API process's samples, CPU the
+                    # submitter and the chain share on this machine. Four a second.
+                    time.sleep(POLL_SECONDS)
         confirmed_at = time.perf_counter()
         # The gateway process's CPU from the first POST to the last confirmation, less the
         # POSTs': with the embedded chain that is the submitter and the chain's mining.
         drain_cpu = cpu_seconds(server.pid) - cpu_start - sum(accept_cpu)
+        # The submitter's own process (anvil, --submitter-process), from its start.
+        submitter_cpu = sum(cpu_seconds(pid) for pid in gateway_pids(server.pid)[1:]) if node else float("nan")
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -186,6 +199,7 @@ def main() -> None:
         console.print("measuring our ledger's raw batched-earn rate on the same kind of chain (no gateway)...")
         raw = raw_earn_rate(args.chain, 10)
     rate = confirmed / (confirmed_at - start)
+    drain_rate = (confirmed - confirmed_by_then) / max(1e-9, confirmed_at - accepted_at)
     figures = {
         "chain": args.chain,
         "batches": args.batches,
@@ -196,6 +210,11 @@ def main() -> None:
         "confirmed": confirmed,
         "confirmed_per_s": round(rate, 1),
         "drain_cpu_s_per_1000": round(drain_cpu * 1000 / max(1, confirmed), 3),
+        "submitter_cpu_s_per_1000": round(submitter_cpu * 1000 / max(1, confirmed), 3),
+        # After the last POST: the submitter and the chain alone, against the raw rate.
+        "confirmed_during_intake": confirmed_by_then,
+        "drain_confirmed_per_s": round(drain_rate, 1),
+        "drain_vs_raw": round(drain_rate / raw, 2) if raw == raw else None,
         "raw_earn_per_s": round(raw, 1),
         "confirmed_vs_raw": round(rate / raw, 2) if raw == raw else None,
         "load_avg_start": round(load_start, 2),

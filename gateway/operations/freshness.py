@@ -15,8 +15,8 @@ from gateway.app.runtime import Runtime
 from gateway.core.errors import Conflict, ErrorCode, Invalid
 from gateway.db.models import Operation
 from gateway.operations.kinds import IN_FLIGHT, MEMBER_SIGNED, PARTNER_SIGNED
+from gateway.operations.randomness import token_hex16
 from gateway.operations.signatures import SignedFields, signing_time
-from partners.signing import new_receipt_salt
 
 # How far ahead of the gateway's clock (or the chain's, when a development chain's is ahead)
 # a receipt's issued_at may be: tills' clocks drift and time zones get mixed up, but a receipt
@@ -93,4 +93,4 @@ def salt_for(given: str | None, signature: SignedFields | None) -> str:
     salt, none (the signer hashed the receipt without it: an SDK from before the salt)."""
     if given is not None:
         return given
-    return "" if signature is not None else new_receipt_salt()
+    return "" if signature is not None else token_hex16()  # as new_receipt_salt(), drawn from a buffer

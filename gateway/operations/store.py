@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Column, Dialect, bindparam, select
 from sqlalchemy.orm import Session
 
 from gateway.core.errors import Conflict, ErrorCode
@@ -14,6 +15,7 @@ from gateway.db.models import Base, utcnow
 from gateway.db.writer import deferred
 from gateway.operations.idempotency import Response
 from gateway.operations.kinds import Kind, Status
+from gateway.operations.randomness import token_hex16
 from partners.signing import Receipt
 
 
@@ -22,7 +24,7 @@ def new_operation(*, kind: Kind, receipt: Receipt, **fields: Any) -> dict[str, A
     hash. A plain dict: on the hot path an ORM instance costs more than the row it holds.
     Kind and status go in as plain strings (the database driver adapts an enum more slowly)."""
     return {
-        "id": secrets.token_hex(16),
+        "id": token_hex16(),
         "kind": kind.value,
         "status": Status.ACCEPTED.value,
         "receipt_doc": receipt.canonical().decode(),
@@ -38,13 +40,7 @@ _OPERATIONS = Base.metadata.tables["operations"]
 _OPERATION_KEYS = [c.key for c in _OPERATIONS.columns if c.key != "seq"]
 
 
-_INSERT_OPERATION_SEQ = insert(_OPERATIONS).returning(_OPERATIONS.c.id, _OPERATIONS.c.seq)
-
-
 _RECEIPTS = Base.metadata.tables["receipts"]
-
-
-_INSERT_RECEIPT = insert(_RECEIPTS)
 
 
 _RECEIPT_TAKEN = select(_OPERATIONS.c.id).where(
@@ -84,17 +80,63 @@ def store_accepted(session: Session, op: dict[str, Any], **extra: Any) -> Respon
 
 
 def _insert_accepted(session: Session, accepted: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
-    """Operations and their custody copies, one executemany per shape of row."""
+    """Operations and their custody copies: one driver-level executemany per table.
+
+    Each value goes through its column type's bind processor (a uint256 nonce as SQLite's
+    hex text, a timestamp as the driver takes it), as a Core insert would do, but without
+    Core's per-row parameter building, and without RETURNING: a custody copy takes its
+    operation's seq from the row just written, by the operations' unique id. (Issue 13: a
+    10,000-record batch spent about 1.3 s of its ~5.5 s of CPU in the Core inserts.)"""
     connection = session.connection()
-    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for values, _ in accepted:  # an executemany takes rows with the same columns
-        shapes.setdefault(tuple(values), []).append(values)
-    seqs: dict[str, int] = {}
-    for rows in shapes.values():
-        inserted = connection.execute(_INSERT_OPERATION_SEQ, rows)
-        seqs.update((row.id, row.seq) for row in inserted)
-    receipts = [{**receipt, "seq": seqs[values["id"]]} for values, receipt in accepted]
-    connection.execute(_INSERT_RECEIPT, receipts)
+    plan = _driver_plan(connection.dialect)
+    connection.exec_driver_sql(
+        plan.operations, [tuple(bind(values.get(key)) for key, bind in plan.operation_binds) for values, _ in accepted]
+    )
+    connection.exec_driver_sql(
+        plan.receipts,
+        [(*(bind(receipt.get(key)) for key, bind in plan.receipt_binds), values["id"]) for values, receipt in accepted],
+    )
+
+
+@dataclass(frozen=True)
+class _DriverPlan:
+    operations: str
+    operation_binds: list[tuple[str, Callable[[Any], Any]]]
+    receipts: str
+    receipt_binds: list[tuple[str, Callable[[Any], Any]]]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _binds(columns: list[Column[Any]], dialect: Dialect) -> list[tuple[str, Callable[[Any], Any]]]:
+    return [(c.key, c.type.dialect_impl(dialect).bind_processor(dialect) or _same) for c in columns]
+
+
+_PLANS: dict[tuple[str, str], _DriverPlan] = {}
+
+
+def _driver_plan(dialect: Dialect) -> _DriverPlan:
+    """The two INSERT statements in the driver's own parameter style, and each column's bind
+    processor, for this dialect (made once)."""
+    plan = _PLANS.get((dialect.name, dialect.driver))
+    if plan is None:
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        quote = dialect.identifier_preparer.quote
+        ops = [c for c in _OPERATIONS.columns if c.key != "seq"]
+        receipts = [c for c in _RECEIPTS.columns if c.key != "seq"]
+        plan = _DriverPlan(
+            operations=f"INSERT INTO {quote(_OPERATIONS.name)} ({', '.join(quote(c.name) for c in ops)}) "
+            f"VALUES ({', '.join([mark] * len(ops))})",
+            operation_binds=_binds(ops, dialect),
+            receipts=f"INSERT INTO {quote(_RECEIPTS.name)} ({', '.join(quote(c.name) for c in receipts)}, seq) "
+            f"VALUES ({', '.join([mark] * len(receipts))}, "
+            f"(SELECT seq FROM {quote(_OPERATIONS.name)} WHERE id = {mark}))",
+            receipt_binds=_binds(receipts, dialect),
+        )
+        _PLANS[(dialect.name, dialect.driver)] = plan
+    return plan
 
 
 def check_duplicate(session: Session, partner_id: int, kind: str, receipt_id: str) -> None:

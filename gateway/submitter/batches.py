@@ -30,6 +30,7 @@ from gateway.operations.refunds import redemption_record
 from gateway.operations.store import proof_from_column
 from gateway.submitter.calldata import earn_calldata
 from gateway.submitter.holds import refuse, sort_out
+from gateway.submitter.queue import QueueFloors
 from partners.signing import (
     AwardMessage,
     CompactSignature,
@@ -83,17 +84,11 @@ def gas_limit(kind: str, size: int) -> int:
 
 
 OPS = Base.metadata.tables["operations"]
-_QUEUED = (
-    select(OPS.c.seq, OPS.c.created_at)
-    .where(OPS.c.kind == bindparam("kind"), OPS.c.status == Status.ACCEPTED)
-    .order_by(OPS.c.seq)
-    .limit(bindparam("limit"))
-)
 _BATCH_ROWS = (
     select(OPS)
     .where(
         OPS.c.kind == bindparam("kind"),
-        OPS.c.status == Status.ACCEPTED,
+        OPS.c.status.concat("") == Status.ACCEPTED.value,  # along the primary key (queue.py)
         OPS.c.seq >= bindparam("first"),
         OPS.c.seq <= bindparam("last"),
     )
@@ -121,6 +116,9 @@ class Draft:
     ops: Sequence[Any]
     data: bytes
     nonce: int
+    # The kind's queue floor once this batch is stored: its first operation left waiting
+    # (held back around a migration), else just above the last row read for it.
+    floor_after: int | None = None
 
 
 class Batches:
@@ -135,11 +133,13 @@ class Batches:
         self.size: dict[str, int] = {}
         self._passed: dict[str, int] = {}
         self._selectors: dict[str, bytes] = {}
+        self.queue = QueueFloors()
 
     def reverted(self, kind: str, size: int) -> None:
         """A batch of `size` operations of `kind` reverted whole: the next one is half as big."""
         self.size[kind] = max(1, size // 2)
         self._passed[kind] = 0
+        self.queue.rescan()  # its operations are back in the queue, below the floors
 
     def mined(self, kind: str) -> None:
         """A batch of `kind` went through: after a few in a row, grow back towards the configured size."""
@@ -154,6 +154,11 @@ class Batches:
             else:
                 self.size[kind] = grown
 
+    def look(self) -> None:
+        """Once a round, before `next`: which kinds have operations queued, and from where (queue.py)."""
+        with self.rt.sessions() as session:
+            self.queue.look(session.connection())
+
     def next(self, kind: str) -> Draft | float | None:
         """The next batch of `kind`; or the seconds until a filling batch's window ends; or
         None when nothing is queued."""
@@ -161,7 +166,7 @@ class Batches:
             conn = session.connection()
             # First only the queue's shape (this runs many times while a batch fills up).
             limit = 1 if kind in ONE_AT_A_TIME else self.size.get(kind, self.batch_max)
-            queued = conn.execute(_QUEUED, {"kind": kind, "limit": limit}).all()
+            queued = self.queue.queued(conn, kind, limit)
             if not queued:
                 return None
             oldest = queued[0].created_at
@@ -169,9 +174,15 @@ class Batches:
             if len(queued) < limit and age < self.window:
                 return self.window - age  # let the batch fill up for a moment
             bounds = {"kind": kind, "first": queued[0].seq, "last": queued[-1].seq, "limit": limit}
-            ops = conn.execute(_BATCH_ROWS, bounds).all()
-            ops, refused = sort_out(self.rt, session, kind, ops)  # around members' migrations
-            draft = Draft(kind, ops, self.calldata(session, kind, ops), self.next_nonce(session)) if ops else None
+            rows = conn.execute(_BATCH_ROWS, bounds).all()
+            ops, refused = sort_out(self.rt, session, kind, rows)  # around members' migrations
+            gone = {op.seq for op in ops} | {r["b_seq"] for r in refused}
+            held = [row.seq for row in rows if row.seq not in gone]
+            draft = None
+            if ops:
+                calldata = self.calldata(session, kind, ops)
+                after = min(held) if held else rows[-1].seq + 1
+                draft = Draft(kind, ops, calldata, self.next_nonce(session), floor_after=int(after))
         if refused:
             refuse(self.rt, refused)
         return draft
@@ -204,6 +215,8 @@ class Batches:
                 _SUBMITTED,
                 [{"b_seq": seq, "b_batch": batch.id, "b_index": i, "b_tx": tx_hash} for i, seq in enumerate(seqs)],
             )
+        if draft.floor_after is not None:  # committed: the next read of the queue starts after them
+            self.queue.passed(draft.kind, draft.floor_after)
 
     def next_nonce(self, session: Session) -> int:
         sender = self.rt.relayer.address

@@ -41,10 +41,15 @@ def sort_out(
     runtime: Runtime, session: Session, kind: str, ops: Sequence[Any]
 ) -> tuple[list[Any], list[dict[str, Any]]]:
     """(the operations to send now, the refusals to store) of a drafted batch; the others wait."""
+    # Only this batch's members, along the (member_id, seq) index: `status || ''` keeps the
+    # planner off the (status, created_at) index, which walks every operation in flight (40 ms
+    # with 30,000 batch records queued; queue.py).
     migrating = dict(
         session.execute(
             select(Operation.member_id, Operation.seq).where(
-                Operation.kind == Kind.MIGRATION, Operation.status.in_(IN_FLIGHT)
+                Operation.member_id.in_({op.member_id for op in ops}),
+                Operation.kind == Kind.MIGRATION,
+                Operation.status.concat("").in_([s.value for s in IN_FLIGHT]),
             )
         ).all()
     )

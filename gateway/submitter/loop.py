@@ -44,7 +44,9 @@ class Submitter:
         self.receipts = ReceiptTracker(
             runtime, self.metrics, confirmations=gw.confirmations, refresh_tiers=refresh_tiers
         )
-        self.reorgs = ReorgWatch(runtime, self.metrics, confirmations=gw.confirmations)
+        self.reorgs = ReorgWatch(
+            runtime, self.metrics, confirmations=gw.confirmations, on_reorg=self.receipts.forget_floor
+        )
         self._paused_until: dict[str, float] = {}
         self._next_wake = 0.0
         self._filling = False
@@ -59,7 +61,15 @@ class Submitter:
         return self.lock.held
 
     def acquire_leadership(self) -> bool:
-        return self.lock.acquire()
+        was = self.lock.held
+        got = self.lock.acquire()
+        if got and not was:
+            # Another process may have led meanwhile (batches sent, reorged, put back in the
+            # queue): the floors of what this one saw last are no longer worth anything.
+            self.batches.queue.rescan()
+            self.receipts.forget_floor()
+            self.reorgs.floor = 0
+        return got
 
     def someone_leads(self) -> bool:
         """Whether any process holds the submitter lock right now: for /healthz, since with
@@ -98,6 +108,7 @@ class Submitter:
         self._next_wake, self._filling = time.monotonic() + self.idle_poll, False
         busy = self.track()
         busy = self.reorgs.confirm() or busy
+        self.batches.look()
         for kind in KINDS:
             busy = self.submit(kind) or busy
         return busy

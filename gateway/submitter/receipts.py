@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hexbytes import HexBytes
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from gateway.app.runtime import Runtime
@@ -98,15 +98,26 @@ class ReceiptTracker:
         self._decoder = EventDecoder(runtime.ledger, max_addresses=runtime.settings.gateway.member_cache_entries)
         self.tiers = TierWatch(runtime)
         self.chain = ChainReads(runtime.chain)
+        self.floor = 0  # no batch below this id is `signed`
+
+    def forget_floor(self) -> None:
+        """A reorg set batches back to `signed`: the next look reads them all."""
+        self.floor = 0
 
     def track(self, broadcast: Callable[[bytes], None]) -> Tracked:
         """Reads receipts of broadcast batches; broadcasts again what the node has lost."""
         with self.rt.sessions() as session:
+            top = session.scalar(select(func.max(Batch.id))) or 0
             pending = session.execute(
                 select(Batch.id, Batch.tx_hash, Batch.raw_tx)
-                .where(Batch.status == BatchStatus.SIGNED)
+                .where(Batch.id >= self.floor, Batch.status == BatchStatus.SIGNED)
                 .order_by(Batch.nonce)
             ).all()
+        # Batches are stored by this (the leading) process only, with growing ids, and only a
+        # reorg sets one back to `signed` (ReorgWatch calls `forget_floor`): the next look can
+        # start at the oldest batch in flight, or above every batch now. Without the floor,
+        # every round read every batch ever stored (their raw transactions are large rows).
+        self.floor = min(batch.id for batch in pending) if pending else top + 1
         seen = Tracked()
         for batch in pending:
             receipt = self.chain.receipt(batch.tx_hash)

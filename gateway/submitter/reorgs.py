@@ -4,10 +4,11 @@ head are re-checked; one that left the canonical chain goes back to `signed`."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from hexbytes import HexBytes
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from gateway.app.runtime import Runtime
 from gateway.chain.jsonrpc import quantity
@@ -26,8 +27,12 @@ OPS = Base.metadata.tables["operations"]
 
 
 class ReorgWatch:
-    def __init__(self, runtime: Runtime, metrics: Metrics, *, confirmations: int) -> None:
+    def __init__(
+        self, runtime: Runtime, metrics: Metrics, *, confirmations: int, on_reorg: Callable[[], None] | None = None
+    ) -> None:
         self.rt, self.metrics, self.confirmations = runtime, metrics, confirmations
+        self.on_reorg = on_reorg  # batches went back to `signed`
+        self.floor = 0  # no batch below this id is a candidate, nor `signed` (it could become one)
         self.last_head: tuple[int, str] = (-1, "")  # (number, hash) at the last full check
         self.fresh_mined = False  # a batch was mined since: look at its depth, whatever the head
         self._canonical: dict[int, str] = {}  # block number -> hash, verified canonical
@@ -62,12 +67,20 @@ class ReorgWatch:
             self.last_head = (self.chain.head(), "")
         near = self.last_head[0] - REORG_WINDOW
         with self.rt.sessions() as session:
-            candidates = session.execute(
+            top = session.scalar(select(func.max(Batch.id))) or 0
+            rows = session.execute(
                 select(Batch.id, Batch.block_number, Batch.block_hash, Batch.status).where(
-                    (Batch.status == BatchStatus.MINED)
-                    | ((Batch.status == BatchStatus.CONFIRMED) & (Batch.block_number > near))
+                    Batch.id >= self.floor,
+                    (Batch.status.in_((BatchStatus.MINED, BatchStatus.SIGNED)))
+                    | ((Batch.status == BatchStatus.CONFIRMED) & (Batch.block_number > near)),
                 )
             ).all()
+        # The next look starts at the oldest batch that is a candidate or may become one (a
+        # `signed` one, once mined); batches stored later have higher ids, and a reorg, which
+        # sets older ones back to `signed`, starts the looks from the first batch again.
+        # Without the floor every round read every batch ever stored.
+        self.floor = min(row.id for row in rows) if rows else top + 1
+        candidates = [row for row in rows if row.status != BatchStatus.SIGNED]
         if not candidates:
             return False
         latest = self.chain.block("latest")
@@ -92,6 +105,9 @@ class ReorgWatch:
             # Set-based: a few statements per round, whatever the number of operations.
             conn = session.connection()
             if reorged:
+                self.floor = 0
+                if self.on_reorg is not None:
+                    self.on_reorg()
                 # Reorged out: back to `signed`; tracking finds it again in the new chain
                 # (or broadcasts it again). Nothing reorged out is reported confirmed.
                 for tx_hash, number in conn.execute(
