@@ -115,6 +115,7 @@ def _binds(columns: list[Column[Any]], dialect: Dialect) -> list[tuple[str, Call
 
 
 _PLANS: dict[tuple[str, str], _DriverPlan] = {}
+_SET_BY_STORE = {"created_at", "updated_at"}  # store_accepted's own values for the defaulted columns
 
 
 def _driver_plan(dialect: Dialect) -> _DriverPlan:
@@ -122,6 +123,11 @@ def _driver_plan(dialect: Dialect) -> _DriverPlan:
     processor, for this dialect (made once)."""
     plan = _PLANS.get((dialect.name, dialect.driver))
     if plan is None:
+        # A driver-level insert applies no column default: a column given one later would be
+        # written NULL here without a word. store_accepted sets the two timestamps itself.
+        defaulted = {c.key for c in (*_OPERATIONS.columns, *_RECEIPTS.columns) if c.default is not None}
+        if defaulted - _SET_BY_STORE:
+            raise AssertionError(f"columns with defaults the accepted-row insert would not apply: {defaulted}")
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
         quote = dialect.identifier_preparer.quote
         ops = [c for c in _OPERATIONS.columns if c.key != "seq"]
