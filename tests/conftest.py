@@ -11,6 +11,20 @@ from gateway.core.errors import ChainError
 from tests.support import World, anvil_required, make_chain
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The files that hold a long test first, the longest first (`@pytest.mark.slow(seconds=N)`,
+    roughly what it takes in CI). scripts/test runs `-n 2 --dist loadfile
+    --no-loadscope-reorder`: a file is one worker's unit, handed out in this order. Left where
+    collection put them, the forge campaign and the state machine started last, and one of
+    them ran alone for minutes at the end while the other worker stood idle."""
+    weight: dict[object, float] = {}
+    for item in items:
+        marker = item.get_closest_marker("slow")
+        if marker is not None:
+            weight[item.path] = max(weight.get(item.path, 0.0), float(marker.kwargs.get("seconds", 30)))
+    items.sort(key=lambda item: -weight.get(item.path, 0.0))  # stable: each file keeps its order
+
+
 def _anvil_available() -> bool:
     try:
         anvil_binary()

@@ -25,7 +25,7 @@ def test_sources_unchanged_since_compile() -> None:
     assert artifact()["sourcesHash"] == sources_hash(collect_sources()), "run `loyalty compile` and commit"
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=100)
 def test_recompiling_gives_the_committed_bytecode() -> None:
     fresh = compile_contracts(get_settings().compiler)
     for name in ARTIFACT_CONTRACTS:

@@ -95,7 +95,7 @@ def run_forge(forge: Path, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=300)
 def test_forge_invariants_hold() -> None:
     forge = forge_binary()
     if forge is None:

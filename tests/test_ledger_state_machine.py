@@ -1516,7 +1516,7 @@ LedgerMachine.TestCase.settings = settings(
 )
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=180)
 @pytest.mark.anvil
 class TestLedgerStateMachineOnAnvil(LedgerMachine.TestCase):  # type: ignore[name-defined]
     pass

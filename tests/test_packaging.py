@@ -22,7 +22,7 @@ def run(command: list[str], **options: object) -> subprocess.CompletedProcess[st
     return done  # type: ignore[no-any-return]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=30)
 def test_the_installed_wheel_runs_the_demo_from_an_empty_folder(tmp_path: Path) -> None:
     # The wheel, built as `pip install .` builds it (in an isolated build environment with the
     # setuptools pyproject.toml asks for), from a copy of the checkout's files: a build/

@@ -143,6 +143,7 @@ def anvil() -> Iterator[AnvilNode]:
     node.close()
 
 
+@pytest.mark.slow(seconds=60)
 def test_kill_9_under_load_loses_nothing_and_doubles_nothing(anvil: AnvilNode, tmp_path: Path) -> None:
     gateway = GatewayProcess(tmp_path / "data", anvil.url)
     gateway.start()

@@ -163,6 +163,7 @@ class Served:
         return str(response.json()["operation_id"])
 
 
+@pytest.mark.slow(seconds=130)  # the file's five tests together
 def test_worker_processes_share_one_port_and_one_submitter(
     anvil: AnvilNode, tmp_path: Path, database_url: str | None
 ) -> None:

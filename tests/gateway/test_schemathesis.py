@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from gateway.api.main import create_app
 from gateway.app.bootstrap import open_runtime
@@ -23,6 +24,7 @@ SEED = 20261201
 CHECKS = ["not_a_server_error", "status_code_conformance", "response_schema_conformance"]
 
 
+@pytest.mark.slow(seconds=110)
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(tmp_path: Path) -> None:
     data = tmp_path / "data"
     runtime = open_runtime(make_settings(None), data_dir=data, log=False)
