@@ -3,7 +3,7 @@ nonces, signatures), then each stored in the batch's transaction."""
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,6 @@ from gateway.operations.signatures import SignedFields
 from gateway.operations.store import store_accepted
 
 SIGNING_THREADS = 2
-CHUNK = 250  # records built at a time: the transaction starts storing after the first chunk
 
 
 @dataclass(frozen=True)
@@ -101,28 +100,15 @@ def prepare_earns(runtime: Runtime, caller: Caller, records: list[Record]) -> li
 
     for i, result in build(campaign_jobs):
         out[i] = result
-    # The managed key's signatures, in threads (libsecp256k1 lets go of the GIL while it
-    # signs), chunk by chunk, without waiting: the batch's transaction stores each record as
-    # soon as its chunk is built (`accept_earn` waits for it), so the writing overlaps the
-    # signing instead of following it (issue 13: a 10,000-record file, ~1 s each).
-    # Records the partner signed itself are checked here, before: a nonce may be used once
-    # in a batch, which the loop below decides in line order from their results.
-    pool = ThreadPoolExecutor(SIGNING_THREADS, thread_name_prefix="batch-sign")
-    signed_jobs = [job for job in jobs if records[job[0]].fields.get("partner_signature") is not None]
-    managed_jobs = [job for job in jobs if records[job[0]].fields.get("partner_signature") is None]
-    size = max(1, -(-len(signed_jobs) // SIGNING_THREADS))
-    checked = [pool.submit(build, signed_jobs[k : k + size]) for k in range(0, len(signed_jobs), size)]
-    for k in range(0, len(managed_jobs), CHUNK):
-        chunk = pool.submit(build, managed_jobs[k : k + CHUNK])
-        for j, (i, _) in enumerate(managed_jobs[k : k + CHUNK]):
-            out[i] = Later(chunk, j)
-    pool.shutdown(wait=False)  # its threads end when the last chunk is built
-    for done in checked:
-        for i, result in done.result():
-            out[i] = result
+    # The signatures in threads: libsecp256k1 lets go of the GIL while it signs.
+    size = max(1, -(-len(jobs) // SIGNING_THREADS))
+    with ThreadPoolExecutor(SIGNING_THREADS, thread_name_prefix="batch-sign") as pool:
+        for chunk in pool.map(build, [jobs[k : k + size] for k in range(0, len(jobs), size)]):
+            for i, result in chunk:
+                out[i] = result
     nonces_taken: set[int] = set()
     for i, result in enumerate(out):
-        if isinstance(result, LoyaltyError | Later):
+        if isinstance(result, LoyaltyError):
             continue
         signature = records[i].fields.get("partner_signature")
         if signature is not None:
@@ -135,19 +121,6 @@ def prepare_earns(runtime: Runtime, caller: Caller, records: list[Record]) -> li
             nonces_taken.add(signature.nonce)
         out[i] = _ReadyEarn(result, signature, fresh.get(records[i].line))
     return out
-
-
-@dataclass(frozen=True)
-class Later:
-    """A managed-key earn being built in the background: the `index`-th of its chunk's results
-    (an operation row, or the LoyaltyError that refuses the record)."""
-
-    chunk: Future[list[tuple[int, Any]]]
-    index: int
-
-    def result(self) -> _ReadyEarn | LoyaltyError:
-        built = self.chunk.result()[self.index][1]
-        return built if isinstance(built, LoyaltyError) else _ReadyEarn(built, None, None)
 
 
 def _campaigns(runtime: Runtime, partner_id: int, records: list[Record]) -> dict[Any, Any]:
@@ -163,14 +136,7 @@ def _campaigns(runtime: Runtime, partner_id: int, records: list[Record]) -> dict
     return found
 
 
-def accept_earn(
-    runtime: Runtime, session: Session, caller: Caller, record: Record, ready: _ReadyEarn | Later
-) -> Response:
-    if isinstance(ready, Later):  # waits for its chunk; a refusal is raised before any write
-        built = ready.result()
-        if isinstance(built, LoyaltyError):
-            raise built
-        ready = built
+def accept_earn(runtime: Runtime, session: Session, caller: Caller, record: Record, ready: _ReadyEarn) -> Response:
     if ready.signature is not None:  # spent since it was read, by an operation on its way?
         in_flight = nonce_in_flight(session, nonce=ready.signature.nonce, partner_id=caller.partner_id)
         check_fresh(ready.fresh, ready.signature, in_flight)

@@ -7,10 +7,7 @@ call for their tiers, one reservation of nonces, the signatures), and `accept` t
 open Session and one record, as the single-operation endpoint's acceptance does, and raises
 a domain error (the record's refusal) or returns its 202. A kind whose `accept` may raise
 after writing runs each record in a savepoint (`bare=False`). Rows are left to one
-executemany at the end (`gateway.db.writer.Group`). A prepared value may still be in the
-making (earns signed with a managed key: `batch_earns.Later`): the transaction then stores
-the records as their chunks are ready, so writing overlaps signing; it holds the write lock
-that much longer (about a second for 10,000 records).
+executemany at the end (`gateway.db.writer.Group`).
 
 Per-record idempotency is by receipt id (per kind, as for single operations): a receipt id
 already used, by a single operation, an earlier batch or an earlier line of this batch, is
