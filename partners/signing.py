@@ -77,13 +77,12 @@ class Domain:
 
 
 _TYPE_HASHES: dict[type, bytes] = {}
-_ENCODERS: dict[type, tuple[tuple[str, Callable[[Any], bytes]], ...]] = {}
 
 
-def _encoders(cls: type[Message]) -> tuple[tuple[str, Callable[[Any], bytes]], ...]:
-    """(attribute, word encoder) of each of a message's fields, in order."""
-    _ENCODERS[cls] = tuple((a, word_encoder(t)) for t, _, a in cls.FIELDS)
-    return _ENCODERS[cls]
+@cache
+def _encoders(message_fields: tuple[tuple[str, str, str], ...]) -> tuple[tuple[str, Callable[[Any], bytes]], ...]:
+    """(attribute, word encoder) of each of a message's fields (its FIELDS), in order."""
+    return tuple((a, word_encoder(t)) for t, _, a in message_fields)
 
 
 def _type_hash(cls: type[Message]) -> bytes:
@@ -122,9 +121,7 @@ def word_encoder(solidity_type: str) -> Callable[[Any], bytes]:
     limit = 1 << bits
 
     def uint_word(value: Any) -> bytes:
-        if value.__class__ is not int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ValueError(f"not a {solidity_type}: {value!r}")
-        if not 0 <= value < limit:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < limit:
             raise ValueError(f"not a {solidity_type}: {value!r}")
         return value.to_bytes(32, "big")
 
@@ -146,9 +143,8 @@ class Message:
         # Every field is one static ABI word, so the encoding is the words side by side; done
         # by hand because eth-abi's general encoder costs more than the signature itself.
         cls = type(self)
-        encoders = _ENCODERS.get(cls) or _encoders(cls)
         words = [_type_hash(cls)]
-        words.extend(encode_word(getattr(self, a)) for a, encode_word in encoders)
+        words.extend(encode_word(getattr(self, a)) for a, encode_word in _encoders(cls.FIELDS))
         return keccak256(b"".join(words))
 
     def typed_data(self, domain: Domain) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     --no-loadscope-reorder`: a file is one worker's unit, handed out in this order. Left where
     collection put them, the forge campaign and the state machine started last, and one of
     them ran alone for minutes at the end while the other worker stood idle."""
-    weight: dict[object, float] = {}
+    weight: dict[Path, float] = {}
     for item in items:
         marker = item.get_closest_marker("slow")
         if marker is not None:
